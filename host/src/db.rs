@@ -1,0 +1,121 @@
+//! SQLite files behind the key-value and SQLite interfaces.
+//!
+//! Each store or database label owns one file and a small pool of connections,
+//! so concurrent requests do not queue behind one connection (and
+//! `last_insert_rowid()` stays per-connection). Calls run on tokio's blocking
+//! pool, never on the async workers.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rusqlite::Connection;
+
+/// Idle connections kept per file; more are opened on demand and closed after use.
+const MAX_IDLE: usize = 16;
+
+#[derive(Debug)]
+pub struct SqliteFile {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl SqliteFile {
+    /// Opens (creating if needed) the file and checks that it is usable, so a
+    /// bad path fails at start-up rather than on the first request.
+    pub fn open(path: &Path) -> Result<Arc<Self>> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create directory {}", dir.display()))?;
+        }
+        let file = Arc::new(SqliteFile { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) });
+        let first = file.connect()?;
+        file.idle.lock().expect("pool lock").push(first);
+        Ok(file)
+    }
+
+    fn connect(&self) -> Result<Connection> {
+        let conn = Connection::open(&self.path)
+            .with_context(|| format!("cannot open SQLite file {}", self.path.display()))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        // WAL lets readers proceed during writes; NORMAL is durable across
+        // application crashes, which is what a local store needs.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(conn)
+    }
+
+    /// Takes a connection from the pool (or opens one).
+    pub fn checkout(self: &Arc<Self>) -> Result<PooledConnection> {
+        let conn = match self.idle.lock().expect("pool lock").pop() {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        Ok(PooledConnection { conn: Some(conn), file: Arc::clone(self) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A connection that goes back to its pool when dropped.
+#[derive(Debug)]
+pub struct PooledConnection {
+    conn: Option<Connection>,
+    file: Arc<SqliteFile>,
+}
+
+impl std::ops::Deref for PooledConnection {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("connection present until drop")
+    }
+}
+
+impl Drop for PooledConnection {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        // A guest that ends with a transaction open must not leak it into the
+        // next request that gets this connection.
+        if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
+            return;
+        }
+        let mut idle = self.file.idle.lock().expect("pool lock");
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_transactions_are_rolled_back_on_return() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SqliteFile::open(&dir.path().join("t.db")).unwrap();
+        {
+            let conn = file.checkout().unwrap();
+            conn.execute_batch("CREATE TABLE t (x INTEGER); BEGIN; INSERT INTO t VALUES (1);").unwrap();
+        }
+        let conn = file.checkout().unwrap();
+        assert!(conn.is_autocommit());
+        let count: i64 = conn.query_row("SELECT count(*) FROM t", [], |row| row.get(0)).unwrap();
+        assert_eq!(count, 0);
+    }
+
+    #[test]
+    fn connections_are_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SqliteFile::open(&dir.path().join("t.db")).unwrap();
+        drop(file.checkout().unwrap());
+        assert_eq!(file.idle.lock().unwrap().len(), 1);
+        let (a, b) = (file.checkout().unwrap(), file.checkout().unwrap());
+        drop((a, b));
+        assert_eq!(file.idle.lock().unwrap().len(), 2);
+    }
+}

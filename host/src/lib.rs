@@ -1,0 +1,13 @@
+//! spinmesh's embedded host: runs a Spin manifest-v2 HTTP application on
+//! wasmtime, the way `spin up` does, with nothing to install beyond cargo.
+
+pub mod app;
+mod db;
+pub mod manifest;
+pub mod outbound;
+mod platform;
+pub mod routes;
+pub mod runtime_config;
+pub mod server;
+mod state;
+pub mod variables;

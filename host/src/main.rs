@@ -1,0 +1,109 @@
+//! `spinmesh-host`: `spin up` for this app, on wasmtime. The flags mirror
+//! `spin up`'s so the two can be swapped freely.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use spinmesh_host::app::{App, AppOptions, EPOCH_TICK, Limits};
+use spinmesh_host::variables::{Providers, parse_cli_variable};
+
+#[derive(Parser)]
+#[command(version, about = "Runs a Spin HTTP application (spin.toml, manifest v2) on wasmtime")]
+struct Args {
+    /// The application manifest, or a directory containing spin.toml.
+    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    from: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "SPIN_HTTP_LISTEN_ADDR", default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// Runtime configuration (key-value stores, SQLite databases).
+    #[arg(long, env = "RUNTIME_CONFIG_FILE")]
+    runtime_config_file: Option<PathBuf>,
+    /// Local state (default stores, compiled-component cache). Default: `.spin` beside the manifest.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Compiled-component cache (host-specific). Default: `<state-dir>/cache`.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Sets an application variable: NAME=VALUE or NAME=@file. Repeatable.
+    #[arg(long = "variable", value_name = "NAME=VALUE")]
+    variables: Vec<String>,
+    /// Wall-clock limit per request, in seconds.
+    #[arg(long, default_value_t = 60)]
+    request_timeout: u64,
+    /// Linear memory limit per component instance, in MiB.
+    #[arg(long, default_value_t = 128)]
+    max_instance_memory_mb: usize,
+    /// Requests served at once; more wait.
+    #[arg(long, default_value_t = 128)]
+    max_concurrent_requests: usize,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,wasmtime_wasi_http=warn,cranelift=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let manifest = if args.from.is_dir() { args.from.join("spin.toml") } else { args.from.clone() };
+    let state_dir = match args.state_dir {
+        Some(dir) => dir,
+        None => manifest.parent().map(|p| p.join(".spin")).unwrap_or_else(|| ".spin".into()),
+    };
+    let cache_dir = args.cache_dir.unwrap_or_else(|| state_dir.join("cache"));
+    let cli_variables: HashMap<String, String> =
+        args.variables.iter().map(|flag| parse_cli_variable(flag)).collect::<Result<_>>()?;
+    let limits = Limits {
+        memory_bytes: args.max_instance_memory_mb << 20,
+        request_timeout: Duration::from_secs(args.request_timeout),
+        max_concurrent_requests: args.max_concurrent_requests,
+        ..Limits::default()
+    };
+    let app = App::load(AppOptions {
+        manifest,
+        runtime_config: args.runtime_config_file,
+        state_dir,
+        cache_dir,
+        providers: Providers::from_process_env(cli_variables),
+        limits,
+    })?;
+
+    // Advances the epoch that request deadlines are measured in.
+    let engine = app.engine().clone();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(EPOCH_TICK);
+            engine.increment_epoch();
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!("serving {} on http://{address}", app.name);
+    // Tools (xtask, tests) read this line to find the port when --listen used port 0.
+    println!("Serving http://{address}");
+
+    spinmesh_host::server::serve(app, listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,314 @@
+//! Host conformance: the embedded host runs a fixture component that exposes
+//! each Spin interface over HTTP, and these tests check the host behaves as
+//! Spin does — interfaces, grants, routing, headers, limits, start-up errors.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use spinmesh_e2e::{App, AppBuilder, client, wasm_artifact};
+
+/// A manifest using the fixture under several component ids with different grants.
+fn manifest(extra: &str) -> (tempfile::TempDir, PathBuf) {
+    let fixture = wasm_artifact("conformance_fixture.wasm");
+    let text = format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "conformance"
+
+[variables]
+greeting = {{ default = "hello" }}
+region = {{ default = "eu" }}
+echo_port = {{ default = "1" }}
+
+[[trigger.http]]
+route = "/granted/..."
+component = "granted"
+[[trigger.http]]
+route = "/bare/..."
+component = "bare"
+[[trigger.http]]
+route = "/exact/path"
+component = "exact"
+[[trigger.http]]
+route = "/exact/:param"
+component = "param"
+[[trigger.http]]
+route = "/exact/..."
+component = "wild"
+[[trigger.http]]
+route = {{ private = true }}
+component = "hidden"
+[[trigger.http]]
+route = "/dup"
+component = "bare"
+[[trigger.http]]
+route = "/dup"
+component = "exact"
+
+[component.granted]
+source = "{fixture}"
+key_value_stores = ["default"]
+sqlite_databases = ["default"]
+allowed_outbound_hosts = ["http://127.0.0.1:{{{{ echo_port }}}}", "http://hidden.spin.internal"]
+environment = {{ FIXTURE_MODE = "granted" }}
+[component.granted.variables]
+message = "{{{{ greeting }}}}, {{{{ region }}}}!"
+literal = "plain"
+
+[component.bare]
+source = "{fixture}"
+[component.exact]
+source = "{fixture}"
+[component.param]
+source = "{fixture}"
+[component.wild]
+source = "{fixture}"
+[component.hidden]
+source = "{fixture}"
+{extra}"#,
+        fixture = fixture.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spin.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+fn app() -> (tempfile::TempDir, AppBuilder) {
+    let (dir, path) = manifest("");
+    (dir, App::with_manifest(path))
+}
+
+fn get(app: &App, path: &str) -> (u16, Value) {
+    let response = client().get(app.url(path)).send().unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+fn post(app: &App, path: &str, body: impl Into<reqwest::blocking::Body>) -> (u16, Value) {
+    let response = client().post(app.url(path)).body(body).send().unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn key_value_round_trip_and_grants() {
+    let (_dir, builder) = app();
+    let app = builder.start();
+    assert_eq!(post(&app, "/granted/kv/default/set?key=b", "2").1, json!({ "ok": null }));
+    assert_eq!(post(&app, "/granted/kv/default/set?key=a", "1").1, json!({ "ok": null }));
+    assert_eq!(post(&app, "/granted/kv/default/set?key=a", "one").1, json!({ "ok": null }));
+    assert_eq!(get(&app, "/granted/kv/default/get?key=a").1, json!({ "ok": "one" }));
+    assert_eq!(get(&app, "/granted/kv/default/get?key=zzz").1, json!({ "ok": null }));
+    assert_eq!(get(&app, "/granted/kv/default/exists?key=b").1, json!({ "ok": true }));
+    assert_eq!(get(&app, "/granted/kv/default/keys").1, json!({ "ok": ["a", "b"] }));
+    assert_eq!(post(&app, "/granted/kv/default/delete?key=b", "").1, json!({ "ok": null }));
+    assert_eq!(get(&app, "/granted/kv/default/exists?key=b").1, json!({ "ok": false }));
+    assert_eq!(get(&app, "/granted/kv/default/keys").1, json!({ "ok": ["a"] }));
+
+    // Not listed in the component's key_value_stores: Spin's access-denied.
+    assert_eq!(get(&app, "/bare/kv/default/get?key=a").1, json!({ "error": "access-denied" }));
+    assert_eq!(get(&app, "/granted/kv/other/get?key=a").1, json!({ "error": "access-denied" }));
+}
+
+#[test]
+fn sqlite_value_types_parameters_and_transactions() {
+    let (_dir, builder) = app();
+    let app = builder.start();
+    let statements = json!([
+        { "sql": "CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n TEXT)" },
+        { "sql": "INSERT INTO t VALUES (?, ?, ?, ?, ?)",
+          "params": [-9007199254740993i64, 2.5, "it's; DROP TABLE t;--", { "blob": [0, 255, 7] }, null] },
+        { "sql": "SELECT i, r, s, b, n FROM t WHERE s = ?1", "params": ["it's; DROP TABLE t;--"] },
+        { "sql": "BEGIN" },
+        { "sql": "INSERT INTO t (i) VALUES (?1)", "params": [2] },
+        { "sql": "ROLLBACK" },
+        { "sql": "SELECT count(*) AS c FROM t" },
+        { "sql": "SELEC nonsense" },
+    ]);
+    let (status, results) = post(&app, "/granted/sqlite/default", statements.to_string());
+    assert_eq!(status, 200);
+    assert_eq!(results[1], json!({ "columns": [], "rows": [] }));
+    assert_eq!(
+        results[2],
+        json!({
+            "columns": ["i", "r", "s", "b", "n"],
+            "rows": [[
+                { "integer": -9007199254740993i64 }, { "real": 2.5 }, { "text": "it's; DROP TABLE t;--" },
+                { "blob": [0, 255, 7] }, { "null": null }
+            ]],
+        })
+    );
+    assert_eq!(results[6], json!({ "columns": ["c"], "rows": [[{ "integer": 1 }]] }), "rolled back");
+    assert!(results[7]["error"].as_str().unwrap().starts_with("io:"), "{}", results[7]);
+
+    let (_, denied) = post(&app, "/bare/sqlite/default", "[]");
+    assert_eq!(denied, json!({ "error": "access-denied" }));
+}
+
+#[test]
+fn variables_resolve_with_spin_precedence() {
+    let (_dir, builder) = app();
+    let app = builder.env("SPIN_VARIABLE_REGION", "us").env("SPIN_VARIABLE_GREETING", "hi").variable("greeting", "hey").start();
+    // --variable beats SPIN_VARIABLE_*, which beats the default.
+    assert_eq!(get(&app, "/granted/variables/message").1, json!({ "ok": "hey, us!" }));
+    assert_eq!(get(&app, "/granted/variables/literal").1, json!({ "ok": "plain" }));
+    assert_eq!(get(&app, "/granted/variables/missing").1, json!({ "error": "undefined" }));
+    assert_eq!(get(&app, "/granted/variables/Bad-Name").1, json!({ "error": "invalid-name" }));
+    // Variables are per component: `bare` declares none.
+    assert_eq!(get(&app, "/bare/variables/message").1, json!({ "error": "undefined" }));
+    assert_eq!(get(&app, "/granted/env/FIXTURE_MODE").1, json!({ "ok": "granted" }));
+    assert_eq!(get(&app, "/bare/env/FIXTURE_MODE").1, json!({ "ok": null }));
+}
+
+#[test]
+fn defaults_apply_without_providers() {
+    let (_dir, builder) = app();
+    let app = builder.start();
+    assert_eq!(get(&app, "/granted/variables/message").1, json!({ "ok": "hello, eu!" }));
+}
+
+/// A one-shot HTTP server answering every request with `pong`.
+fn echo_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong");
+        }
+    });
+    port
+}
+
+#[test]
+fn outbound_http_is_limited_to_allowed_hosts() {
+    let port = echo_server();
+    let (_dir, builder) = app();
+    let app = builder.variable("echo_port", &port.to_string()).start();
+    let allowed = format!("/granted/outbound?url=http://127.0.0.1:{port}/x");
+    assert_eq!(get(&app, &allowed).1, json!({ "status": 200, "body": "pong" }));
+
+    let other_port = format!("/granted/outbound?url=http://127.0.0.1:{}/x", port.wrapping_add(1));
+    assert!(get(&app, &other_port).1["error"].as_str().unwrap().contains("HttpRequestDenied"));
+    let no_grant = format!("/bare/outbound?url=http://127.0.0.1:{port}/x");
+    assert!(get(&app, &no_grant).1["error"].as_str().unwrap().contains("HttpRequestDenied"));
+}
+
+#[test]
+fn service_chaining_reaches_private_components_in_process() {
+    let (_dir, builder) = app();
+    let app = builder.start();
+    let (_, chained) = get(&app, "/granted/outbound?url=http://hidden.spin.internal/inner/path%3Fq=1");
+    assert_eq!(chained["status"], 200, "{chained}");
+    let inner: Value = serde_json::from_str(chained["body"].as_str().unwrap()).unwrap();
+    let headers = &inner["headers"];
+    assert_eq!(headers["spin-path-info"], "/inner/path");
+    assert_eq!(headers["spin-matched-route"], "/...");
+    assert_eq!(headers["spin-full-url"], "http://localhost/inner/path?q=1");
+    assert_eq!(headers["spin-client-addr"], "0.0.0.0:0");
+
+    // Chaining needs its own grant, and the private component has no public route.
+    let (_, denied) = get(&app, "/bare/outbound?url=http://hidden.spin.internal/");
+    assert!(denied["error"].as_str().unwrap().contains("HttpRequestDenied"), "{denied}");
+    assert_eq!(client().get(app.url("/hidden")).send().unwrap().status(), 404);
+    // A Host naming an in-app address is refused from outside.
+    let spoofed = client().get(app.url("/granted/headers")).header("host", "hidden.spin.internal").send().unwrap();
+    assert_eq!(spoofed.status(), 400);
+}
+
+#[test]
+fn routes_follow_spin_precedence_and_set_spin_headers() {
+    let (_dir, builder) = app();
+    let mut app = builder.start();
+    let headers_of = |path: &str| get(&app, path).1["headers"].clone();
+
+    let exact = headers_of("/exact/path");
+    assert_eq!(exact["spin-matched-route"], "/exact/path");
+    let param = headers_of("/exact/other?x=1");
+    assert_eq!(param["spin-matched-route"], "/exact/:param");
+    assert_eq!(param["spin-path-match-param"], "other");
+    assert_eq!(param["spin-path-info"], "");
+    let wild = headers_of("/exact/a/b/");
+    assert_eq!(wild["spin-matched-route"], "/exact/...");
+    assert_eq!(wild["spin-raw-component-route"], "/exact/...");
+    assert_eq!(wild["spin-component-route"], "/exact");
+    assert_eq!(wild["spin-path-info"], "/a/b/");
+    assert_eq!(wild["spin-base-path"], "/");
+    let host = app.url.trim_start_matches("http://").to_string();
+    assert_eq!(param["spin-full-url"], format!("http://{host}/exact/other?x=1"));
+    assert!(param["spin-client-addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+
+    // Client-sent spin-* headers never reach the component.
+    let forged = client().get(app.url("/exact/path")).header("spin-client-addr", "6.6.6.6:1").send().unwrap();
+    let forged: Value = forged.json().unwrap();
+    assert!(forged["headers"]["spin-client-addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+
+    // A duplicated route: the later declaration wins, with a warning.
+    assert_eq!(get(&app, "/dup").1["headers"]["spin-matched-route"], "/dup");
+    assert!(app.log().contains("declared twice"), "{}", app.log());
+    assert_eq!(client().get(app.url("/nothing-here")).send().unwrap().status(), 404);
+    assert_eq!(client().get(app.url("/.well-known/spin/health")).send().unwrap().text().unwrap(), "OK");
+}
+
+#[test]
+fn trap_gives_500_and_the_host_keeps_serving() {
+    let (_dir, builder) = app();
+    let mut app = builder.start();
+    assert_eq!(client().get(app.url("/bare/trap")).send().unwrap().status(), 500);
+    assert_eq!(get(&app, "/bare/headers").0, 200);
+    assert!(app.process().try_wait().unwrap().is_none(), "host still running");
+}
+
+#[test]
+fn runaway_component_is_stopped_by_the_timeout() {
+    let (_dir, builder) = app();
+    let app = builder.arg("--request-timeout").arg("2").start();
+    let started = std::time::Instant::now();
+    assert_eq!(client().get(app.url("/bare/spin")).send().unwrap().status(), 500);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(get(&app, "/bare/headers").0, 200);
+}
+
+#[test]
+fn memory_is_capped_per_instance() {
+    let (_dir, builder) = app();
+    let app = builder.arg("--max-instance-memory-mb").arg("64").start();
+    let (status, body) = get(&app, "/bare/memory");
+    assert_eq!(status, 200);
+    let allocated = body["allocated_mib"].as_u64().unwrap();
+    assert!(allocated < 64, "allocated {allocated} MiB past a 64 MiB cap");
+}
+
+fn startup_error(extra: &str, edit: impl Fn(String) -> String) -> String {
+    let (dir, path) = manifest(extra);
+    std::fs::write(&path, edit(std::fs::read_to_string(&path).unwrap())).unwrap();
+    let result = App::with_manifest(path).try_start();
+    drop(dir);
+    match result {
+        Ok(_) => panic!("the host started with a broken manifest"),
+        Err(log) => log,
+    }
+}
+
+#[test]
+fn startup_errors_name_the_problem() {
+    let log = startup_error("", |m| m.replacen("conformance_fixture.wasm", "missing.wasm", 1));
+    assert!(log.contains("missing.wasm") && log.contains("cargo xtask build"), "{log}");
+
+    let log = startup_error("", |m| m.replace("[component.bare]", "[component.bare]\nunknown_key = 1"));
+    assert!(log.contains("unknown_key") && log.contains("spin.toml"), "{log}");
+
+    let log = startup_error("", |m| m.replace("route = \"/bare/...\"", "route = \"bare\""));
+    assert!(log.contains("route"), "{log}");
+
+    let log = startup_error("", |m| m.replace("region = { default = \"eu\" }", "region = { required = true }"));
+    assert!(log.contains("region") && log.contains("SPIN_VARIABLE_REGION"), "{log}");
+
+    let log = startup_error("", |m| m.replace("key_value_stores = [\"default\"]", "key_value_stores = [\"cache\"]"));
+    assert!(log.contains("unknown key_value_stores label \"cache\" for component \"granted\""), "{log}");
+}

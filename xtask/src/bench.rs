@@ -1,0 +1,123 @@
+//! `cargo xtask bench`: load figures under wrk. Benchmarks report; they do not
+//! pass or fail (tests must stay deterministic on a noisy machine).
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use spinmesh_e2e::App;
+
+use crate::build::build_all;
+use crate::setup::ensure_tool;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// A short run (for CI smoke checks): fewer seconds per scenario.
+    #[arg(long)]
+    quick: bool,
+    /// Connections kept open by the load generator.
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+}
+
+/// One scenario's result.
+#[derive(Debug)]
+pub struct Figures {
+    pub requests_per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: u64,
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    ensure_tool("wrk", "wrk", "--version")?;
+    build_all()?;
+    let seconds = if args.quick { 3 } else { 15 };
+    let app = App::builder().try_start().map_err(|log| anyhow::anyhow!("the app did not start:\n{log}"))?;
+
+    println!("scenario                 req/s     p50 ms   p99 ms   errors   ({seconds}s, {} connections, 2 threads)", args.connections);
+    let health = run_wrk(&app.url("/health"), seconds, args.connections)?;
+    print_row("GET /health", &health);
+    Ok(())
+}
+
+fn print_row(name: &str, figures: &Figures) {
+    println!(
+        "{name:<22} {:>9.0} {:>9.2} {:>8.2} {:>8}",
+        figures.requests_per_second, figures.p50_ms, figures.p99_ms, figures.errors
+    );
+}
+
+/// Warms up for a second, then measures.
+pub fn run_wrk(url: &str, seconds: u32, connections: u32) -> Result<Figures> {
+    let wrk = |duration: u32| {
+        Command::new("wrk")
+            .args(["-t2", &format!("-c{connections}"), &format!("-d{duration}s"), "--latency", url])
+            .output()
+            .context("cannot run wrk")
+    };
+    wrk(1)?;
+    let output = wrk(seconds)?;
+    if !output.status.success() {
+        bail!("wrk failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    parse_wrk(&String::from_utf8_lossy(&output.stdout))
+}
+
+fn parse_wrk(text: &str) -> Result<Figures> {
+    let field = |prefix: &str| -> Option<&str> {
+        text.lines().map(str::trim).find_map(|line| line.strip_prefix(prefix)).map(str::trim)
+    };
+    let requests_per_second = field("Requests/sec:").context("wrk output has no Requests/sec")?.parse()?;
+    let p50_ms = parse_duration_ms(field("50%").context("wrk output has no p50")?)?;
+    let p99_ms = parse_duration_ms(field("99%").context("wrk output has no p99")?)?;
+    // wrk prints "Non-2xx or 3xx responses: N" and "Socket errors: ..." only when non-zero.
+    let mut errors = field("Non-2xx or 3xx responses:").map_or(Ok(0), str::parse::<u64>)?;
+    if let Some(socket) = field("Socket errors:") {
+        errors += socket
+            .split(',')
+            .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Ok(Figures { requests_per_second, p50_ms, p99_ms, errors })
+}
+
+fn parse_duration_ms(text: &str) -> Result<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic()).context("duration without unit")?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse()?;
+    Ok(match unit {
+        "us" => number / 1000.0,
+        "ms" => number,
+        "s" => number * 1000.0,
+        "m" => number * 60_000.0,
+        _ => bail!("unknown wrk duration unit {unit:?}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_wrk_latency_output() {
+        let output = "Running 3s test @ http://127.0.0.1:1/health
+  2 threads and 32 connections
+  Latency Distribution
+     50%    2.10ms
+     75%    3.00ms
+     90%    4.00ms
+     99%  812.00us
+  12000 requests in 3.00s, 1.2MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 5
+Requests/sec:   4000.12
+Transfer/sec:    400.00KB
+";
+        let figures = parse_wrk(output).unwrap();
+        assert_eq!(figures.requests_per_second, 4000.12);
+        assert_eq!(figures.p50_ms, 2.10);
+        assert_eq!(figures.p99_ms, 0.812);
+        assert_eq!(figures.errors, 8);
+    }
+}

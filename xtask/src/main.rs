@@ -1,0 +1,59 @@
+//! `cargo xtask`: the project's commands, in Rust so they work wherever cargo does.
+//!
+//! * `build` — components to wasm32-wasip2, native binaries (host, runner)
+//! * `up`    — build, then run the app (embedded host, or `--engine spin`)
+//! * `test`  — build, then every test: unit, host conformance, end-to-end
+//! * `bench` — load benchmarks (not tests: figures, not pass/fail)
+
+mod bench;
+mod build;
+mod setup;
+mod up;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "spinmesh project commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build every component (wasm32-wasip2) and the native binaries.
+    Build,
+    /// Build, then serve the app and print its URL (Ctrl-C stops it).
+    Up(up::UpArgs),
+    /// Build, then run all tests.
+    Test {
+        /// Extra arguments passed to `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Run load benchmarks and print the figures.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Build => build::build_all(),
+        Command::Up(args) => up::up(args),
+        Command::Test { cargo_args } => test(cargo_args),
+        Command::Bench(args) => bench::bench(args),
+    }
+}
+
+fn test(cargo_args: Vec<String>) -> Result<()> {
+    setup::ensure_ffmpeg()?;
+    build::build_all()?;
+    // One profile for everything: the e2e tests run the release binaries the
+    // build just made, and wasmtime is far too slow unoptimised.
+    let mut args: Vec<String> = ["test", "--release", "--workspace"].map(String::from).into();
+    for package in build::wasm_packages()? {
+        args.extend(["--exclude".to_string(), package]);
+    }
+    args.extend(cargo_args);
+    build::cargo(&args)
+}

@@ -1,0 +1,61 @@
+//! Installs what a fresh machine lacks, or says exactly what to install.
+
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+pub const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Adds the wasm32-wasip2 target through rustup when it is missing.
+pub fn ensure_wasm_target() -> Result<()> {
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    match installed {
+        Ok(output) if String::from_utf8_lossy(&output.stdout).lines().any(|t| t.trim() == WASM_TARGET) => Ok(()),
+        Ok(_) => {
+            eprintln!("xtask: adding the {WASM_TARGET} target (rustup target add {WASM_TARGET})");
+            run_checked(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+        }
+        Err(_) => bail!(
+            "rustup not found: install the {WASM_TARGET} target for your Rust toolchain (https://rustup.rs, then `rustup target add {WASM_TARGET}`)"
+        ),
+    }
+}
+
+/// ffmpeg and ffprobe run the conversions and check their results.
+pub fn ensure_ffmpeg() -> Result<()> {
+    ensure_tool("ffmpeg", "ffmpeg", "-version")?;
+    ensure_tool("ffprobe", "ffmpeg", "-version")
+}
+
+/// Makes `tool` available, installing `package` with apt-get when this is a
+/// Debian/Ubuntu machine and we are root.
+pub fn ensure_tool(tool: &str, package: &str, version_flag: &str) -> Result<()> {
+    if Command::new(tool).arg(version_flag).output().is_ok() {
+        return Ok(());
+    }
+    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let has_apt = Command::new("apt-get").arg("--version").output().is_ok();
+    if is_root && has_apt {
+        eprintln!("xtask: installing {package} with apt-get");
+        run_checked(Command::new("apt-get").arg("update").arg("-qq"))?;
+        run_checked(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends", package])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        if Command::new(tool).arg(version_flag).output().is_ok() {
+            return Ok(());
+        }
+    }
+    bail!(
+        "`{tool}` is not installed. Install the `{package}` package (Debian/Ubuntu: `sudo apt-get install {package}`, macOS: `brew install {package}`) and run the command again."
+    )
+}
+
+pub fn run_checked(command: &mut Command) -> Result<()> {
+    let status = command.status()?;
+    if !status.success() {
+        bail!("command failed ({status}): {command:?}");
+    }
+    Ok(())
+}
