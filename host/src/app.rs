@@ -108,7 +108,7 @@ impl App {
                 .map_err(|err| anyhow!("component {id:?} cannot run on this host: {err:#}"))?;
             let outbound = OutboundPolicy::resolve(&component.allowed_outbound_hosts, variables.app_values())
                 .with_context(|| format!("component {id:?}: allowed_outbound_hosts"))?;
-            let context = Arc::new(ComponentContext::new(component, outbound));
+            let context = Arc::new(ComponentContext::new(component, outbound, &options.state_dir.join("logs"))?);
             components.insert(id.clone(), LoadedComponent { pre, context });
         }
 

@@ -3,6 +3,7 @@
 
 pub mod app;
 mod db;
+mod logs;
 pub mod manifest;
 pub mod outbound;
 mod platform;

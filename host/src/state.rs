@@ -3,6 +3,7 @@
 //! component instance (Spin's isolation model: a fresh instance per request).
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
@@ -12,6 +13,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::app::App;
+use crate::logs::ComponentOutput;
 use crate::manifest::Component;
 use crate::outbound::OutboundPolicy;
 
@@ -23,17 +25,21 @@ pub struct ComponentContext {
     pub sqlite_databases: HashSet<String>,
     pub outbound: OutboundPolicy,
     pub environment: Vec<(String, String)>,
+    pub stdout: ComponentOutput,
+    pub stderr: ComponentOutput,
 }
 
 impl ComponentContext {
-    pub fn new(component: &Component, outbound: OutboundPolicy) -> Self {
-        ComponentContext {
+    pub fn new(component: &Component, outbound: OutboundPolicy, logs_dir: &Path) -> anyhow::Result<Self> {
+        Ok(ComponentContext {
             id: component.id.clone(),
             key_value_stores: component.key_value_stores.iter().cloned().collect(),
             sqlite_databases: component.sqlite_databases.iter().cloned().collect(),
             outbound,
             environment: component.environment.clone().into_iter().collect(),
-        }
+            stdout: ComponentOutput::open(logs_dir, &component.id, "stdout")?,
+            stderr: ComponentOutput::open(logs_dir, &component.id, "stderr")?,
+        })
     }
 }
 
@@ -51,8 +57,8 @@ impl RequestState {
     /// `depth` counts service-chaining hops, to stop request loops.
     pub fn new(app: Arc<App>, component: Arc<ComponentContext>, depth: u32) -> Self {
         let wasi = WasiCtx::builder()
-            .inherit_stdout()
-            .inherit_stderr()
+            .stdout(component.stdout.clone())
+            .stderr(component.stderr.clone())
             .envs(&component.environment)
             .build();
         let limits = StoreLimitsBuilder::new()

@@ -147,7 +147,7 @@ impl AppBuilder {
             }
         });
 
-        let mut app = App { child, url: String::new(), log: log_rx, collected: Vec::new(), _state: state };
+        let mut app = App { child, url: String::new(), log: log_rx, collected: Vec::new(), state };
         match url_rx.recv_timeout(STARTUP_TIMEOUT) {
             Ok(url) => {
                 app.url = url;
@@ -169,7 +169,7 @@ pub struct App {
     pub url: String,
     log: mpsc::Receiver<String>,
     collected: Vec<String>,
-    _state: tempfile::TempDir,
+    state: tempfile::TempDir,
 }
 
 impl App {
@@ -190,6 +190,11 @@ impl App {
     pub fn log(&mut self) -> String {
         self.collected.extend(self.log.try_iter());
         self.collected.join("\n")
+    }
+
+    /// The app's `--state-dir` (stores, logs).
+    pub fn state_dir(&self) -> PathBuf {
+        self.state.path().join(".spin")
     }
 
     /// The host process, e.g. to check it is still alive.
