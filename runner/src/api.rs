@@ -1,0 +1,566 @@
+//! HTTP routes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::Notify;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use tracing::{info, warn};
+
+use crate::error::{Error, Result, error_response};
+use crate::job::{Job, NewJob};
+use crate::metrics::{Metrics, Rejection, Snapshot};
+use crate::names;
+use crate::range::{RangeDecision, parse_range};
+use crate::registry::Registry;
+use crate::spool::{Spool, remove_if_exists};
+use crate::store::Store;
+use crate::units::now_ms;
+
+/// Shared state of the HTTP handlers.
+pub struct AppState {
+    pub store: Store,
+    pub spool: Arc<Spool>,
+    pub token: String,
+    pub max_upload_bytes: u64,
+    pub min_free_disk: u64,
+    pub registry: Registry,
+    pub wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+    pub ffmpeg_version: String,
+    pub workers: usize,
+}
+
+pub const DEFAULT_PAGE: u32 = 50;
+pub const MAX_PAGE: u32 = 1000;
+/// After a rejected upload, read and discard at most this much of the remaining body so
+/// the client sees our answer rather than a connection reset.
+const DRAIN_BYTES: u64 = 16 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+/// While receiving, re-check free disk space every this many bytes.
+const DISK_CHECK_EVERY: u64 = 64 << 20;
+/// Buffered writes to the spool file.
+const WRITE_BUFFER: usize = 256 << 10;
+/// Chunk size when streaming an output file.
+const READ_CHUNK: usize = 64 << 10;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let protected = Router::new()
+        .route("/jobs", get(list_jobs).post(create_job))
+        .route("/jobs/{id}", get(get_job).delete(delete_job))
+        .route("/jobs/{id}/output", get(download))
+        .route("/stats", get(stats))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(protected)
+        .fallback(|| async { Error::RouteNotFound })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .layer(CatchPanicLayer::custom(|_| {
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Internal server error".into(),
+            )
+        }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Compares two byte strings in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Extracts the token of an `Authorization: Bearer <token>` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let ok = bearer(req.headers())
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), state.token.as_bytes()));
+    if !ok {
+        return Error::Unauthorized.into_response();
+    }
+    next.run(req).await
+}
+
+fn job_id(id: &str) -> Result<&str> {
+    if names::is_valid_job_id(id) {
+        Ok(id)
+    } else {
+        Err(Error::JobNotFound)
+    }
+}
+
+async fn load_job(state: &AppState, id: &str) -> Result<Job> {
+    let id = job_id(id)?.to_string();
+    state
+        .store
+        .run(move |s| s.get(&id))
+        .await?
+        .ok_or(Error::JobNotFound)
+}
+
+// ---------------------------------------------------------------------------------------
+// Health, stats, metrics
+
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    match state.store.run(|s| s.stats()).await {
+        Ok(stats) => Json(json!({
+            "status": "ok",
+            "ffmpeg": state.ffmpeg_version,
+            "queue_depth": stats.queued,
+            "workers": state.workers,
+        }))
+        .into_response(),
+        Err(err) => {
+            warn!(error = %err, "health check: job store unavailable");
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "Job store is unavailable".into(),
+            )
+        }
+    }
+}
+
+async fn stats(State(state): State<Arc<AppState>>) -> Result<Response> {
+    let stats = state.store.run(|s| s.stats()).await?;
+    Ok(Json(json!({
+        "jobs": {
+            "queued": stats.queued,
+            "running": stats.running,
+            "completed": stats.completed,
+            "failed": stats.failed,
+            "cancelled": stats.cancelled,
+        },
+        "total": stats.total,
+        "bytes_in": stats.bytes_in,
+        "bytes_out": stats.bytes_out,
+    }))
+    .into_response())
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response> {
+    let stats = state.store.run(|s| s.stats()).await?;
+    let body = state.metrics.render(&Snapshot {
+        stats: &stats,
+        workers: state.workers,
+        busy_workers: state.registry.running(),
+    });
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
+// ---------------------------------------------------------------------------------------
+// Jobs
+
+#[derive(Deserialize)]
+struct ListParams {
+    owner: Option<String>,
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+fn parse_number<T: std::str::FromStr>(name: &str, value: Option<&str>, default: T) -> Result<T> {
+    match value {
+        None | Some("") => Ok(default),
+        Some(v) => v.parse().map_err(|_| {
+            Error::bad_request(
+                "invalid_query",
+                format!("{name} must be a non-negative integer"),
+            )
+        }),
+    }
+}
+
+async fn list_jobs(
+    State(state): State<Arc<AppState>>,
+    params: std::result::Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response> {
+    let Query(params) =
+        params.map_err(|_| Error::bad_request("invalid_query", "Malformed query string"))?;
+    let limit: u32 = parse_number("limit", params.limit.as_deref(), DEFAULT_PAGE)?;
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(Error::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let offset: u64 = parse_number("offset", params.offset.as_deref(), 0)?;
+    let owner = params.owner.filter(|o| !o.is_empty());
+    let (jobs, total) = state
+        .store
+        .run(move |s| s.list(owner.as_deref(), limit, offset))
+        .await?;
+    Ok(([("x-total-count", total.to_string())], Json(jobs)).into_response())
+}
+
+async fn get_job(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Job>> {
+    Ok(Json(load_job(&state, &id).await?))
+}
+
+async fn delete_job(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>> {
+    let id = job_id(&id)?.to_string();
+    let lookup = id.clone();
+    let job = state
+        .store
+        .run(move |s| s.cancel(&lookup, now_ms()))
+        .await?
+        .ok_or(Error::JobNotFound)?;
+    // Stop a running conversion and wait briefly for the worker to clean up, so that when
+    // we answer, ffmpeg is gone as well as the files.
+    let was_running = state.registry.cancel(&id, Duration::from_secs(15)).await;
+    let spool = state.spool.clone();
+    let remove_id = id.clone();
+    tokio::task::spawn_blocking(move || spool.remove_job_files(&remove_id)).await??;
+    info!(job_id = %id, status = %job.status, was_running, "job deleted");
+    Ok(Json(job))
+}
+
+// ---------------------------------------------------------------------------------------
+// Upload
+
+/// Removes a file on drop unless disarmed: whatever way an upload ends early (error,
+/// limit, client gone and the handler dropped), nothing is left behind.
+struct FileGuard {
+    path: Option<std::path::PathBuf>,
+}
+
+impl FileGuard {
+    fn disarm(&mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for FileGuard {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take()
+            && let Err(err) = remove_if_exists(&path)
+        {
+            warn!(error = %err, file = %path.display(), "cannot remove abandoned upload");
+        }
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v.to_str().map(Some).map_err(|_| {
+            Error::bad_request("invalid_header", format!("{name} must be visible ASCII"))
+        }),
+    }
+}
+
+/// Reads and discards up to [`DRAIN_BYTES`] / [`DRAIN_TIME`] of a body we will not use.
+async fn drain(stream: &mut axum::body::BodyDataStream) {
+    let mut drained = 0u64;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            drained += chunk.len() as u64;
+            if drained > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+async fn create_job(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let owner = header_str(&headers, "x-owner-id")?
+        .ok_or_else(|| Error::bad_request("missing_owner", "X-Owner-Id header is required"))?;
+    let owner = names::validate_owner(owner.trim())
+        .map_err(|m| Error::bad_request("invalid_owner", m))?
+        .to_string();
+    let raw_name = header_str(&headers, "x-filename")?
+        .ok_or_else(|| Error::bad_request("missing_filename", "X-Filename header is required"))?;
+    let decoded = names::decode_filename_header(raw_name).ok_or_else(|| {
+        Error::bad_request(
+            "invalid_filename",
+            "X-Filename must be percent-encoded UTF-8",
+        )
+    })?;
+    let source_filename = names::sanitize_source_filename(&decoded);
+    let declared: Option<u64> = match header_str(&headers, "content-length")? {
+        None => None,
+        Some(v) => Some(
+            v.trim()
+                .parse()
+                .map_err(|_| Error::bad_request("invalid_header", "Invalid Content-Length"))?,
+        ),
+    };
+
+    let mut stream = body.into_data_stream();
+    let expects_continue = headers.contains_key(header::EXPECT);
+
+    if declared.is_some_and(|n| n > state.max_upload_bytes) {
+        state.metrics.upload_rejected(Rejection::TooLarge);
+        if !expects_continue && declared.is_some_and(|n| n <= DRAIN_BYTES) {
+            drain(&mut stream).await;
+        }
+        return Err(Error::PayloadTooLarge {
+            limit: state.max_upload_bytes,
+        });
+    }
+
+    let free = state.spool.free_space()?;
+    if free < state.min_free_disk.saturating_add(declared.unwrap_or(0)) {
+        state.metrics.upload_rejected(Rejection::LowDisk);
+        warn!(
+            free_bytes = free,
+            min_free_disk = state.min_free_disk,
+            "refusing upload: low disk space"
+        );
+        return Err(Error::InsufficientStorage);
+    }
+
+    let id = names::new_job_id();
+    let started = Instant::now();
+    let incoming = state.spool.incoming(&id);
+    let mut guard = FileGuard {
+        path: Some(incoming.clone()),
+    };
+    let file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&incoming)
+        .await?;
+    let mut writer = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut received: u64 = 0;
+    let mut next_disk_check = DISK_CHECK_EVERY;
+
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(err) => {
+                state.metrics.upload_rejected(Rejection::Incomplete);
+                info!(job_id = %id, received, error = %err, "upload aborted by the client");
+                return Err(Error::UploadIncomplete(err.to_string()));
+            }
+        };
+        received += chunk.len() as u64;
+        if received > state.max_upload_bytes {
+            state.metrics.upload_rejected(Rejection::TooLarge);
+            drop(writer);
+            drop(guard); // remove the partial file before draining
+            drain(&mut stream).await;
+            return Err(Error::PayloadTooLarge {
+                limit: state.max_upload_bytes,
+            });
+        }
+        writer.write_all(&chunk).await?;
+        if received >= next_disk_check {
+            next_disk_check = received.saturating_add(DISK_CHECK_EVERY);
+            if state.spool.free_space()? < state.min_free_disk {
+                state.metrics.upload_rejected(Rejection::LowDisk);
+                warn!(job_id = %id, received, "aborting upload: disk space fell below --min-free-disk");
+                return Err(Error::InsufficientStorage);
+            }
+        }
+    }
+    if declared.is_some_and(|n| n != received) {
+        state.metrics.upload_rejected(Rejection::Incomplete);
+        return Err(Error::UploadIncomplete("length mismatch".into()));
+    }
+    if received == 0 {
+        return Err(Error::bad_request("empty_upload", "Upload body is empty"));
+    }
+    writer.flush().await?;
+    let file = writer.into_inner();
+    file.sync_all().await?;
+    drop(file);
+
+    // The upload is complete: move it into place, then record the job.
+    let input = state.spool.input(&id);
+    tokio::fs::rename(&incoming, &input).await?;
+    guard.path = Some(input.clone());
+    let new_job = NewJob {
+        id: id.clone(),
+        owner,
+        filename: names::output_filename(&source_filename),
+        source_filename,
+        size_bytes: received,
+        created_at: now_ms(),
+    };
+    let job = state.store.run(move |s| s.insert(new_job)).await?;
+    guard.disarm();
+    state.metrics.upload_accepted(received);
+    state.wake.notify_one();
+    info!(
+        job_id = %job.id,
+        owner = %job.owner,
+        size_bytes = received,
+        seconds = started.elapsed().as_secs_f64(),
+        "upload received; job queued"
+    );
+    let location = HeaderValue::from_str(&format!("/jobs/{}", job.id)).expect("job ids are ASCII");
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(job),
+    )
+        .into_response())
+}
+
+// ---------------------------------------------------------------------------------------
+// Download
+
+async fn download(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let job = load_job(&state, &id).await?;
+    if job.status != crate::job::JobStatus::Completed {
+        return Err(Error::JobNotReady(job.status));
+    }
+    if job.expired {
+        return Err(Error::OutputExpired);
+    }
+    let mut file = match tokio::fs::File::open(state.spool.output(&job.id)).await {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(Error::OutputExpired),
+        Err(err) => return Err(err.into()),
+    };
+    let meta = file.metadata().await?;
+    let len = meta.len();
+    let modified = meta.modified().ok();
+    let mtime_secs = modified
+        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let etag = format!("\"{}-{len:x}-{mtime_secs:x}\"", &job.id[4..]);
+
+    // Honour Range only if If-Range (when sent) still matches this representation.
+    let if_range_ok = match headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(v) if v.trim() == etag => true,
+        Some(v) => match (httpdate::parse_http_date(v.trim()), modified) {
+            (Ok(date), Some(modified)) => {
+                let secs = |t: std::time::SystemTime| {
+                    t.duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0)
+                };
+                secs(date) == secs(modified)
+            }
+            _ => false,
+        },
+    };
+    let decision = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(range) if if_range_ok => parse_range(range, len),
+        _ => RangeDecision::Full,
+    };
+    let (status, start, count) = match decision {
+        RangeDecision::Full => (StatusCode::OK, 0, len),
+        RangeDecision::Partial { start, end } => {
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        RangeDecision::Unsatisfiable => return Err(Error::RangeNotSatisfiable { size: len }),
+    };
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start)).await?;
+    }
+    let reader = tokio::io::AsyncReadExt::take(file, count);
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+        reader, READ_CHUNK,
+    ));
+
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/mpeg"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&names::content_disposition(&job.filename)) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Some(modified) = modified
+        && let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(modified))
+    {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", start + count - 1))
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn bearer_extraction() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
+        assert_eq!(bearer(&h), Some("abc"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer  abc "),
+        );
+        assert_eq!(bearer(&h), Some("abc"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&h), None);
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer"));
+        assert_eq!(bearer(&h), None);
+    }
+}

@@ -1,0 +1,219 @@
+//! Start-up, the service's tasks, and graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::api::{AppState, router};
+use crate::config::Config;
+use crate::ffmpeg::{self, ConvertSettings};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::spool::Spool;
+use crate::store::{SqliteJobStore, Store};
+use crate::units::{format_duration, now_ms};
+use crate::worker::{self, WorkerContext};
+
+/// Runs the service until SIGINT/SIGTERM. Errors are start-up failures, worded for the
+/// operator.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let token = config.validate()?;
+    if token.len() < 16 {
+        warn!("the runner token is shorter than 16 characters; use a long random secret");
+    }
+
+    let ffmpeg_path = ffmpeg::locate(
+        config.ffmpeg.as_deref(),
+        std::env::var_os("PATH").as_deref(),
+    )?;
+    let ffmpeg_version = ffmpeg::check(&ffmpeg_path).await?;
+    info!(ffmpeg = %ffmpeg_path.display(), version = %ffmpeg_version, "found ffmpeg");
+
+    let spool = Arc::new(Spool::open(&config.spool_dir)?);
+    let sqlite = SqliteJobStore::open(&spool.db_path())
+        .with_context(|| format!("cannot open the job database in {}", spool.root().display()))?;
+    let store = Store::new(Arc::new(sqlite));
+
+    // Crash recovery: nothing else can be using this spool (we hold its lock).
+    let leftovers = spool
+        .remove_leftovers()
+        .context("cannot clean the spool directory")?;
+    if leftovers > 0 {
+        info!(
+            files = leftovers,
+            "removed partial uploads and outputs left by a previous run"
+        );
+    }
+    let max_attempts = config.max_attempts;
+    let recovered = store
+        .run(move |s| s.recover_interrupted(max_attempts, now_ms()))
+        .await
+        .context("cannot recover interrupted jobs")?;
+    for id in &recovered.requeued {
+        info!(job_id = %id, "re-queued job interrupted by a previous shutdown or crash");
+    }
+    for id in &recovered.failed {
+        warn!(job_id = %id, "job was interrupted too many times; marked failed");
+    }
+    let free = spool.free_space().unwrap_or(0);
+    if free < config.min_free_disk {
+        warn!(
+            free_bytes = free,
+            min_free_disk = config.min_free_disk,
+            "free disk space is below --min-free-disk; uploads will be refused until space is freed"
+        );
+    }
+
+    let workers = config.worker_count();
+    let metrics = Arc::new(Metrics::default());
+    let registry = Registry::default();
+    let wake = Arc::new(Notify::new());
+    let stop = CancellationToken::new();
+    let abort = CancellationToken::new();
+
+    let ctx = Arc::new(WorkerContext {
+        store: store.clone(),
+        spool: spool.clone(),
+        settings: ConvertSettings {
+            ffmpeg: ffmpeg_path,
+            quality: config.quality,
+            timeout: config.job_timeout,
+        },
+        max_attempts: config.max_attempts,
+        retry_backoff: config.retry_backoff,
+        registry: registry.clone(),
+        wake: wake.clone(),
+        metrics: metrics.clone(),
+        stop: stop.clone(),
+        abort: abort.clone(),
+    });
+    let mut worker_tasks = JoinSet::new();
+    for index in 0..workers {
+        worker_tasks.spawn(worker::run_worker(index, ctx.clone()));
+    }
+    let sweeper = tokio::spawn(worker::run_sweeper(
+        store.clone(),
+        spool.clone(),
+        config.retention,
+        config.sweep_interval,
+        stop.clone(),
+    ));
+
+    let state = Arc::new(AppState {
+        store,
+        spool: spool.clone(),
+        token,
+        max_upload_bytes: config.max_upload_bytes,
+        min_free_disk: config.min_free_disk,
+        registry,
+        wake,
+        metrics,
+        ffmpeg_version,
+        workers,
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        warn!(%addr, "listening on a non-loopback address; make sure only the upload component can reach it");
+    }
+    info!(
+        %addr,
+        spool = %spool.root().display(),
+        workers,
+        max_upload_bytes = config.max_upload_bytes,
+        job_timeout = %format_duration(config.job_timeout),
+        retention = %format_duration(config.retention),
+        "spinmesh-runner listening on http://{addr}"
+    );
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    let server = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let mut server = tokio::spawn(async move { server.await });
+
+    tokio::select! {
+        // Checked first: once a signal arrived, the server finishing is part of shutdown.
+        biased;
+        _ = shutdown.cancelled() => {}
+        result = &mut server => {
+            // The server only ends on its own if accepting failed.
+            stop.cancel();
+            abort.cancel();
+            result.context("HTTP server task failed")?.context("HTTP server failed")?;
+            return Ok(());
+        }
+    }
+
+    let grace = config.shutdown_grace;
+    info!(grace = %format_duration(grace), "shutting down: no new connections or jobs; waiting for running conversions");
+    stop.cancel();
+    sweeper.abort();
+
+    let drain_workers = async {
+        if tokio::time::timeout(grace, async {
+            while worker_tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            warn!("grace period over; stopping running conversions (their jobs stay queued)");
+            abort.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(15), async {
+                while worker_tasks.join_next().await.is_some() {}
+            })
+            .await;
+        }
+    };
+    let drain_server = async {
+        if tokio::time::timeout(grace, &mut server).await.is_err() {
+            warn!("grace period over; closing open connections");
+            server.abort();
+        }
+    };
+    tokio::join!(drain_workers, drain_server);
+    info!("stopped");
+    Ok(())
+}
+
+/// Cancels `shutdown` on the first SIGINT or SIGTERM; a second signal exits at once.
+async fn watch_signals(shutdown: CancellationToken) {
+    wait_for_signal().await;
+    info!("shutdown signal received");
+    shutdown.cancel();
+    wait_for_signal().await;
+    warn!("second signal: exiting immediately; running jobs will be recovered at next start");
+    std::process::exit(130);
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(err) => {
+            warn!(error = %err, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    let mut int = match signal(SignalKind::interrupt()) {
+        Ok(s) => s,
+        Err(err) => {
+            warn!(error = %err, "cannot listen for SIGINT");
+            term.recv().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

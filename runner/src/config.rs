@@ -1,0 +1,179 @@
+//! Command-line flags (each also settable through a `RUNNER_*` environment variable).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Parser;
+
+use crate::units::{parse_duration, parse_size};
+
+#[derive(Parser, Clone)]
+#[command(
+    name = "spinmesh-runner",
+    version,
+    about = "Converts uploaded media to MP3 with ffmpeg for the spinmesh upload component",
+    long_about = None
+)]
+pub struct Config {
+    /// Address to listen on. Keep it on loopback or a private network: the API is
+    /// internal and only protected by the shared token.
+    #[arg(long, env = "RUNNER_LISTEN", default_value = "127.0.0.1:3001")]
+    pub listen: SocketAddr,
+
+    /// Shared bearer token callers must present (prefer the environment variable:
+    /// command lines are visible to other local users).
+    #[arg(long, env = "RUNNER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Directory for the job database, uploads and outputs.
+    #[arg(long, env = "RUNNER_SPOOL_DIR", default_value = ".spin/runner")]
+    pub spool_dir: PathBuf,
+
+    /// ffmpeg executable (a path, or a name looked up on PATH). Default: ffmpeg on PATH.
+    #[arg(long, env = "RUNNER_FFMPEG")]
+    pub ffmpeg: Option<PathBuf>,
+
+    /// Concurrent conversions. Default: the number of CPU cores.
+    #[arg(long, env = "RUNNER_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Largest accepted upload (e.g. 1GiB, 500MB, 1048576).
+    #[arg(long, env = "RUNNER_MAX_UPLOAD_BYTES", default_value = "1GiB", value_parser = parse_size)]
+    pub max_upload_bytes: u64,
+
+    /// Uploads are refused (507) while free space on the spool's filesystem is below this.
+    #[arg(long, env = "RUNNER_MIN_FREE_DISK", default_value = "512MiB", value_parser = parse_size)]
+    pub min_free_disk: u64,
+
+    /// A conversion running longer than this is killed and the job fails.
+    #[arg(long, env = "RUNNER_JOB_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub job_timeout: Duration,
+
+    /// Attempts per job for transient failures (spawn errors, I/O, disk full).
+    #[arg(long, env = "RUNNER_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+
+    /// Delay before the first retry; doubles with each further attempt (max 5m).
+    #[arg(long, env = "RUNNER_RETRY_BACKOFF", default_value = "2s", value_parser = parse_duration)]
+    pub retry_backoff: Duration,
+
+    /// Finished jobs' files are deleted this long after they finish.
+    #[arg(long, env = "RUNNER_RETENTION", default_value = "24h", value_parser = parse_duration)]
+    pub retention: Duration,
+
+    /// How often the retention sweep runs.
+    #[arg(long, env = "RUNNER_SWEEP_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub sweep_interval: Duration,
+
+    /// libmp3lame VBR quality: 0 (best, largest) to 9 (smallest).
+    #[arg(long, env = "RUNNER_QUALITY", default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=9))]
+    pub quality: u8,
+
+    /// On SIGINT/SIGTERM, how long running conversions may take to finish before they
+    /// are stopped and left queued for the next start.
+    #[arg(long, env = "RUNNER_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Checks what clap cannot express. Returns the token.
+    pub fn validate(&self) -> anyhow::Result<String> {
+        let token = match self.token.as_deref().map(str::trim) {
+            Some(token) if !token.is_empty() => token.to_string(),
+            _ => bail!(
+                "no runner token configured; set RUNNER_TOKEN (or pass --token) to the secret the upload component sends as `Authorization: Bearer <token>`"
+            ),
+        };
+        if self.workers == Some(0) {
+            bail!("--workers must be at least 1");
+        }
+        if self.max_attempts == 0 {
+            bail!("--max-attempts must be at least 1");
+        }
+        if self.max_upload_bytes == 0 {
+            bail!("--max-upload-bytes must be greater than 0");
+        }
+        if self.job_timeout.is_zero() {
+            bail!("--job-timeout must be greater than 0");
+        }
+        if self.sweep_interval.is_zero() {
+            bail!("--sweep-interval must be greater than 0");
+        }
+        Ok(token)
+    }
+
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("spinmesh-runner").chain(args.iter().copied()))
+            .unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(&["--token", "t"]);
+        assert_eq!(c.listen, "127.0.0.1:3001".parse().unwrap());
+        assert_eq!(c.spool_dir, PathBuf::from(".spin/runner"));
+        assert_eq!(c.max_upload_bytes, 1 << 30);
+        assert_eq!(c.min_free_disk, 512 << 20);
+        assert_eq!(c.job_timeout, Duration::from_secs(600));
+        assert_eq!(c.max_attempts, 3);
+        assert_eq!(c.retention, Duration::from_secs(86_400));
+        assert_eq!(c.quality, 2);
+        assert!(c.worker_count() >= 1);
+        assert_eq!(c.validate().unwrap(), "t");
+    }
+
+    #[test]
+    fn flags() {
+        let c = parse(&[
+            "--token",
+            "t",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-upload-bytes",
+            "10MiB",
+            "--job-timeout",
+            "30s",
+            "--workers",
+            "3",
+            "--retention",
+            "1h",
+            "--quality",
+            "5",
+        ]);
+        assert_eq!(c.max_upload_bytes, 10 << 20);
+        assert_eq!(c.job_timeout, Duration::from_secs(30));
+        assert_eq!(c.worker_count(), 3);
+        assert_eq!(c.quality, 5);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(Config::try_parse_from(["x", "--max-upload-bytes", "lots"]).is_err());
+        assert!(Config::try_parse_from(["x", "--quality", "10"]).is_err());
+        let err = parse(&["--token", "  "])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RUNNER_TOKEN"), "{err}");
+        assert!(
+            parse(&["--token", "t", "--workers", "0"])
+                .validate()
+                .is_err()
+        );
+    }
+}

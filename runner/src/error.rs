@@ -1,0 +1,240 @@
+//! The crate's error type and its mapping to the HTTP error shape of DESIGN.md §3:
+//! `{"status": "404", "message": "Job not found", "code": "job_not_found"}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::job::JobStatus;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("missing or invalid runner token")]
+    Unauthorized,
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("job not found")]
+    JobNotFound,
+    #[error("no such route")]
+    RouteNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("job is {0}, not completed")]
+    JobNotReady(JobStatus),
+    #[error("output expired")]
+    OutputExpired,
+    #[error("upload larger than {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    #[error("range not satisfiable for {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("not enough free disk space")]
+    InsufficientStorage,
+    #[error("upload body ended early: {0}")]
+    UploadIncomplete(String),
+    #[error("job store: {0}")]
+    Store(#[from] rusqlite::Error),
+    #[error("background task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Error::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Whether the underlying cause is a full disk.
+    fn is_disk_full(&self) -> bool {
+        match self {
+            Error::Io(err) => err.kind() == std::io::ErrorKind::StorageFull,
+            Error::Store(rusqlite::Error::SqliteFailure(err, _)) => {
+                err.code == rusqlite::ErrorCode::DiskFull
+            }
+            _ => false,
+        }
+    }
+
+    fn is_store_busy(&self) -> bool {
+        matches!(
+            self,
+            Error::Store(rusqlite::Error::SqliteFailure(err, _))
+                if matches!(err.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
+
+    /// HTTP status, stable code and a client-safe message (no paths, SQL or internals).
+    pub fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            Error::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Missing or invalid runner token".into(),
+            ),
+            Error::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message.clone()),
+            Error::JobNotFound => (
+                StatusCode::NOT_FOUND,
+                "job_not_found",
+                "Job not found".into(),
+            ),
+            Error::RouteNotFound => (StatusCode::NOT_FOUND, "not_found", "Not found".into()),
+            Error::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed".into(),
+            ),
+            Error::JobNotReady(status) => {
+                let message = match status {
+                    JobStatus::Queued | JobStatus::Running => {
+                        format!("Job is not completed yet (status: {status})")
+                    }
+                    JobStatus::Failed => "Job failed; there is no output".into(),
+                    JobStatus::Cancelled => "Job was cancelled; there is no output".into(),
+                    JobStatus::Completed => "Job output is not available".into(),
+                };
+                (StatusCode::CONFLICT, "job_not_ready", message)
+            }
+            Error::OutputExpired => (
+                StatusCode::GONE,
+                "output_expired",
+                "Job output has expired and was removed".into(),
+            ),
+            Error::PayloadTooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("Upload exceeds the limit of {limit} bytes"),
+            ),
+            Error::RangeNotSatisfiable { .. } => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                "Requested range is not satisfiable".into(),
+            ),
+            Error::UploadIncomplete(_) => (
+                StatusCode::BAD_REQUEST,
+                "upload_incomplete",
+                "Upload body ended before it was complete".into(),
+            ),
+            Error::InsufficientStorage => insufficient_storage(),
+            err if err.is_disk_full() => insufficient_storage(),
+            err if err.is_store_busy() => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_busy",
+                "Job store is busy; retry shortly".into(),
+            ),
+            Error::Store(_) | Error::Task(_) | Error::Io(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Internal server error".into(),
+            ),
+        }
+    }
+}
+
+fn insufficient_storage() -> (StatusCode, &'static str, String) {
+    (
+        StatusCode::INSUFFICIENT_STORAGE,
+        "insufficient_storage",
+        "The runner is low on disk space and cannot accept uploads right now; retry later".into(),
+    )
+}
+
+/// The JSON error body.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub status: String,
+    pub message: String,
+    pub code: &'static str,
+}
+
+/// Builds an error response in the shared shape.
+pub fn error_response(status: StatusCode, code: &'static str, message: String) -> Response {
+    let body = ErrorBody {
+        status: status.as_u16().to_string(),
+        message,
+        code,
+    };
+    (status, Json(body)).into_response()
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        if status.is_server_error() {
+            tracing::error!(error = %self, code, "request failed");
+        }
+        let mut response = error_response(status, code, message);
+        let headers = response.headers_mut();
+        match &self {
+            Error::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Error::RangeNotSatisfiable { size } => {
+                if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    headers.insert(header::CONTENT_RANGE, value);
+                }
+            }
+            _ if status == StatusCode::SERVICE_UNAVAILABLE
+                || status == StatusCode::INSUFFICIENT_STORAGE =>
+            {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_do_not_leak_internals() {
+        let io = Error::Io(std::io::Error::other(
+            "/secret/path/runner.db: permission denied",
+        ));
+        let (status, code, message) = io.parts();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(code, "internal_error");
+        assert!(!message.contains("secret"));
+    }
+
+    #[test]
+    fn disk_full_maps_to_507() {
+        let err = Error::Io(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        assert_eq!(err.parts().0, StatusCode::INSUFFICIENT_STORAGE);
+        let err = Error::Store(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        ));
+        assert_eq!(err.parts().1, "insufficient_storage");
+    }
+
+    #[test]
+    fn busy_store_maps_to_503() {
+        let err = Error::Store(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        ));
+        assert_eq!(err.parts().0, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn status_is_a_string_in_the_body() {
+        let body = ErrorBody {
+            status: "404".into(),
+            message: "Job not found".into(),
+            code: "job_not_found",
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"status":"404","message":"Job not found","code":"job_not_found"}"#
+        );
+    }
+}

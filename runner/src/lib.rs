@@ -1,0 +1,23 @@
+//! spinmesh-runner: a native job runner that converts uploaded media to MP3 with ffmpeg.
+//!
+//! The `upload` component authenticates end users and streams their files here; this
+//! service stores them in a spool directory, records jobs in a durable store and runs a
+//! pool of ffmpeg workers. See `DESIGN.md` §6.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod ffmpeg;
+pub mod job;
+pub mod metrics;
+pub mod names;
+pub mod range;
+pub mod registry;
+pub mod spool;
+pub mod store;
+pub mod units;
+pub mod worker;
+
+pub use config::Config;
+pub use error::{Error, Result};
