@@ -141,7 +141,8 @@ impl ResolvedVariables {
     pub fn resolve(manifest: &Manifest, providers: &Providers) -> Result<Self> {
         for name in providers.cli.keys() {
             if !manifest.variables.contains_key(name) {
-                bail!("--variable {name}: the manifest declares no such variable in `[variables]`");
+                // Spin ignores such flags too; say so, since it is usually a typo.
+                tracing::warn!("--variable {name}: the manifest declares no such variable; ignored");
             }
         }
         let mut app_values = HashMap::new();
@@ -284,11 +285,12 @@ variables = { url = "pg://{{ host }}:{{port}}/x", key = "{{ secret }}", maybe = 
     }
 
     #[test]
-    fn cli_flag_for_unknown_variable_is_refused() {
+    fn cli_flag_for_unknown_variable_is_ignored() {
         let mut providers = Providers::default();
         providers.env.insert("secret".into(), "s".into());
         providers.cli.insert("typo".into(), "x".into());
-        assert!(ResolvedVariables::resolve(&manifest(), &providers).is_err());
+        let resolved = ResolvedVariables::resolve(&manifest(), &providers).unwrap();
+        assert_eq!(resolved.get("app", "url").unwrap(), "pg://db.local:5432/x");
     }
 
     #[test]

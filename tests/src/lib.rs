@@ -1,18 +1,20 @@
-//! Test harness: starts the app in a real host process on a free port, with
-//! its own state directory, and stops it when dropped.
+//! Test harness: starts the app in a real host process (and, when asked, the
+//! conversion runner) on free ports with their own state, and stops them when
+//! dropped. `cargo xtask up` uses the same pieces.
 //!
 //! The engine is the embedded host unless `SPINMESH_ENGINE=spin`, which uses a
 //! `spin` CLI from PATH (tests call [`engine_available`] and skip visibly
 //! when it is missing).
 
-use std::io::{BufRead, BufReader, Read};
+mod process;
+mod secrets;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
-/// How long start-up may take: the first start compiles every component.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(180);
+pub use process::ManagedProcess;
+pub use secrets::{DevSecrets, ORDERS_CLIENT_ID};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repo").to_path_buf()
@@ -23,6 +25,13 @@ pub fn repo_root() -> PathBuf {
 pub fn wasm_artifact(name: &str) -> PathBuf {
     let path = repo_root().join("target/wasm32-wasip2/release").join(name);
     assert!(path.exists(), "{} is missing: run `cargo xtask test`, which builds the components first", path.display());
+    path
+}
+
+/// A native binary built by `cargo xtask build`.
+pub fn native_binary(name: &str) -> PathBuf {
+    let path = repo_root().join("target/release").join(name);
+    assert!(path.exists(), "{} is missing: run `cargo xtask test`, which builds it first", path.display());
     path
 }
 
@@ -50,12 +59,16 @@ pub fn engine_available() -> bool {
 
 pub struct AppBuilder {
     manifest: PathBuf,
+    secrets: DevSecrets,
     variables: Vec<(String, String)>,
     env: Vec<(String, String)>,
     args: Vec<String>,
+    with_runner: bool,
+    state: Option<PathBuf>,
 }
 
 impl AppBuilder {
+    /// Overrides an application variable (applied after the generated secrets).
     pub fn variable(mut self, name: &str, value: &str) -> Self {
         self.variables.push((name.into(), value.into()));
         self
@@ -72,24 +85,52 @@ impl AppBuilder {
         self
     }
 
-    /// Starts the app and waits until it serves; panics with the host's log otherwise.
+    /// Also start the conversion runner and point `runner_url` at it.
+    pub fn with_runner(mut self) -> Self {
+        self.with_runner = true;
+        self
+    }
+
+    /// Use these secrets instead of fresh ones (e.g. kept across restarts).
+    pub fn secrets(mut self, secrets: DevSecrets) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
+    /// Keep state (stores, spool, logs) in this directory instead of a temporary one.
+    pub fn state_dir(mut self, dir: &Path) -> Self {
+        self.state = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Starts the app and waits until it serves; panics with the logs otherwise.
     pub fn start(self) -> App {
         self.try_start().unwrap_or_else(|log| panic!("the app did not start:\n{log}"))
     }
 
-    /// Starts the app; on failure returns what the host printed.
+    /// Starts the app; on failure returns what the processes printed.
     pub fn try_start(self) -> Result<App, String> {
-        let state = tempfile::tempdir().expect("temp dir");
-        let runtime_config = state.path().join("runtime-config.toml");
-        let repo_config = repo_root().join("runtime-config.toml");
-        // Relative store paths then land in this app's own temp directory.
-        std::fs::copy(&repo_config, &runtime_config).expect("copy runtime-config.toml");
+        let temp = tempfile::tempdir().map_err(|err| err.to_string())?;
+        let state = self.state.clone().unwrap_or_else(|| temp.path().to_path_buf());
+        std::fs::create_dir_all(&state).map_err(|err| err.to_string())?;
+        let runtime_config = state.join("runtime-config.toml");
+        // Relative store paths then land in this app's own state directory.
+        std::fs::copy(repo_root().join("runtime-config.toml"), &runtime_config).map_err(|err| err.to_string())?;
+
+        // Only the repository's manifest declares the secret variables.
+        let mut variables = if self.manifest == repo_root().join("spin.toml") { self.secrets.variables() } else { Vec::new() };
+        let runner = if self.with_runner {
+            let runner = Runner::start(&state.join("runner"), &self.secrets.runner_token)?;
+            variables.push(("runner_url".into(), runner.url.clone()));
+            Some(runner)
+        } else {
+            None
+        };
+        variables.extend(self.variables.iter().cloned());
 
         let mut command = match engine() {
             Engine::Host => {
-                let binary = repo_root().join("target/release/spinmesh-host");
-                assert!(binary.exists(), "{} is missing: run `cargo xtask test`", binary.display());
-                let mut command = Command::new(binary);
+                let mut command = Command::new(native_binary("spinmesh-host"));
                 command.arg("--cache-dir").arg(repo_root().join("target/spinmesh-test-cache"));
                 command
             }
@@ -105,71 +146,56 @@ impl AppBuilder {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--state-dir")
-            .arg(state.path().join(".spin"))
+            .arg(state.join(".spin"))
             .arg("--runtime-config-file")
             .arg(&runtime_config)
             .args(&self.args)
-            .current_dir(state.path())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (name, value) in &self.variables {
+            .current_dir(&state)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        for (name, value) in &variables {
             command.arg("--variable").arg(format!("{name}={value}"));
         }
-        let mut child = command.spawn().expect("spawn the host");
-
-        // Collect everything the host prints, and spot the line with its address.
-        let (url_tx, url_rx) = mpsc::channel();
-        let (log_tx, log_rx) = mpsc::channel::<String>();
-        let stdout = child.stdout.take().expect("piped");
-        let stderr = child.stderr.take().expect("piped");
-        let stdout_log = log_tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.split("Serving ").nth(1) {
-                    let _ = url_tx.send(url.trim().to_string());
-                }
-                let _ = stdout_log.send(line);
-            }
-        });
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stderr);
-            let mut buffer = Vec::new();
-            loop {
-                buffer.clear();
-                match reader.by_ref().read_until(b'\n', &mut buffer) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let _ = log_tx.send(String::from_utf8_lossy(&buffer).trim_end().to_string());
-                    }
-                }
-            }
-        });
-
-        let mut app = App { child, url: String::new(), log: log_rx, collected: Vec::new(), state };
-        match url_rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(url) => {
-                app.url = url;
-                Ok(app)
-            }
-            Err(_) => {
-                let _ = app.child.kill();
-                let _ = app.child.wait();
-                Err(app.log())
-            }
-        }
+        let (host, url) = ManagedProcess::start(command, "Serving")?;
+        Ok(App { host, url, runner, secrets: self.secrets, state, _temp: temp })
     }
 }
 
-/// A running app. Dropping it stops the host.
+/// The conversion runner, started for an app.
+pub struct Runner {
+    process: ManagedProcess,
+    pub url: String,
+    spool: PathBuf,
+    token: String,
+}
+
+impl Runner {
+    fn start(spool: &Path, token: &str) -> Result<Runner, String> {
+        Self::start_at(spool, token, "127.0.0.1:0")
+    }
+
+    fn start_at(spool: &Path, token: &str, listen: &str) -> Result<Runner, String> {
+        let mut command = Command::new(native_binary("spinmesh-runner"));
+        command
+            .arg("--listen")
+            .arg(listen)
+            .arg("--spool-dir")
+            .arg(spool)
+            .env("RUNNER_TOKEN", token)
+            .env("NO_COLOR", "1");
+        let (process, url) = ManagedProcess::start(command, "listening on")?;
+        Ok(Runner { process, url, spool: spool.to_path_buf(), token: token.to_string() })
+    }
+}
+
+/// A running app. Dropping it stops the host (and runner).
 pub struct App {
-    child: Child,
+    host: ManagedProcess,
     /// Base URL, e.g. `http://127.0.0.1:41234`.
     pub url: String,
-    log: mpsc::Receiver<String>,
-    collected: Vec<String>,
-    state: tempfile::TempDir,
+    runner: Option<Runner>,
+    secrets: DevSecrets,
+    state: PathBuf,
+    _temp: tempfile::TempDir,
 }
 
 impl App {
@@ -179,44 +205,85 @@ impl App {
     }
 
     pub fn with_manifest(manifest: PathBuf) -> AppBuilder {
-        AppBuilder { manifest, variables: Vec::new(), env: Vec::new(), args: Vec::new() }
+        AppBuilder {
+            manifest,
+            secrets: DevSecrets::generate(),
+            variables: Vec::new(),
+            env: Vec::new(),
+            args: Vec::new(),
+            with_runner: false,
+            state: None,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }
 
+    /// The secrets the app was started with (signing key, admin password, …).
+    pub fn secrets(&self) -> &DevSecrets {
+        &self.secrets
+    }
+
+    /// The host's `--state-dir` (stores, logs).
+    pub fn state_dir(&self) -> PathBuf {
+        self.state.join(".spin")
+    }
+
     /// Everything the host printed so far.
     pub fn log(&mut self) -> String {
-        self.collected.extend(self.log.try_iter());
-        self.collected.join("\n")
+        self.host.log()
     }
 
-    /// The app's `--state-dir` (stores, logs).
-    pub fn state_dir(&self) -> PathBuf {
-        self.state.path().join(".spin")
+    pub fn host_is_running(&mut self) -> bool {
+        self.host.is_running()
     }
 
-    /// The host process, e.g. to check it is still alive.
-    pub fn process(&mut self) -> &mut Child {
-        &mut self.child
+    fn runner_mut(&mut self) -> &mut Runner {
+        self.runner.as_mut().expect("the app was built without .with_runner()")
+    }
+
+    /// The runner's log so far.
+    pub fn runner_log(&mut self) -> String {
+        self.runner_mut().process.log()
+    }
+
+    /// SIGKILL the runner (its jobs are left as a crash leaves them).
+    pub fn runner_kill(&mut self) {
+        self.runner_mut().process.kill();
+    }
+
+    /// Stop the runner gracefully.
+    pub fn runner_stop(&mut self) {
+        self.runner_mut().process.terminate();
+    }
+
+    /// Start the runner again on the same address and spool directory.
+    pub fn runner_restart(&mut self) {
+        let runner = self.runner_mut();
+        runner.process.terminate();
+        let listen = runner.url.trim_start_matches("http://").to_string();
+        // The old port may linger briefly; retry for a while.
+        for attempt in 0.. {
+            match Runner::start_at(&runner.spool, &runner.token, &listen) {
+                Ok(restarted) => {
+                    *runner = restarted;
+                    return;
+                }
+                Err(log) if attempt >= 50 => panic!("the runner did not restart:\n{log}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
     }
 }
 
 impl Drop for App {
     fn drop(&mut self) {
-        // SIGTERM first so the host drains; the kill is only a backstop.
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        for _ in 0..50 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("--- host log ---\n{}\n--- end of host log ---", self.log());
+            eprintln!("--- host log ---\n{}\n--- end of host log ---", self.host.log());
+            if let Some(runner) = self.runner.as_mut() {
+                eprintln!("--- runner log ---\n{}\n--- end of runner log ---", runner.process.log());
+            }
         }
     }
 }

@@ -1,16 +1,13 @@
 //! Builds the components (wasm32-wasip2) and the native binaries, release profile.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
 use crate::setup::{WASM_TARGET, ensure_wasm_target};
 
-/// The repository root (xtask lives one level below it).
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is inside the workspace").to_path_buf()
-}
+pub use spinmesh_e2e::{native_binary, repo_root as root};
 
 pub fn cargo<S: AsRef<str>>(args: &[S]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -55,10 +52,19 @@ pub fn build_all() -> Result<()> {
         args.extend(["-p", package.as_str()]);
     }
     cargo(&args)?;
-    cargo(&["build", "--release", "-p", "spinmesh-host"])
+    cargo(&native_args("build", &packages))
 }
 
-/// A native binary built by `build_all`.
-pub fn native_binary(name: &str) -> PathBuf {
-    root().join("target/release").join(name)
+/// Arguments building every native package with all its targets. `build`, `up`
+/// and `test` use the same package set so cargo resolves features the same
+/// way each time; otherwise wasmtime and friends would be rebuilt between them.
+pub fn native_args(subcommand: &str, wasm_packages: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = [subcommand, "--release", "--workspace"].map(String::from).into();
+    if subcommand == "build" {
+        args.push("--all-targets".into());
+    }
+    for package in wasm_packages {
+        args.extend(["--exclude".to_string(), package.clone()]);
+    }
+    args
 }

@@ -50,10 +50,7 @@ fn test(cargo_args: Vec<String>) -> Result<()> {
     build::build_all()?;
     // One profile for everything: the e2e tests run the release binaries the
     // build just made, and wasmtime is far too slow unoptimised.
-    let mut args: Vec<String> = ["test", "--release", "--workspace"].map(String::from).into();
-    for package in build::wasm_packages()? {
-        args.extend(["--exclude".to_string(), package]);
-    }
+    let mut args = build::native_args("test", &build::wasm_packages()?);
     args.extend(cargo_args);
     build::cargo(&args)
 }

@@ -1,12 +1,15 @@
-//! `cargo xtask up`: build, then serve the app until Ctrl-C.
+//! `cargo xtask up`: build, then serve the app with its conversion runner
+//! until Ctrl-C.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use spinmesh_e2e::DevSecrets;
 
 use crate::build::{build_all, native_binary, root};
+use crate::setup::ensure_ffmpeg;
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -16,6 +19,9 @@ pub struct UpArgs {
     /// Address for the app.
     #[arg(long, default_value = "127.0.0.1:3000")]
     listen: String,
+    /// Address for the conversion runner (loopback: only the app calls it).
+    #[arg(long, default_value = "127.0.0.1:3001")]
+    runner_listen: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -27,52 +33,90 @@ enum Engine {
 }
 
 pub fn up(args: UpArgs) -> Result<()> {
+    ensure_ffmpeg()?;
     build_all()?;
     let root = root();
-    // Ctrl-C reaches the whole process group; xtask stays to reap its children
-    // once they have shut down gracefully.
+    let state = root.join(".spin");
+    let secrets_file = state.join("dev-secrets.env");
+    // Generated once, so tokens and accounts survive restarts; never committed.
+    let secrets = DevSecrets::load_or_create(&secrets_file).context("cannot create local secrets")?;
+
+    // Ctrl-C reaches the whole process group; xtask stays to reap its
+    // children once they have shut down gracefully.
     ctrlc::set_handler(|| {}).context("cannot install the Ctrl-C handler")?;
-    let mut command = match args.engine {
-        Engine::Host => {
-            let mut command = Command::new(native_binary("spinmesh-host"));
-            command.arg("--from").arg(root.join("spin.toml"));
-            command
-        }
+
+    let mut runner = Command::new(native_binary("spinmesh-runner"))
+        .args(["--listen", &args.runner_listen, "--spool-dir"])
+        .arg(state.join("runner"))
+        .env("RUNNER_TOKEN", &secrets.runner_token)
+        .current_dir(&root)
+        .spawn()
+        .context("cannot start the runner")?;
+
+    let mut app = match args.engine {
+        Engine::Host => Command::new(native_binary("spinmesh-host")),
         Engine::Spin => {
             if Command::new("spin").arg("--version").output().is_err() {
+                let _ = runner.kill();
                 bail!("`--engine spin` needs the Spin CLI on PATH (https://spinframework.dev); the default engine needs nothing");
             }
             let mut command = Command::new("spin");
-            command.arg("up").arg("--from").arg(root.join("spin.toml"));
+            command.arg("up");
             command
         }
     };
-    command
+    // Secrets go through the environment, not argv, so `ps` does not show them.
+    app.arg("--from")
+        .arg(root.join("spin.toml"))
         .arg("--listen")
         .arg(&args.listen)
         .arg("--runtime-config-file")
         .arg(root.join("runtime-config.toml"))
-        .current_dir(&root)
-        .stdout(Stdio::piped());
-    let mut app = command.spawn().context("cannot start the app")?;
-    announce(&mut app, &args.listen);
-    let status = app.wait()?;
+        .envs(secrets.variables().into_iter().map(|(name, value)| (format!("SPIN_VARIABLE_{}", name.to_uppercase()), value)))
+        .env("SPIN_VARIABLE_RUNNER_URL", format!("http://{}", args.runner_listen))
+        .current_dir(&root);
+    let mut app = app.spawn().context("cannot start the app")?;
+
+    let url = format!("http://{}", args.listen);
+    if wait_until_serving(&url, &mut app) {
+        println!("\nspinmesh is up at {url}/  (health: {url}/health)");
+        println!("admin user `admin`, password and other local secrets in {}", secrets_file.display());
+        println!("Ctrl-C stops the app and the runner.\n");
+    }
+    let status = wait_for_either(&mut app, &mut runner)?;
     if !status.success() && status.code().is_some() {
-        bail!("the app exited with {status}");
+        bail!("spinmesh stopped: {status}");
     }
     Ok(())
 }
 
-/// Echoes the app's output and prints the URL once it is serving.
-fn announce(app: &mut Child, listen: &str) {
-    let stdout = app.stdout.take().expect("stdout is piped");
-    let listen = listen.to_string();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            println!("{line}");
-            if line.starts_with("Serving http://") || line.contains("Serving http://") {
-                println!("\nspinmesh is up: http://{listen}/health  (Ctrl-C to stop)\n");
+fn wait_until_serving(url: &str, app: &mut Child) -> bool {
+    let client = spinmesh_e2e::client();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < deadline {
+        if matches!(app.try_wait(), Ok(Some(_))) {
+            return false;
+        }
+        if client.get(format!("{url}/.well-known/spin/health")).send().is_ok_and(|r| r.status().is_success()) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+/// Waits until one process exits; stops the other and returns the first status.
+fn wait_for_either(app: &mut Child, runner: &mut Child) -> Result<std::process::ExitStatus> {
+    let mut children = [app, runner];
+    loop {
+        for index in 0..2 {
+            if let Some(status) = children[index].try_wait()? {
+                let other = &mut children[1 - index];
+                let _ = Command::new("kill").arg("-TERM").arg(other.id().to_string()).status();
+                other.wait()?;
+                return Ok(status);
             }
         }
-    });
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

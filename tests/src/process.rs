@@ -1,0 +1,107 @@
+//! A child process the tests own: its output is collected, its address is read
+//! from what it prints at start-up, and it is stopped when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long start-up may take: the host's first start compiles every component.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(180);
+
+pub struct ManagedProcess {
+    child: Child,
+    log: mpsc::Receiver<String>,
+    collected: Vec<String>,
+}
+
+impl ManagedProcess {
+    /// Spawns `command` and waits until a line of its output contains
+    /// `marker` followed by a URL; returns the process and that URL, or
+    /// everything it printed if it never got there.
+    pub fn start(mut command: Command, marker: &str) -> Result<(ManagedProcess, String), String> {
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().map_err(|err| format!("cannot spawn {command:?}: {err}"))?;
+        let (url_tx, url_rx) = mpsc::channel();
+        let (log_tx, log_rx) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("piped")),
+        ] {
+            let (url_tx, log_tx, marker) = (url_tx.clone(), log_tx.clone(), marker.to_string());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(url) = url_after(&line, &marker) {
+                        let _ = url_tx.send(url);
+                    }
+                    let _ = log_tx.send(line);
+                }
+            });
+        }
+        // Only the reader threads hold senders now: when the process exits
+        // before printing its address, the wait below ends at once.
+        drop(url_tx);
+        let mut process = ManagedProcess { child, log: log_rx, collected: Vec::new() };
+        match url_rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(url) => Ok((process, url)),
+            Err(_) => {
+                process.kill();
+                Err(process.log())
+            }
+        }
+    }
+
+    /// Everything the process printed so far.
+    pub fn log(&mut self) -> String {
+        self.collected.extend(self.log.try_iter());
+        self.collected.join("\n")
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILL: no chance to clean up (crash tests).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within five seconds.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        for _ in 0..50 {
+            if !self.is_running() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.kill();
+    }
+}
+
+impl Drop for ManagedProcess {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// The URL following `marker` in a log line (ignoring colour codes).
+fn url_after(line: &str, marker: &str) -> Option<String> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    let start = rest.find("http://")?;
+    let url: String =
+        rest[start..].chars().take_while(|c| !c.is_whitespace() && *c != '\u{1b}' && *c != '"').collect();
+    Some(url)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_urls_in_plain_and_coloured_lines() {
+        assert_eq!(super::url_after("Serving http://127.0.0.1:1", "Serving").unwrap(), "http://127.0.0.1:1");
+        let coloured = "\u{1b}[32mINFO\u{1b}[0m spinmesh-runner listening on http://127.0.0.1:2\u{1b}[0m x";
+        assert_eq!(super::url_after(coloured, "listening on").unwrap(), "http://127.0.0.1:2");
+        assert_eq!(super::url_after("nothing here", "Serving"), None);
+    }
+}
