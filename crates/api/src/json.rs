@@ -36,17 +36,17 @@ pub fn parse_json<T: DeserializeOwned>(req: &Request, max_bytes: usize) -> Resul
     if body.len() > max_bytes {
         return Err(ApiError::payload_too_large(max_bytes));
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| match error
-        .inner()
-        .classify()
-    {
+    // Syntax first (trailing data included), so "{} x" is malformed JSON rather
+    // than a complaint about a missing field.
+    let document: serde_json::Value = serde_json::from_slice(body).map_err(|_| ApiError::invalid_json())?;
+    // serde would happily fill a struct from an array, by position.
+    if !document.is_object() {
+        return Err(ApiError::invalid_request("Request body must be a JSON object"));
+    }
+    serde_path_to_error::deserialize(document).map_err(|error| match error.inner().classify() {
         Category::Data => ApiError::invalid_request(describe(&error)),
         Category::Syntax | Category::Eof | Category::Io => ApiError::invalid_json(),
-    })?;
-    // Trailing data after the value ("{}{}") is malformed too.
-    deserializer.end().map_err(|_| ApiError::invalid_json())?;
-    Ok(value)
+    })
 }
 
 /// "Invalid field `items[0].qty`: invalid type: string \"2\", expected u32", without
@@ -188,6 +188,19 @@ mod tests {
     }
 
     #[test]
+    fn only_an_object_fills_a_struct() {
+        let error = parse::<Login>(Some("application/json"), r#"["alice","pw"]"#).unwrap_err();
+        assert_eq!((error.status, error.code.as_ref()), (400, "invalid_request"));
+        assert!(error.message.contains("JSON object"), "{}", error.message);
+    }
+
+    #[test]
+    fn trailing_data_is_malformed_json_even_with_missing_fields() {
+        let error = parse::<Login>(Some("application/json"), "{} trailing").unwrap_err();
+        assert_eq!((error.status, error.code.as_ref()), (400, "invalid_json"));
+    }
+
+    #[test]
     fn oversized_body_is_413() {
         let error = parse_json::<Login>(&request(Some("application/json"), LOGIN), 10).unwrap_err();
         assert_eq!(
@@ -275,10 +288,10 @@ mod tests {
         let error = parse::<Login>(Some("application/json"), r#"["alice"]"#).unwrap_err();
         assert_eq!(error.code, "invalid_request");
         assert!(!error.message.contains("Login"), "{}", error.message);
-        let error = parse::<Login>(Some("application/json"), "\"alice\"").unwrap_err();
+        let error = parse::<Order>(Some("application/json"), r#"{"items":["alice"]}"#).unwrap_err();
         assert_eq!(
             error.message,
-            "Invalid type: string \"alice\", expected an object"
+            "Invalid field `items[0]`: invalid type: string \"alice\", expected an object"
         );
         assert!(!error.message.contains("line"));
     }
