@@ -1,0 +1,44 @@
+//! `register`: creates user accounts.
+
+use serde::Deserialize;
+use serde_json::json;
+use spin_sdk::http::{Params, Request, Response, Router};
+use spin_sdk::http_component;
+use spinmesh_accounts::{NewAccount, config, db, fallback, users};
+use spinmesh_api::{ApiResult, DEFAULT_MAX_JSON_BODY, json, parse_json};
+use spinmesh_authn::now_unix;
+
+const ROUTES: [&str; 2] = ["/api/register", "/register"];
+
+#[http_component]
+fn handle(request: Request) -> Response {
+    let mut router = Router::new();
+    for route in ROUTES {
+        router.post(route, register);
+    }
+    fallback::serve(router, &ROUTES.map(|route| (route, &["POST"][..])), request)
+}
+
+/// Unknown fields are ignored (serde's default), as clients of the seeds may send extras.
+#[derive(Deserialize)]
+struct RegisterRequest {
+    username: String,
+    email: String,
+    password: String,
+}
+
+fn register(request: Request, _params: Params) -> ApiResult<Response> {
+    let body: RegisterRequest = parse_json(&request, DEFAULT_MAX_JSON_BODY)?;
+    let account = NewAccount::new(body.username, body.email, body.password)?;
+    let admin_username = config::var("admin_username")?;
+    let user = users::register(&db::open()?, &account, &admin_username, now_unix())?;
+    // 200, not 201: the seed's documented status.
+    Ok(json(
+        200,
+        &json!({
+            "user_id": user.id,
+            "username": user.username,
+            "message": "User registered successfully",
+        }),
+    ))
+}

@@ -1,0 +1,83 @@
+//! `validate`: token validation for callers outside the app (the seeds' gateway pattern,
+//! forward-auth proxies) and the JWKS for third parties. Components inside the app verify
+//! tokens in-process instead.
+
+use serde::Deserialize;
+use serde_json::json;
+use spin_sdk::http::{Params, Request, Response, Router};
+use spin_sdk::http_component;
+use spinmesh_accounts::{config::var, denylist, fallback};
+use spinmesh_api::{ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, bearer_token, json, parse_json};
+use spinmesh_authn::{PublicKey, Verifier, jwks, now_unix};
+
+const VALIDATE: [&str; 2] = ["/api/validate", "/validate"];
+const JWKS: &str = "/.well-known/jwks.json";
+
+#[http_component]
+fn handle(request: Request) -> Response {
+    let mut router = Router::new();
+    for route in VALIDATE {
+        router.get(route, validate_header);
+        router.post(route, validate_body);
+    }
+    router.get(JWKS, publish_jwks);
+    let allowed: [(&str, &[&str]); 3] = [
+        (VALIDATE[0], &["GET", "POST"]),
+        (VALIDATE[1], &["GET", "POST"]),
+        (JWKS, &["GET"]),
+    ];
+    fallback::serve(router, &allowed, request)
+}
+
+fn validate_header(request: Request, _params: Params) -> ApiResult<Response> {
+    respond(bearer_token(&request)?)
+}
+
+#[derive(Deserialize)]
+struct ValidateRequest {
+    token: Option<String>,
+}
+
+/// The seeds' `{"token": "…"}`. A POST without a body uses the `Authorization` header
+/// instead, as proxies doing forward-auth send only headers.
+fn validate_body(request: Request, _params: Params) -> ApiResult<Response> {
+    if request.body().is_empty() {
+        return respond(bearer_token(&request)?);
+    }
+    let body: ValidateRequest = parse_json(&request, DEFAULT_MAX_JSON_BODY)?;
+    match body.token.as_deref() {
+        Some(token) if !token.is_empty() => respond(token),
+        _ => Err(ApiError::token_missing()),
+    }
+}
+
+fn respond(token: &str) -> ApiResult<Response> {
+    let verifier = Verifier::from_base64(
+        &var("auth_public_key")?,
+        var("auth_issuer")?,
+        var("auth_audience")?,
+    )?;
+    let claims = verifier.verify(token, now_unix())?;
+    denylist::check(&claims)?;
+    let mut response = json(
+        200,
+        &json!({
+            "valid": true,
+            "user_id": claims.sub,
+            "username": claims.username,
+            "roles": claims.roles,
+            "exp": claims.exp,
+            "user": { "id": claims.sub, "username": claims.username, "roles": claims.roles },
+        }),
+    );
+    // The answer changes at logout: no cache may keep it.
+    response.set_header("cache-control", "no-store");
+    Ok(response)
+}
+
+fn publish_jwks(_request: Request, _params: Params) -> ApiResult<Response> {
+    let key = PublicKey::from_base64(&var("auth_public_key")?)?;
+    let mut response = json(200, &jwks(&[key]));
+    response.set_header("cache-control", "public, max-age=300");
+    Ok(response)
+}

@@ -1,0 +1,38 @@
+//! Component variables (granted per component in `spin.toml`).
+
+use crate::Error;
+
+/// The value of a component variable. A missing one is a deployment mistake, hence a 500.
+pub fn var(name: &str) -> Result<String, Error> {
+    spin_sdk::variables::get(name)
+        .map_err(|error| Error::Config(format!("variable `{name}`: {error:?}")))
+}
+
+/// A variable holding a positive integer (a lifetime, a limit).
+pub fn positive_u64(name: &str) -> Result<u64, Error> {
+    parse_positive(name, &var(name)?)
+}
+
+fn parse_positive(name: &str, value: &str) -> Result<u64, Error> {
+    value
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| Error::Config(format!("variable `{name}` must be a positive integer")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positive_integers_only() {
+        assert_eq!(parse_positive("x", "900").unwrap(), 900);
+        assert_eq!(parse_positive("x", " 5\n").unwrap(), 5);
+        for bad in ["0", "-1", "", "1.5", "ten"] {
+            let error = parse_positive("ttl", bad).unwrap_err();
+            assert!(error.to_string().contains("`ttl`"), "{error}");
+        }
+    }
+}
