@@ -1,0 +1,61 @@
+//! `upload`: authenticated uploads streamed to the conversion runner (DESIGN §1, §6), and
+//! the caller's jobs: status, list, download (streamed) and cancel.
+//!
+//! The handler takes the raw `IncomingRequest` so an upload is never buffered: the
+//! multipart body is parsed as it arrives, checked (token, size, extension and magic
+//! bytes) before anything is sent on, and forwarded to the runner in batches.
+
+mod config;
+mod form;
+mod jobs;
+mod route;
+mod runner;
+mod stream;
+mod upload;
+
+use spin_sdk::http::{IncomingRequest, OutgoingResponse, Request, Response, ResponseOutparam};
+use spin_sdk::http_component;
+use spinmesh_api::ApiError;
+
+use crate::route::Route;
+
+#[http_component]
+async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+    let head = request_head(&request);
+    match Route::parse(head.method(), head.path()) {
+        Ok(Route::Upload) => {
+            let response = upload::handle(&head, request.into_body_stream()).await;
+            respond(response_out, response).await;
+        }
+        Ok(Route::Jobs(route)) => jobs::handle(&head, route, response_out).await,
+        Err(error) => respond(response_out, error.into()).await,
+    }
+}
+
+/// The request without its body, so the shared helpers of `spinmesh_api` (bearer
+/// authentication, pagination) apply while the body stays a stream.
+fn request_head(request: &IncomingRequest) -> Request {
+    Request::builder()
+        .method(request.method())
+        .uri(request.uri())
+        .headers(request.headers())
+        .build()
+}
+
+/// Sends a buffered response.
+async fn respond(response_out: ResponseOutparam, mut response: Response) {
+    let body = std::mem::take(response.body_mut());
+    match OutgoingResponse::try_from(response) {
+        Ok(outgoing) => {
+            if let Err(error) = response_out.set_with_body(outgoing, body).await {
+                eprintln!("cannot send the response body: {error}");
+            }
+        }
+        Err(error) => eprintln!("cannot build the response: {error}"),
+    }
+}
+
+/// The error response for an upload refused by policy or malformed.
+fn reject(error: spinmesh_media::Error) -> ApiError {
+    ApiError::new(error.status(), error.code(), error.to_string())
+}

@@ -1,0 +1,241 @@
+//! The conversion runner's HTTP API (runner/README.md), behind its shared token.
+
+use std::fmt::Display;
+
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::de::DeserializeOwned;
+use spin_sdk::http::conversions::TryIntoOutgoingRequest;
+use spin_sdk::http::{
+    IncomingResponse, Method, OutgoingRequest, Request, RequestBuilder, Response, send,
+};
+use spinmesh_api::{ApiError, Page};
+use spinmesh_media::job::RunnerJob;
+
+pub struct Runner {
+    base_url: String,
+    token: String,
+}
+
+impl Runner {
+    pub fn new(url: &str, token: String) -> Self {
+        Self {
+            base_url: url.trim_end_matches('/').to_string(),
+            token,
+        }
+    }
+
+    fn request(&self, method: Method, path_and_query: &str) -> RequestBuilder {
+        let mut builder = Request::builder();
+        builder
+            .method(method)
+            .uri(format!("{}{path_and_query}", self.base_url))
+            .header("authorization", format!("Bearer {}", self.token));
+        builder
+    }
+
+    async fn call(&self, request: Request) -> Result<Response, ApiError> {
+        send(request).await.map_err(unavailable)
+    }
+
+    /// `id` must be a valid job id ([`spinmesh_media::job::is_job_id`]).
+    pub async fn job(&self, id: &str) -> Result<RunnerJob, ApiError> {
+        let response = self
+            .call(self.request(Method::Get, &format!("/jobs/{id}")).build())
+            .await?;
+        expect_json(&response, 200)
+    }
+
+    /// One page of jobs, newest first, of `owner` (everyone's for `None`), and the total.
+    pub async fn jobs(
+        &self,
+        owner: Option<&str>,
+        page: Page,
+    ) -> Result<(Vec<RunnerJob>, u64), ApiError> {
+        let owner =
+            owner.map(|owner| format!("owner={}&", utf8_percent_encode(owner, NON_ALPHANUMERIC)));
+        let query = format!(
+            "/jobs?{}limit={}&offset={}",
+            owner.unwrap_or_default(),
+            page.limit,
+            page.offset
+        );
+        let response = self.call(self.request(Method::Get, &query).build()).await?;
+        let jobs: Vec<RunnerJob> = expect_json(&response, 200)?;
+        let total = response
+            .header("x-total-count")
+            .and_then(|value| value.as_str()?.parse().ok())
+            .unwrap_or(jobs.len() as u64);
+        Ok((jobs, total))
+    }
+
+    /// Cancels a queued or running job and removes the files of any job.
+    pub async fn cancel(&self, id: &str) -> Result<RunnerJob, ApiError> {
+        let response = self
+            .call(self.request(Method::Delete, &format!("/jobs/{id}")).build())
+            .await?;
+        expect_json(&response, 200)
+    }
+
+    /// The MP3 of a completed job, `200` or `206` for a `range`, with its body unread.
+    pub async fn output(
+        &self,
+        id: &str,
+        range: Option<&str>,
+        if_range: Option<&str>,
+    ) -> Result<IncomingResponse, ApiError> {
+        let mut request = self.request(Method::Get, &format!("/jobs/{id}/output"));
+        for (name, value) in [("range", range), ("if-range", if_range)] {
+            if let Some(value) = value {
+                request.header(name, value);
+            }
+        }
+        let response: IncomingResponse = send(request.build()).await.map_err(unavailable)?;
+        match response.status() {
+            200 | 206 => Ok(response),
+            416 => {
+                let content_range = response.headers().get("content-range").into_iter().next();
+                let error = failure(416);
+                Err(
+                    match content_range.and_then(|value| String::from_utf8(value).ok()) {
+                        Some(value) => error.with_header("content-range", value),
+                        None => error,
+                    },
+                )
+            }
+            status => Err(failure(status)),
+        }
+    }
+
+    /// A `POST /jobs` for `owner`'s file `filename`, its body still to be written.
+    pub fn upload_request(&self, owner: &str, filename: &str) -> Result<OutgoingRequest, ApiError> {
+        let mut request = self.request(Method::Post, "/jobs");
+        request
+            .header("content-type", "application/octet-stream")
+            .header("x-owner-id", owner)
+            .header(
+                "x-filename",
+                utf8_percent_encode(filename, NON_ALPHANUMERIC).to_string(),
+            );
+        // The request is built with an empty buffered body that is never written: the
+        // caller streams the real one through `OutgoingRequest::body`.
+        let (request, _empty) = request
+            .build()
+            .try_into_outgoing_request()
+            .map_err(|error| {
+                ApiError::internal_logged(format_args!("runner upload request: {error}"))
+            })?;
+        Ok(request)
+    }
+}
+
+/// The job the runner created from an upload, or why it did not.
+pub async fn accepted(sent: Result<IncomingResponse, impl Display>) -> Result<RunnerJob, ApiError> {
+    let response = sent.map_err(unavailable)?;
+    if response.status() != 202 {
+        return Err(failure(response.status()));
+    }
+    let body = response
+        .into_body()
+        .await
+        .map_err(|error| unavailable(error.to_debug_string()))?;
+    parse(&body)
+}
+
+fn expect_json<T: DeserializeOwned>(response: &Response, expected: u16) -> Result<T, ApiError> {
+    match *response.status() {
+        status if status == expected => parse(response.body()),
+        status => Err(failure(status)),
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|error| {
+        ApiError::internal_logged(format_args!("runner sent unexpected JSON: {error}"))
+    })
+}
+
+/// The runner could not be reached or failed: logged, and a 503 for the client.
+pub fn unavailable(cause: impl Display) -> ApiError {
+    eprintln!("conversion runner unavailable: {cause}");
+    ApiError::service_unavailable("Conversion service is unavailable")
+}
+
+/// The client-facing error for a runner status other than the expected one.
+fn failure(status: u16) -> ApiError {
+    match status {
+        404 => ApiError::not_found("Job not found"),
+        409 => ApiError::new(409, "job_not_ready", "The job has not completed yet"),
+        410 => ApiError::new(
+            410,
+            "output_expired",
+            "The converted file is no longer available",
+        ),
+        413 => ApiError::new(
+            413,
+            "payload_too_large",
+            "File is too large for the conversion service",
+        ),
+        416 => ApiError::new(
+            416,
+            "range_not_satisfiable",
+            "The requested range is not satisfiable",
+        ),
+        507 => ApiError::new(
+            507,
+            "insufficient_storage",
+            "The conversion service is out of storage; try again later",
+        ),
+        500..=599 => unavailable(format_args!("it answered {status}")),
+        // 400 and 401 mean this component sent a bad request or the wrong token.
+        _ => ApiError::internal_logged(format_args!("conversion runner answered {status}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runner_statuses_map_to_client_errors() {
+        let cases = [
+            (404, 404, "not_found"),
+            (409, 409, "job_not_ready"),
+            (410, 410, "output_expired"),
+            (413, 413, "payload_too_large"),
+            (416, 416, "range_not_satisfiable"),
+            (507, 507, "insufficient_storage"),
+            (500, 503, "service_unavailable"),
+            (503, 503, "service_unavailable"),
+            (400, 500, "internal_error"),
+            (401, 500, "internal_error"),
+            (200, 500, "internal_error"),
+        ];
+        for (runner_status, status, code) in cases {
+            let error = failure(runner_status);
+            assert_eq!(
+                (error.status, error.code.as_ref()),
+                (status, code),
+                "{runner_status}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_reveal_nothing_about_the_runner() {
+        for status in [400, 401, 500, 502] {
+            let error = failure(status);
+            assert!(
+                !error.message.contains(&status.to_string()),
+                "{}",
+                error.message
+            );
+            assert!(!error.message.contains("runner"), "{}", error.message);
+        }
+    }
+
+    #[test]
+    fn base_url_loses_its_trailing_slash() {
+        let runner = Runner::new("http://127.0.0.1:3001/", "t".into());
+        assert_eq!(runner.base_url, "http://127.0.0.1:3001");
+    }
+}

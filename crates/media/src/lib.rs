@@ -1,0 +1,20 @@
+//! The upload component's domain logic, as plain functions over bytes and strings so it
+//! is unit-tested natively:
+//!
+//! * [`multipart`]: an incremental `multipart/form-data` parser that never holds more
+//!   than one input chunk (plus a delimiter's length) of a part's body;
+//! * container sniffing: which video container a file's first bytes announce;
+//! * [`UploadPolicy`]: which name, extension, content and size an upload may have, with
+//!   the client's filename sanitised;
+//! * [`job`]: the runner's job JSON and the public shapes derived from it.
+
+mod container;
+mod error;
+mod filename;
+pub mod job;
+pub mod multipart;
+mod policy;
+
+pub use container::SNIFF_LEN;
+pub use error::Error;
+pub use policy::UploadPolicy;
