@@ -69,6 +69,9 @@ impl ManagedProcess {
 
     /// SIGTERM, then SIGKILL if it has not exited within five seconds.
     pub fn terminate(&mut self) {
+        if !self.is_running() {
+            return;
+        }
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         for _ in 0..50 {
             if !self.is_running() {

@@ -29,7 +29,7 @@ enum Command {
     /// Build, then run all tests.
     Test {
         /// Extra arguments passed to `cargo test` (e.g. a test name filter).
-        #[arg(trailing_var_arg = true)]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         cargo_args: Vec<String>,
     },
     /// Run load benchmarks and print the figures.
