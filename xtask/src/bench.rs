@@ -15,7 +15,7 @@ pub struct BenchArgs {
     /// A short run (for CI smoke checks): fewer seconds per scenario.
     #[arg(long)]
     quick: bool,
-    /// Connections kept open by the load generator.
+    /// Connections kept open by the load generator (login uses fewer).
     #[arg(long, default_value_t = 32)]
     connections: u32,
 }
@@ -35,10 +35,76 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let seconds = if args.quick { 3 } else { 15 };
     let app = App::builder().try_start().map_err(|log| anyhow::anyhow!("the app did not start:\n{log}"))?;
 
-    println!("scenario                 req/s     p50 ms   p99 ms   errors   ({seconds}s, {} connections, 2 threads)", args.connections);
-    let health = run_wrk(&app.url("/health"), seconds, args.connections)?;
-    print_row("GET /health", &health);
+    let token = sign_up(&app)?;
+    let bearer = format!("Bearer {token}");
+    let token_body = serde_json::json!({ "token": token }).to_string();
+    let login_body = serde_json::json!({ "username": BENCH_USER, "password": BENCH_PASSWORD }).to_string();
+    let scenarios = [
+        ("GET /health", Load::get(&app.url("/health")), args.connections),
+        ("GET /api/validate", Load::get(&app.url("/api/validate")).header("Authorization", &bearer), args.connections),
+        ("POST /api/validate", Load::post_json(&app.url("/api/validate"), &token_body), args.connections),
+        // argon2id bounds login by design: a few connections keep queueing from
+        // turning into timeouts.
+        ("POST /api/login", Load::post_json(&app.url("/api/login"), &login_body), 4),
+    ];
+
+    println!("scenario                 req/s     p50 ms   p99 ms   errors   ({seconds}s each, 2 threads)");
+    for (name, load, connections) in scenarios {
+        let figures = run_wrk(&load, seconds, connections)?;
+        print_row(name, &figures);
+    }
     Ok(())
+}
+
+const BENCH_USER: &str = "bench_user";
+const BENCH_PASSWORD: &str = "bench-password-1";
+
+/// Registers the benchmark user and returns an access token.
+fn sign_up(app: &App) -> Result<String> {
+    let client = spinmesh_e2e::client();
+    let account = serde_json::json!({ "username": BENCH_USER, "email": "bench@example.com", "password": BENCH_PASSWORD });
+    let registered = client.post(app.url("/api/register")).json(&account).send()?;
+    if !registered.status().is_success() {
+        bail!("registering the benchmark user failed: {}", registered.text()?);
+    }
+    let login: serde_json::Value = client.post(app.url("/api/login")).json(&account).send()?.json()?;
+    login["token"].as_str().map(str::to_string).context("login answered without a token")
+}
+
+/// One request shape for wrk, given to it as a Lua script.
+pub struct Load {
+    url: String,
+    method: &'static str,
+    body: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
+impl Load {
+    pub fn get(url: &str) -> Load {
+        Load { url: url.to_string(), method: "GET", body: None, headers: Vec::new() }
+    }
+
+    pub fn post_json(url: &str, body: &str) -> Load {
+        Load { url: url.to_string(), method: "POST", body: Some(body.to_string()), headers: Vec::new() }
+            .header("Content-Type", "application/json")
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Load {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    fn script(&self) -> String {
+        let quote = |s: &str| format!("{s:?}"); // Rust's escaping is valid Lua for these strings
+        let mut script = format!("wrk.method = {}\n", quote(self.method));
+        if let Some(body) = &self.body {
+            script.push_str(&format!("wrk.body = {}\n", quote(body)));
+        }
+        for (name, value) in &self.headers {
+            script.push_str(&format!("wrk.headers[{}] = {}\n", quote(name), quote(value)));
+        }
+        script
+    }
 }
 
 fn print_row(name: &str, figures: &Figures) {
@@ -49,10 +115,14 @@ fn print_row(name: &str, figures: &Figures) {
 }
 
 /// Warms up for a second, then measures.
-pub fn run_wrk(url: &str, seconds: u32, connections: u32) -> Result<Figures> {
+pub fn run_wrk(load: &Load, seconds: u32, connections: u32) -> Result<Figures> {
+    let script = std::env::temp_dir().join(format!("spinmesh-bench-{}.lua", std::process::id()));
+    std::fs::write(&script, load.script())?;
     let wrk = |duration: u32| {
         Command::new("wrk")
-            .args(["-t2", &format!("-c{connections}"), &format!("-d{duration}s"), "--latency", url])
+            .args(["-t2", &format!("-c{connections}"), &format!("-d{duration}s"), "--timeout", "10s", "--latency", "-s"])
+            .arg(&script)
+            .arg(&load.url)
             .output()
             .context("cannot run wrk")
     };
