@@ -7,6 +7,7 @@
 //! when it is missing).
 
 mod process;
+mod reply;
 mod secrets;
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 pub use process::ManagedProcess;
+pub use reply::{Reply, send};
 pub use secrets::{DevSecrets, ORDERS_CLIENT_ID};
 
 pub fn repo_root() -> PathBuf {
@@ -235,6 +237,14 @@ impl App {
         self.host.log()
     }
 
+    pub fn host_pid(&self) -> u32 {
+        self.host.id()
+    }
+
+    pub fn runner_pid(&self) -> Option<u32> {
+        self.runner.as_ref().map(|runner| runner.process.id())
+    }
+
     pub fn host_is_running(&mut self) -> bool {
         self.host.is_running()
     }
@@ -286,6 +296,32 @@ impl Drop for App {
             }
         }
     }
+}
+
+/// A `multipart/form-data` body: `(field name, file name, content)` parts,
+/// each sent as `video/mp4` (the only uploads the app takes).
+pub fn multipart_body(boundary: &str, parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, filename, bytes) in parts {
+        let filename = filename.map(|f| format!("; filename=\"{f}\"")).unwrap_or_default();
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"{filename}\r\nContent-Type: video/mp4\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    body
+}
+
+/// Peak resident memory of a process so far, in MiB (Linux `VmHWM`).
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status.lines().find_map(|line| line.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// A blocking HTTP client with a generous timeout (the machine may be busy).

@@ -57,6 +57,10 @@ impl ManagedProcess {
         self.collected.join("\n")
     }
 
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }

@@ -150,22 +150,7 @@ fn form(filename: &str, bytes: &[u8]) -> Vec<u8> {
 }
 
 fn form_with(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (name, filename, bytes) in parts {
-        let filename = filename
-            .map(|f| format!("; filename=\"{f}\""))
-            .unwrap_or_default();
-        body.extend_from_slice(
-            format!(
-                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"{filename}\r\nContent-Type: video/mp4\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-    body
+    spinmesh_e2e::multipart_body(BOUNDARY, parts)
 }
 
 fn multipart_post(app: &App, path: &str, token: &str) -> RequestBuilder {

@@ -33,7 +33,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     ensure_tool("wrk", "wrk", "--version")?;
     build_all()?;
     let seconds = if args.quick { 3 } else { 15 };
-    let app = App::builder().try_start().map_err(|log| anyhow::anyhow!("the app did not start:\n{log}"))?;
+    crate::setup::ensure_ffmpeg()?;
+    let app = App::builder().with_runner().try_start().map_err(|log| anyhow::anyhow!("the app did not start:\n{log}"))?;
 
     let token = sign_up(&app)?;
     let bearer = format!("Bearer {token}");
@@ -53,6 +54,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let figures = run_wrk(&load, seconds, connections)?;
         print_row(name, &figures);
     }
+    crate::bench_media::conversion(&app, &token, if args.quick { 10 } else { 60 })?;
+    crate::bench_media::upload_memory(&app, &token, if args.quick { 20 } else { 100 })?;
     Ok(())
 }
 

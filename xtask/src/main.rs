@@ -6,6 +6,7 @@
 //! * `bench` — load benchmarks (not tests: figures, not pass/fail)
 
 mod bench;
+mod bench_media;
 mod build;
 mod setup;
 mod up;
