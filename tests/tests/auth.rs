@@ -9,69 +9,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jwt_simple::prelude::{
     Claims, Duration as JwtDuration, Ed25519KeyPair, EdDSAKeyPairLike, HS256Key, MACLike,
 };
-use reqwest::blocking::{Client, RequestBuilder};
-use reqwest::header::HeaderMap;
+use reqwest::blocking::Client;
 use serde_json::{Value, json};
 use spinmesh_authn::{Issuer, Role, generate_key_pair, now_unix};
-use spinmesh_e2e::{App, ORDERS_CLIENT_ID, client, engine_available};
+use spinmesh_e2e::{App, ORDERS_CLIENT_ID, Reply, client, engine_available, send};
 
 const PASSWORD: &str = "correct horse battery";
-
-/// A response: status, headers and the JSON body every route must send.
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    body: Value,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|value| value.to_str().ok())
-    }
-
-    fn str(&self, field: &str) -> &str {
-        self.body[field]
-            .as_str()
-            .unwrap_or_else(|| panic!("no string `{field}` in {}", self.body))
-    }
-
-    /// 200 and the body, for chaining.
-    fn ok(self) -> Value {
-        assert_eq!(self.status, 200, "{}", self.body);
-        self.body
-    }
-
-    /// The error shape of DESIGN §3 with this status and code.
-    fn assert_error(&self, status: u16, code: &str) {
-        assert_eq!(
-            (self.status, self.body["code"].as_str()),
-            (status, Some(code)),
-            "{}",
-            self.body
-        );
-        assert_eq!(self.body["status"], status.to_string(), "{}", self.body);
-        assert!(
-            self.body["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{}",
-            self.body
-        );
-        assert_eq!(self.header("content-type"), Some("application/json"));
-    }
-}
-
-fn send(request: RequestBuilder) -> Reply {
-    let response = request.send().expect("request sent");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().expect("body read");
-    let body = serde_json::from_str(&text)
-        .unwrap_or_else(|_| panic!("{status}: body is not JSON: {text:?}"));
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
 
 /// The app's HTTP API. Holds no process handle, so threads can share it.
 struct Api {

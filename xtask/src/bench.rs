@@ -37,6 +37,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let app = App::builder().with_runner().try_start().map_err(|log| anyhow::anyhow!("the app did not start:\n{log}"))?;
 
     let token = sign_up(&app)?;
+    create_profile(&app, &token)?;
     let bearer = format!("Bearer {token}");
     let token_body = serde_json::json!({ "token": token }).to_string();
     let login_body = serde_json::json!({ "username": BENCH_USER, "password": BENCH_PASSWORD }).to_string();
@@ -44,6 +45,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         ("GET /health", Load::get(&app.url("/health")), args.connections),
         ("GET /api/validate", Load::get(&app.url("/api/validate")).header("Authorization", &bearer), args.connections),
         ("POST /api/validate", Load::post_json(&app.url("/api/validate"), &token_body), args.connections),
+        // Verify + denylist read (KV) + one SQLite query.
+        ("GET /api/users/me", Load::get(&app.url("/api/users/me")).header("Authorization", &bearer), args.connections),
         // argon2id bounds login by design: a few connections keep queueing from
         // turning into timeouts.
         ("POST /api/login", Load::post_json(&app.url("/api/login"), &login_body), 4),
@@ -72,6 +75,16 @@ fn sign_up(app: &App) -> Result<String> {
     }
     let login: serde_json::Value = client.post(app.url("/api/login")).json(&account).send()?.json()?;
     login["token"].as_str().map(str::to_string).context("login answered without a token")
+}
+
+/// Gives the benchmark user a profile, so `GET /api/users/me` finds one.
+fn create_profile(app: &App, token: &str) -> Result<()> {
+    let profile = serde_json::json!({ "email": "bench@example.com", "full_name": "Bench User" });
+    let created = spinmesh_e2e::client().post(app.url("/api/users")).bearer_auth(token).json(&profile).send()?;
+    if !created.status().is_success() {
+        bail!("creating the benchmark profile failed: {}", created.text()?);
+    }
+    Ok(())
 }
 
 /// One request shape for wrk, given to it as a Lua script.

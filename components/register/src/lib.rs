@@ -4,8 +4,8 @@ use serde::Deserialize;
 use serde_json::json;
 use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
-use spinmesh_accounts::{NewAccount, config, db, fallback, users};
-use spinmesh_api::{ApiResult, DEFAULT_MAX_JSON_BODY, json, parse_json};
+use spinmesh_accounts::{NewAccount, db, users};
+use spinmesh_api::{ApiResult, DEFAULT_MAX_JSON_BODY, config, fallback, json, parse_json};
 use spinmesh_authn::now_unix;
 
 const ROUTES: [&str; 2] = ["/api/register", "/register"];

@@ -6,8 +6,11 @@ use serde::Deserialize;
 use serde_json::json;
 use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
-use spinmesh_accounts::{config::var, denylist, fallback};
-use spinmesh_api::{ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, bearer_token, json, parse_json};
+use spinmesh_api::config::var;
+use spinmesh_api::{
+    ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, bearer_token, fallback, json, parse_json,
+    verify_active,
+};
 use spinmesh_authn::{PublicKey, Verifier, jwks, now_unix};
 
 const VALIDATE: [&str; 2] = ["/api/validate", "/validate"];
@@ -57,8 +60,7 @@ fn respond(token: &str) -> ApiResult<Response> {
         var("auth_issuer")?,
         var("auth_audience")?,
     )?;
-    let claims = verifier.verify(token, now_unix())?;
-    denylist::check(&claims)?;
+    let claims = verify_active(token, &verifier, now_unix())?;
     let mut response = json(
         200,
         &json!({

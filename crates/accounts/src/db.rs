@@ -1,14 +1,15 @@
-//! The `auth` SQLite database: schema, migrations, transactions.
+//! The `auth` SQLite database and its schema.
 
-use spin_sdk::sqlite::{Connection, Value};
+use spin_sdk::sqlite::Connection;
+use spinmesh_api::db;
+pub use spinmesh_api::db::{integer, optional_text, text};
 
 use crate::Error;
 
 /// The label granted to `register` and `login` in `spin.toml`.
 pub const DATABASE: &str = "auth";
 
-/// Step `i` migrates schema version `i` to `i + 1` (tracked in `PRAGMA user_version`).
-/// Append new steps; never edit one that has shipped.
+/// See [`spinmesh_api::db::open`]: append new steps; never edit one that has shipped.
 const MIGRATIONS: &[&[&str]] = &[&[
     // Ids are v4 UUID strings, as in the seeds. NOCASE makes `Bob` and `bob` one name;
     // admins created from variables have no email (UNIQUE allows many NULLs).
@@ -43,64 +44,15 @@ const MIGRATIONS: &[&[&str]] = &[&[
     "CREATE INDEX login_failures_window ON login_failures (window_start)",
 ]];
 
-/// Opens the database, migrating it first if this is the first request on an old schema.
-/// The version check is one cheap query; the migration runs once, under the write lock.
+/// Opens the database, migrating it first if needed.
 pub fn open() -> Result<Connection, Error> {
-    let conn = Connection::open(DATABASE)?;
-    if schema_version(&conn)? < MIGRATIONS.len() {
-        migrate(&conn)?;
-    }
-    Ok(conn)
+    db::open(DATABASE, MIGRATIONS)
 }
 
-fn schema_version(conn: &Connection) -> Result<usize, Error> {
-    let result = conn.execute("PRAGMA user_version", &[])?;
-    result
-        .rows
-        .first()
-        .and_then(|row| row.get::<usize>(0))
-        .ok_or(Error::Corrupt("PRAGMA user_version returned no number"))
-}
-
-fn migrate(conn: &Connection) -> Result<(), Error> {
-    transaction(conn, || {
-        // Concurrent first requests all get here; only the first to take the lock migrates.
-        let from = schema_version(conn)?;
-        for statement in MIGRATIONS.iter().skip(from).flat_map(|step| step.iter()) {
-            conn.execute(statement, &[])?;
-        }
-        conn.execute(&format!("PRAGMA user_version = {}", MIGRATIONS.len()), &[])?;
-        Ok(())
-    })
-}
-
-/// Runs `body` in a write transaction (`BEGIN IMMEDIATE`, so two of them serialise instead
-/// of failing on lock upgrade), committing on `Ok` and rolling back on `Err`.
+/// [`db::transaction`] fixed to this crate's error, so closures need no annotations.
 pub fn transaction<T>(
     conn: &Connection,
     body: impl FnOnce() -> Result<T, Error>,
 ) -> Result<T, Error> {
-    conn.execute("BEGIN IMMEDIATE", &[])?;
-    let outcome = body().and_then(|value| {
-        conn.execute("COMMIT", &[])?;
-        Ok(value)
-    });
-    if outcome.is_err() {
-        // Best effort: the host also rolls back a connection returned mid-transaction.
-        let _ = conn.execute("ROLLBACK", &[]);
-    }
-    outcome
-}
-
-pub fn text(value: &str) -> Value {
-    Value::Text(value.to_owned())
-}
-
-pub fn optional_text(value: Option<&str>) -> Value {
-    value.map_or(Value::Null, text)
-}
-
-/// SQLite integers are signed; Unix times and TTLs fit comfortably.
-pub fn integer(value: u64) -> Value {
-    Value::Integer(i64::try_from(value).unwrap_or(i64::MAX))
+    db::transaction(conn, body)
 }

@@ -25,17 +25,12 @@ pub enum Error {
     RefreshExpired,
     #[error("invalid client credentials")]
     InvalidClient,
-    /// The access token's `jti` is on the logout denylist.
-    #[error("token revoked")]
-    Revoked,
     #[error(transparent)]
     Token(#[from] spinmesh_authn::Error),
     #[error("configuration: {0}")]
     Config(String),
     #[error("sqlite: {0:?}")]
     Sqlite(#[from] spin_sdk::sqlite::Error),
-    #[error("key-value: {0:?}")]
-    KeyValue(#[from] spin_sdk::key_value::Error),
     /// The database holds something this code did not write (a bug or a foreign schema).
     #[error("unexpected stored data: {0}")]
     Corrupt(&'static str),
@@ -72,12 +67,10 @@ impl From<Error> for ApiError {
             Error::InvalidClient => {
                 ApiError::unauthorized("invalid_client", "Invalid client credentials")
             }
-            Error::Revoked => ApiError::token_invalid(),
             Error::Token(error) => error.into(),
-            error @ (Error::Config(_)
-            | Error::Sqlite(_)
-            | Error::KeyValue(_)
-            | Error::Corrupt(_)) => ApiError::internal_logged(error),
+            error @ (Error::Config(_) | Error::Sqlite(_) | Error::Corrupt(_)) => {
+                ApiError::internal_logged(error)
+            }
         }
     }
 }

@@ -4,7 +4,6 @@
 //! * [`users`] registers accounts and checks passwords (with the first admin created on
 //!   first use); [`throttle`] counts failed logins per account and per client address.
 //! * [`sessions`] issues access tokens with rotating refresh tokens and ends them.
-//! * [`denylist`] keeps logged-out token ids in the key-value store until they expire.
 //! * [`clients`] checks service-account client credentials.
 //!
 //! Pure rules (input validation, throttle windows, client lists) are unit-tested natively;
@@ -12,17 +11,14 @@
 //! end-to-end tests in `tests/tests/auth.rs`.
 
 pub mod clients;
-pub mod config;
 pub mod db;
-pub mod denylist;
 mod error;
-pub mod fallback;
 pub mod sessions;
 pub mod throttle;
 pub mod users;
 mod validation;
 
 pub use error::Error;
-pub use validation::{NewAccount, validate_username};
+pub use validation::{NewAccount, validate_email, validate_username};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

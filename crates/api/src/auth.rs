@@ -1,7 +1,7 @@
 use spin_sdk::http::Request;
 use spinmesh_authn::{Claims, Verifier};
 
-use crate::ApiError;
+use crate::{ApiError, denylist};
 
 /// The token of an `Authorization: Bearer <token>` header.
 ///
@@ -32,10 +32,25 @@ pub fn bearer_token(req: &Request) -> Result<&str, ApiError> {
     Ok(token)
 }
 
-/// Extracts the bearer token and verifies it at `now` (Unix seconds).
+/// Extracts the bearer token, verifies it at `now` (Unix seconds) and refuses a
+/// logged-out one. Every protected route calls this, so the component needs
+/// `key_value_stores = ["default"]` (see [`crate::denylist`]).
 pub fn authenticate(req: &Request, verifier: &Verifier, now: u64) -> Result<Claims, ApiError> {
-    let token = bearer_token(req)?;
-    Ok(verifier.verify(token, now)?)
+    verify_active(bearer_token(req)?, verifier, now)
+}
+
+/// Verifies `token` at `now` and refuses a logged-out one: [`authenticate`] for a token
+/// that arrives in a body (`POST /validate {token}`).
+pub fn verify_active(token: &str, verifier: &Verifier, now: u64) -> Result<Claims, ApiError> {
+    let claims = verifier.verify(token, now)?;
+    denylist::check(&claims)?;
+    Ok(claims)
+}
+
+/// The signature and time checks alone, without the denylist: only for logout, where
+/// revoking a token again is harmless. Protected routes use [`authenticate`].
+pub fn verify_bearer(req: &Request, verifier: &Verifier, now: u64) -> Result<Claims, ApiError> {
+    Ok(verifier.verify(bearer_token(req)?, now)?)
 }
 
 #[cfg(test)]
@@ -113,7 +128,7 @@ mod tests {
     }
 
     #[test]
-    fn authenticate_verifies_and_maps_errors() {
+    fn verify_bearer_verifies_and_maps_errors() {
         let keys = generate_key_pair().unwrap();
         let issuer = Issuer::new(&keys.signing_key, "spinmesh", "spinmesh-api", 900).unwrap();
         let verifier = Verifier::from_base64(&keys.public_key, "spinmesh", "spinmesh-api")
@@ -125,13 +140,13 @@ mod tests {
             .token;
         let header = format!("Bearer {token}");
 
-        let claims = authenticate(&request(Some(&header)), &verifier, NOW).unwrap();
+        let claims = verify_bearer(&request(Some(&header)), &verifier, NOW).unwrap();
         assert_eq!(
             (claims.sub.as_str(), claims.username.as_str()),
             ("7", "alice")
         );
 
-        let expired = authenticate(&request(Some(&header)), &verifier, NOW + 900).unwrap_err();
+        let expired = verify_bearer(&request(Some(&header)), &verifier, NOW + 900).unwrap_err();
         assert_eq!(
             (expired.status, expired.code.as_ref()),
             (401, "token_expired")
@@ -139,7 +154,7 @@ mod tests {
         assert_eq!(expired.message, "Token has expired");
 
         let tampered = format!("Bearer {token}x");
-        let invalid = authenticate(&request(Some(&tampered)), &verifier, NOW).unwrap_err();
+        let invalid = verify_bearer(&request(Some(&tampered)), &verifier, NOW).unwrap_err();
         assert_eq!(
             (invalid.status, invalid.code.as_ref()),
             (401, "token_invalid")
@@ -147,7 +162,7 @@ mod tests {
         assert_eq!(invalid.message, "Invalid or malformed token");
 
         assert_eq!(
-            code(authenticate(&request(None), &verifier, NOW)),
+            code(verify_bearer(&request(None), &verifier, NOW)),
             (401, "token_missing".into())
         );
     }

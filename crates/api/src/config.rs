@@ -1,25 +1,26 @@
 //! Component variables (granted per component in `spin.toml`).
 
-use crate::Error;
+use crate::ApiError;
 
-/// The value of a component variable. A missing one is a deployment mistake, hence a 500.
-pub fn var(name: &str) -> Result<String, Error> {
+/// The value of a component variable. A missing one is a deployment mistake, hence a 500
+/// (cause logged).
+pub fn var(name: &str) -> Result<String, ApiError> {
     spin_sdk::variables::get(name)
-        .map_err(|error| Error::Config(format!("variable `{name}`: {error:?}")))
+        .map_err(|error| ApiError::internal_logged(format_args!("variable `{name}`: {error:?}")))
 }
 
 /// A variable holding a positive integer (a lifetime, a limit).
-pub fn positive_u64(name: &str) -> Result<u64, Error> {
-    parse_positive(name, &var(name)?)
+pub fn positive_u64(name: &str) -> Result<u64, ApiError> {
+    parse_positive(name, &var(name)?).map_err(ApiError::internal_logged)
 }
 
-fn parse_positive(name: &str, value: &str) -> Result<u64, Error> {
+fn parse_positive(name: &str, value: &str) -> Result<u64, String> {
     value
         .trim()
         .parse()
         .ok()
         .filter(|n| *n > 0)
-        .ok_or_else(|| Error::Config(format!("variable `{name}` must be a positive integer")))
+        .ok_or_else(|| format!("variable `{name}` must be a positive integer"))
 }
 
 #[cfg(test)]
@@ -32,7 +33,7 @@ mod tests {
         assert_eq!(parse_positive("x", " 5\n").unwrap(), 5);
         for bad in ["0", "-1", "", "1.5", "ten"] {
             let error = parse_positive("ttl", bad).unwrap_err();
-            assert!(error.to_string().contains("`ttl`"), "{error}");
+            assert!(error.contains("`ttl`"), "{error}");
         }
     }
 }

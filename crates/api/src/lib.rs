@@ -1,15 +1,21 @@
 //! HTTP plumbing shared by every spinmesh component: the one error type and its JSON
-//! shape (DESIGN §3), JSON in and out, bearer authentication, path parameters and
-//! pagination. Everything here works on `spin_sdk::http::{Request, Response}`, which are
-//! plain Rust values, so it is unit-tested natively.
+//! shape (DESIGN §3), JSON in and out, bearer authentication (with the logout denylist),
+//! component variables, JSON 404/405 fallbacks, SQLite migrations, path parameters and
+//! pagination. The HTTP parts work on `spin_sdk::http::{Request, Response}`, plain Rust
+//! values, so they are unit-tested natively; [`denylist`], [`config`] and [`db`] reach
+//! Spin stores and variables and are covered by the end-to-end tests.
 
 mod auth;
+pub mod config;
+pub mod db;
+pub mod denylist;
 mod error;
+pub mod fallback;
 mod json;
 mod page;
 mod params;
 
-pub use auth::{authenticate, bearer_token};
+pub use auth::{authenticate, bearer_token, verify_active, verify_bearer};
 pub use error::{ApiError, ApiResult};
 pub use json::{DEFAULT_MAX_JSON_BODY, is_json_content_type, json, parse_json};
 pub use page::{Page, link_header, paginated};

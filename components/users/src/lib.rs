@@ -1,0 +1,120 @@
+//! `users`: profiles, one per account, in the `users` database. Everyone signed in reads
+//! them; a profile is created by its own account and changed or deleted by its owner or
+//! an admin (rules in `spinmesh_profiles::access`).
+
+use serde::Deserialize;
+use serde_json::json;
+use spin_sdk::http::{Params, Request, Response, Router};
+use spin_sdk::http_component;
+use spinmesh_api::config::var;
+use spinmesh_api::{
+    ApiResult, DEFAULT_MAX_JSON_BODY, Page, authenticate, fallback, json, paginated, param,
+    parse_json,
+};
+use spinmesh_authn::{Claims, Verifier, now_unix};
+use spinmesh_profiles::{NewProfile, ProfileUpdate, UserId, access, store};
+
+/// Canonical routes first, then the seed's.
+const COLLECTION: [&str; 2] = ["/api/users", "/users"];
+/// `:id` is a user id or `me`.
+const ITEM: [&str; 2] = ["/api/users/:id", "/users/:id"];
+
+#[http_component]
+fn handle(request: Request) -> Response {
+    let mut router = Router::new();
+    for route in COLLECTION {
+        router.get(route, list);
+        router.post(route, create);
+    }
+    for route in ITEM {
+        router.get(route, read);
+        router.put(route, update);
+        router.patch(route, update);
+        router.delete(route, delete);
+    }
+    let collection: &[&str] = &["GET", "POST"];
+    let item: &[&str] = &["GET", "PUT", "PATCH", "DELETE"];
+    let allowed = [
+        (COLLECTION[0], collection),
+        (COLLECTION[1], collection),
+        (ITEM[0], item),
+        (ITEM[1], item),
+    ];
+    fallback::serve(router, &allowed, request)
+}
+
+/// The verified, not logged-out caller.
+fn caller(request: &Request) -> ApiResult<Claims> {
+    let verifier = Verifier::from_base64(
+        &var("auth_public_key")?,
+        var("auth_issuer")?,
+        var("auth_audience")?,
+    )?;
+    authenticate(request, &verifier, now_unix())
+}
+
+/// The seed's body: `user_id` and `username` are optional here (the token says who the
+/// caller is) and, when sent, must name the caller.
+#[derive(Deserialize)]
+struct CreateRequest {
+    user_id: Option<String>,
+    username: Option<String>,
+    email: String,
+    full_name: Option<String>,
+    bio: Option<String>,
+}
+
+fn create(request: Request, _params: Params) -> ApiResult<Response> {
+    let claims = caller(&request)?;
+    let body: CreateRequest = parse_json(&request, DEFAULT_MAX_JSON_BODY)?;
+    let owner = access::creator(&claims, body.user_id.as_deref(), body.username.as_deref())?;
+    let profile = NewProfile::new(body.email, body.full_name, body.bio)?;
+    store::create(&store::open()?, &owner, &profile, now_unix())?;
+    // 200, not 201: the seed's documented status.
+    Ok(done(&owner.user_id, "Profile created successfully"))
+}
+
+fn list(request: Request, _params: Params) -> ApiResult<Response> {
+    caller(&request)?;
+    let page = Page::from_request(&request)?;
+    let (total, profiles) = store::list(&store::open()?, page)?;
+    Ok(paginated(&request, page, total, &profiles))
+}
+
+fn read(request: Request, params: Params) -> ApiResult<Response> {
+    let claims = caller(&request)?;
+    let id = access::target(&claims, param(&params, "id")?)?;
+    Ok(json(200, &store::get(&store::open()?, &id)?))
+}
+
+/// Only these fields change; anything else (e.g. `email`) is refused rather than ignored.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateRequest {
+    full_name: Option<String>,
+    bio: Option<String>,
+}
+
+/// PUT and PATCH alike: a partial update, as in the seed.
+fn update(request: Request, params: Params) -> ApiResult<Response> {
+    let claims = caller(&request)?;
+    let id = access::target(&claims, param(&params, "id")?)?;
+    access::ensure_may_modify(&claims, &id)?;
+    let body: UpdateRequest = parse_json(&request, DEFAULT_MAX_JSON_BODY)?;
+    let update = ProfileUpdate::new(body.full_name, body.bio)?;
+    store::update(&store::open()?, &id, &update, now_unix())?;
+    Ok(done(&id, "Profile updated successfully"))
+}
+
+fn delete(request: Request, params: Params) -> ApiResult<Response> {
+    let claims = caller(&request)?;
+    let id = access::target(&claims, param(&params, "id")?)?;
+    access::ensure_may_modify(&claims, &id)?;
+    store::delete(&store::open()?, &id)?;
+    Ok(done(&id, "Profile deleted successfully"))
+}
+
+/// The seed's `{user_id, message}` answer to a write.
+fn done(id: &UserId, message: &str) -> Response {
+    json(200, &json!({ "user_id": id.as_str(), "message": message }))
+}
