@@ -1,6 +1,6 @@
-use spin_sdk::variables;
 use spinmesh_api::ApiError;
 use spinmesh_api::authn::Verifier;
+use spinmesh_api::config::{positive_u64, token_verifier, var};
 use spinmesh_media::UploadPolicy;
 
 use crate::runner::Runner;
@@ -15,18 +15,11 @@ pub struct Config {
 impl Config {
     /// Misconfiguration is the operator's problem: a logged, generic 500.
     pub fn load() -> Result<Self, ApiError> {
-        let verifier = Verifier::from_base64(
-            &get("auth_public_key")?,
-            get("auth_issuer")?,
-            get("auth_audience")?,
-        )?;
-        let runner = Runner::new(&get("runner_url")?, get("runner_token")?);
-        let max_bytes = get("upload_max_bytes")?
-            .trim()
-            .parse()
-            .map_err(|_| ApiError::internal_logged("upload_max_bytes is not a number of bytes"))?;
+        let verifier = token_verifier()?;
+        let runner = Runner::new(&var("runner_url")?, var("runner_token")?);
+        let max_bytes = positive_u64("upload_max_bytes")?;
         let policy =
-            UploadPolicy::new(&get("upload_allowed_extensions")?, max_bytes).ok_or_else(|| {
+            UploadPolicy::new(&var("upload_allowed_extensions")?, max_bytes).ok_or_else(|| {
                 ApiError::internal_logged(
                     "upload_allowed_extensions and upload_max_bytes admit no upload",
                 )
@@ -37,9 +30,4 @@ impl Config {
             policy,
         })
     }
-}
-
-fn get(name: &str) -> Result<String, ApiError> {
-    variables::get(name)
-        .map_err(|error| ApiError::internal_logged(format_args!("variable {name}: {error}")))
 }

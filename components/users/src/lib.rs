@@ -6,12 +6,12 @@ use serde::Deserialize;
 use serde_json::json;
 use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
-use spinmesh_api::config::var;
+use spinmesh_api::config::token_verifier;
 use spinmesh_api::{
     ApiResult, DEFAULT_MAX_JSON_BODY, Page, authenticate, fallback, json, paginated, param,
     parse_json,
 };
-use spinmesh_authn::{Claims, Verifier, now_unix};
+use spinmesh_authn::{Claims, now_unix};
 use spinmesh_profiles::{NewProfile, ProfileUpdate, UserId, access, store};
 
 /// Canonical routes first, then the seed's.
@@ -45,12 +45,7 @@ fn handle(request: Request) -> Response {
 
 /// The verified, not logged-out caller.
 fn caller(request: &Request) -> ApiResult<Claims> {
-    let verifier = Verifier::from_base64(
-        &var("auth_public_key")?,
-        var("auth_issuer")?,
-        var("auth_audience")?,
-    )?;
-    authenticate(request, &verifier, now_unix())
+    authenticate(request, &token_verifier()?, now_unix())
 }
 
 /// The seed's body: `user_id` and `username` are optional here (the token says who the

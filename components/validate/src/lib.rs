@@ -6,12 +6,12 @@ use serde::Deserialize;
 use serde_json::json;
 use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
-use spinmesh_api::config::var;
+use spinmesh_api::config::{token_verifier, var};
 use spinmesh_api::{
     ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, bearer_token, fallback, json, parse_json,
     verify_active,
 };
-use spinmesh_authn::{PublicKey, Verifier, jwks, now_unix};
+use spinmesh_authn::{PublicKey, jwks, now_unix};
 
 const VALIDATE: [&str; 2] = ["/api/validate", "/validate"];
 const JWKS: &str = "/.well-known/jwks.json";
@@ -55,12 +55,7 @@ fn validate_body(request: Request, _params: Params) -> ApiResult<Response> {
 }
 
 fn respond(token: &str) -> ApiResult<Response> {
-    let verifier = Verifier::from_base64(
-        &var("auth_public_key")?,
-        var("auth_issuer")?,
-        var("auth_audience")?,
-    )?;
-    let claims = verify_active(token, &verifier, now_unix())?;
+    let claims = verify_active(token, &token_verifier()?, now_unix())?;
     let mut response = json(
         200,
         &json!({

@@ -1,5 +1,7 @@
 //! Component variables (granted per component in `spin.toml`).
 
+use spinmesh_authn::Verifier;
+
 use crate::ApiError;
 
 /// The value of a component variable. A missing one is a deployment mistake, hence a 500
@@ -7,6 +9,12 @@ use crate::ApiError;
 pub fn var(name: &str) -> Result<String, ApiError> {
     spin_sdk::variables::get(name)
         .map_err(|error| ApiError::internal_logged(format_args!("variable `{name}`: {error:?}")))
+}
+
+/// The token verifier every protected component uses: the public key, issuer and
+/// audience variables (never the signing key).
+pub fn token_verifier() -> Result<Verifier, ApiError> {
+    Ok(Verifier::from_base64(&var("auth_public_key")?, var("auth_issuer")?, var("auth_audience")?)?)
 }
 
 /// A variable holding a positive integer (a lifetime, a limit).
