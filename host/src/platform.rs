@@ -44,9 +44,6 @@ pub struct SqliteConnection {
     conn: Arc<Mutex<PooledConnection>>,
 }
 
-const KV_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS spin_key_value (
-    store TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (store, key))";
-
 /// Runs blocking store work off the async workers.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> wasmtime::Result<T> {
     Ok(tokio::task::spawn_blocking(work).await?)
@@ -66,11 +63,6 @@ impl key_value::HostStore for RequestState {
         let Some(file) = self.app.stores.key_value.get(&label).cloned() else {
             return Ok(Err(key_value::Error::NoSuchStore));
         };
-        let schema_file = Arc::clone(&file);
-        let created = blocking(move || schema_file.checkout()?.execute_batch(KV_SCHEMA).map_err(anyhow::Error::from)).await?;
-        if let Err(err) = created {
-            return Ok(Err(kv_error(err)));
-        }
         Ok(Ok(self.table.push(KeyValueStore { label, file })?))
     }
 

@@ -105,7 +105,12 @@ impl RuntimeConfig {
                     bail!("unknown key_value_stores label {label:?} for component {id:?}: define it in the runtime config as [key_value_store.{label}]");
                 };
                 if !stores.key_value.contains_key(label) {
-                    stores.key_value.insert(label.clone(), open(path)?);
+                    let file = open(path)?;
+                    // Once here, not on every `open` a request makes.
+                    file.checkout()?.execute_batch(KV_SCHEMA).with_context(|| {
+                        format!("cannot prepare key-value store {label:?} at {}", path.display())
+                    })?;
+                    stores.key_value.insert(label.clone(), file);
                 }
             }
             for label in &component.sqlite_databases {
@@ -120,6 +125,10 @@ impl RuntimeConfig {
         Ok(stores)
     }
 }
+
+/// Spin's table for key-value data (one file may hold several stores).
+const KV_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS spin_key_value (
+    store TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (store, key))";
 
 /// The opened files, by label.
 #[derive(Debug, Default)]
