@@ -212,3 +212,33 @@ fn fermyon_cloud_doc_names_every_value_the_platform_must_supply() {
         assert!(text.contains(&format!("`{label}`")), "deploy/fermyon-cloud.md does not mention the label `{label}`");
     }
 }
+
+/// Every runner flag, with its environment variable and default, is in the
+/// configuration reference (read from the runner's own clap definition).
+#[test]
+fn operations_doc_names_every_runner_flag_with_its_env_and_default() {
+    use clap::CommandFactory;
+    let docs = read("docs/operations.md");
+    let section = docs.split("### Runner flags").nth(1).expect("a `### Runner flags` section");
+    let section = section.split("\n### ").next().unwrap();
+    let command = spinmesh_runner::Config::command();
+    let mut checked = 0;
+    for arg in command.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if matches!(long, "help" | "version") {
+            continue;
+        }
+        let row = section
+            .lines()
+            .find(|line| line.starts_with(&format!("| `--{long}` |")))
+            .unwrap_or_else(|| panic!("docs/operations.md has no row for runner flag `--{long}`"));
+        if let Some(env) = arg.get_env() {
+            assert!(row.contains(&format!("`{}`", env.to_string_lossy())), "`--{long}` row lacks its env var: {row}");
+        }
+        for default in arg.get_default_values() {
+            assert!(row.contains(&format!("`{}`", default.to_string_lossy())), "`--{long}` row lacks its default: {row}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "the runner's flags were not found");
+}
