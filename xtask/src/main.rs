@@ -4,10 +4,12 @@
 //! * `up`    — build, then run the app (embedded host, or `--engine spin`)
 //! * `test`  — build, then every test: unit, host conformance, end-to-end
 //! * `bench` — load benchmarks (not tests: figures, not pass/fail)
+//! * `deploy render --target spinkube` — platform manifests derived from spin.toml
 
 mod bench;
 mod bench_media;
 mod build;
+mod deploy;
 mod setup;
 mod up;
 
@@ -35,6 +37,8 @@ enum Command {
     },
     /// Run load benchmarks and print the figures.
     Bench(bench::BenchArgs),
+    /// Deployment manifests derived from spin.toml.
+    Deploy(deploy::DeployArgs),
 }
 
 fn main() -> Result<()> {
@@ -43,6 +47,7 @@ fn main() -> Result<()> {
         Command::Up(args) => up::up(args),
         Command::Test { cargo_args } => test(cargo_args),
         Command::Bench(args) => bench::bench(args),
+        Command::Deploy(args) => deploy::deploy(args),
     }
 }
 

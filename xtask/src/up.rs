@@ -33,6 +33,10 @@ enum Engine {
 }
 
 pub fn up(args: UpArgs) -> Result<()> {
+    // Before the long build, so a missing CLI is reported at once.
+    if matches!(args.engine, Engine::Spin) && Command::new("spin").arg("--version").output().is_err() {
+        bail!("`--engine spin` needs the Spin CLI on PATH (https://spinframework.dev); the default engine needs nothing");
+    }
     ensure_ffmpeg()?;
     build_all()?;
     let root = root();
@@ -56,10 +60,6 @@ pub fn up(args: UpArgs) -> Result<()> {
     let mut app = match args.engine {
         Engine::Host => Command::new(native_binary("spinmesh-host")),
         Engine::Spin => {
-            if Command::new("spin").arg("--version").output().is_err() {
-                let _ = runner.kill();
-                bail!("`--engine spin` needs the Spin CLI on PATH (https://spinframework.dev); the default engine needs nothing");
-            }
             let mut command = Command::new("spin");
             command.arg("up");
             command
