@@ -114,13 +114,14 @@ pub struct NewProduct {
     pub name: String,
     pub price: Price,
     pub category: Category,
-    pub stock: u64,
+    /// `None`: stock is not tracked (the seed's products have none) and never runs out.
+    pub stock: Option<u64>,
     pub description: String,
 }
 
 impl NewProduct {
-    /// Checks name, price, category, stock, description in that order; absent stock is 0
-    /// and an absent description empty.
+    /// Checks name, price, category, stock, description in that order; an absent
+    /// description is empty.
     pub fn new(
         name: &str,
         price: &Value,
@@ -132,7 +133,7 @@ impl NewProduct {
             name: name_rule(name)?,
             price: Price::from_json(price)?,
             category: Category::new(category)?,
-            stock: stock.map(stock_rule).transpose()?.unwrap_or(0),
+            stock: stock.map(stock_rule).transpose()?,
             description: description
                 .map(description_rule)
                 .transpose()?
@@ -141,7 +142,8 @@ impl NewProduct {
     }
 }
 
-/// A partial update: at least one field, each valid. `stock` sets the level outright.
+/// A partial update: at least one field, each valid. `stock` sets the level outright (and
+/// starts tracking it).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProductUpdate {
     pub name: Option<String>,
@@ -275,7 +277,7 @@ mod tests {
         assert_eq!(product.name, "iPhone");
         assert_eq!(product.price.cents(), 5_000_000);
         assert_eq!(product.category.as_str(), "Electronics");
-        assert_eq!((product.stock, product.description.as_str()), (0, ""));
+        assert_eq!((product.stock, product.description.as_str()), (None, ""));
         let product = NewProduct::new(
             "Pen",
             &json!(1.5),
@@ -284,7 +286,10 @@ mod tests {
             Some("Blue\nink"),
         )
         .unwrap();
-        assert_eq!((product.price.cents(), product.stock), (150, MAX_STOCK));
+        assert_eq!(
+            (product.price.cents(), product.stock),
+            (150, Some(MAX_STOCK))
+        );
 
         let error = |name: &str,
                      price: Value,

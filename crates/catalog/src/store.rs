@@ -17,15 +17,15 @@ pub const DATABASE: &str = "catalog";
 
 /// See [`spinmesh_api::db::open`]: append new steps; never edit one that has shipped.
 const MIGRATIONS: &[&[&str]] = &[&[
-    // Money in cents; times in Unix seconds. The CHECKs are the last line of defence:
-    // no statement can leave a negative price or stock behind.
+    // Money in cents; times in Unix seconds; NULL stock is not tracked. The CHECKs are
+    // the last line of defence: no statement can leave a negative price or stock behind.
     "CREATE TABLE products (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         name TEXT NOT NULL,
         description TEXT NOT NULL,
         category TEXT NOT NULL COLLATE NOCASE,
         price_cents INTEGER NOT NULL CHECK (price_cents >= 0),
-        stock INTEGER NOT NULL CHECK (stock >= 0),
+        stock INTEGER CHECK (stock >= 0),
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
     )",
@@ -48,7 +48,7 @@ const MIGRATIONS: &[&[&str]] = &[&[
 const COLUMNS: &str = "id, name, description, category, price_cents, stock, created_at, updated_at";
 
 /// A product as the API shows it: `price` is a two-decimal string and `price_cents` the
-/// same amount in integer cents; times are RFC 3339 UTC.
+/// same amount in integer cents; `stock` is `null` when not tracked; times are RFC 3339 UTC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Product {
     pub id: i64,
@@ -57,7 +57,7 @@ pub struct Product {
     pub category: String,
     pub price: String,
     pub price_cents: u64,
-    pub stock: u64,
+    pub stock: Option<u64>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -98,7 +98,7 @@ pub fn create(conn: &Connection, product: &NewProduct, now: u64) -> Result<Produ
             text(&product.description),
             text(product.category.as_str()),
             integer(product.price.cents()),
-            integer(product.stock),
+            product.stock.map_or(Value::Null, integer),
             integer(now),
         ],
     )?;
@@ -219,7 +219,8 @@ pub fn delete(conn: &Connection, id: ProductId) -> Result<(), Error> {
 /// Takes `quantity` of product `id` for `holder`'s `reference`, at the current price.
 ///
 /// The stock check and decrement are one `UPDATE … WHERE stock >= quantity`: of any number
-/// of concurrent reservations, only those the stock covers succeed. The same reference
+/// of concurrent reservations, only those the stock covers succeed. Untracked stock
+/// (`NULL`) stays untracked and never runs out. The same reference
 /// again (a retry) returns the first reservation and takes nothing more; with another
 /// product or quantity it is [`Error::ReferenceReused`].
 pub fn reserve(
@@ -240,7 +241,7 @@ pub fn reserve(
         }
         let taken = conn.execute(
             "UPDATE products SET stock = stock - ?1, updated_at = ?3
-             WHERE id = ?2 AND stock >= ?1
+             WHERE id = ?2 AND (stock IS NULL OR stock >= ?1)
              RETURNING name, price_cents",
             &[
                 integer(quantity.get()),
@@ -252,7 +253,7 @@ pub fn reserve(
             // Nothing taken: say why.
             return Err(match get(conn, id) {
                 Ok(product) => Error::InsufficientStock {
-                    available: product.stock,
+                    available: product.stock.unwrap_or(0),
                 },
                 Err(error) => error,
             });
@@ -349,7 +350,8 @@ fn product_from_row(row: &Row<'_>) -> Result<Product, Error> {
         category: string(row, "category")?,
         price: decimal(price_cents),
         price_cents,
-        stock: row.get::<u64>("stock").ok_or(Error::Corrupt("stock"))?,
+        // NULL: not tracked. The CHECK keeps anything else a non-negative integer.
+        stock: row.get::<u64>("stock"),
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
     })

@@ -9,7 +9,7 @@
 //!   before any stock is reserved.
 //!
 //! Input, access and reply rules are unit-tested natively; the store runs only inside a
-//! Spin component and is covered by the end-to-end tests in `tests/tests/orders.rs`.
+//! Spin component and is covered by the end-to-end tests in `tests/tests/catalog.rs`.
 
 pub mod access;
 mod error;
