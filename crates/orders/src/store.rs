@@ -76,7 +76,7 @@ pub enum Claim {
     /// A new pending order with this id: reserve its stock next.
     New(i64),
     /// The key already created this order (a retry): answer with it, do nothing else.
-    Replay(Order),
+    Replay(Box<Order>),
 }
 
 /// Opens the database, migrating it first if needed.
@@ -131,7 +131,7 @@ pub fn claim(
     } else if row.get::<&str>("status") == Some("pending") {
         Err(Error::IdempotencyInProgress)
     } else {
-        order_from_row(&row).map(Claim::Replay)
+        order_from_row(&row).map(|order| Claim::Replay(Box::new(order)))
     }
 }
 
@@ -195,7 +195,7 @@ pub fn list(conn: &Connection, scope: &Scope, page: Page) -> Result<(u64, Vec<Or
     let total = conn
         .execute(
             &format!("SELECT count(*) FROM orders {WHERE}"),
-            &[owner.clone()],
+            std::slice::from_ref(&owner),
         )?
         .rows
         .first()
