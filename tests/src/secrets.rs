@@ -81,6 +81,7 @@ impl DevSecrets {
             ("auth_public_key".into(), self.auth_public_key.clone()),
             ("admin_password".into(), self.admin_password.clone()),
             ("service_clients".into(), self.service_clients()),
+            ("orders_client_secret".into(), self.orders_client_secret.clone()),
             ("runner_token".into(), self.runner_token.clone()),
         ]
     }

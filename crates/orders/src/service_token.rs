@@ -1,0 +1,74 @@
+//! The orders service's own access token (client credentials at `login`), cached until
+//! shortly before it expires so an order costs no token request.
+
+use serde::{Deserialize, Serialize};
+
+/// A cached token is not used in its last seconds: it must still be valid when products
+/// checks it, after the request has travelled.
+pub const EXPIRY_MARGIN_SECS: u64 = 60;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedToken {
+    pub token: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+#[derive(Deserialize)]
+struct TokenReply {
+    access_token: String,
+    expires_in: u64,
+}
+
+impl CachedToken {
+    /// From `POST /api/token`'s JSON reply received at `now`; `None` if it is not one.
+    pub fn from_reply(body: &[u8], now: u64) -> Option<Self> {
+        let reply: TokenReply = serde_json::from_slice(body).ok()?;
+        (!reply.access_token.is_empty()).then(|| Self {
+            token: reply.access_token,
+            expires_at: now.saturating_add(reply.expires_in),
+        })
+    }
+
+    /// Whether the cached token may still be sent at `now`.
+    pub fn usable(&self, now: u64) -> bool {
+        now.saturating_add(EXPIRY_MARGIN_SECS) < self.expires_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_token_reply() {
+        let body =
+            br#"{"access_token":"abc","token":"abc","token_type":"Bearer","expires_in":900}"#;
+        let cached = CachedToken::from_reply(body, 1000).unwrap();
+        assert_eq!(
+            cached,
+            CachedToken {
+                token: "abc".into(),
+                expires_at: 1900
+            }
+        );
+        assert_eq!(
+            CachedToken::from_reply(br#"{"access_token":"","expires_in":900}"#, 0),
+            None
+        );
+        assert_eq!(CachedToken::from_reply(br#"{"token":"abc"}"#, 0), None);
+        assert_eq!(CachedToken::from_reply(b"oops", 0), None);
+    }
+
+    #[test]
+    fn used_until_shortly_before_expiry() {
+        let cached = CachedToken {
+            token: "abc".into(),
+            expires_at: 1900,
+        };
+        assert!(cached.usable(1000));
+        assert!(cached.usable(1900 - EXPIRY_MARGIN_SECS - 1));
+        assert!(!cached.usable(1900 - EXPIRY_MARGIN_SECS));
+        assert!(!cached.usable(5000));
+    }
+}
