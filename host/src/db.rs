@@ -15,6 +15,24 @@ use rusqlite::Connection;
 /// Idle connections kept per file; more are opened on demand and closed after use.
 const MAX_IDLE: usize = 16;
 
+/// How long a call waits for another connection's write lock before SQLite
+/// reports "database is locked".
+const BUSY_WAIT_LIMIT: Duration = Duration::from_secs(5);
+const BUSY_PAUSE: Duration = Duration::from_micros(250);
+
+/// SQLite's own busy timeout backs off to 100 ms sleeps, so a request that
+/// loses a race for the write lock waits far longer than the writer holds it
+/// (seen as a 1.3 s p99 on order creation). Short, even pauses keep the wait
+/// close to the lock's real hold time.
+fn wait_while_busy(attempt: i32) -> bool {
+    let waited = BUSY_PAUSE * u32::try_from(attempt).unwrap_or(u32::MAX);
+    if waited >= BUSY_WAIT_LIMIT {
+        return false;
+    }
+    std::thread::sleep(BUSY_PAUSE);
+    true
+}
+
 #[derive(Debug)]
 pub struct SqliteFile {
     path: PathBuf,
@@ -38,7 +56,7 @@ impl SqliteFile {
     fn connect(&self) -> Result<Connection> {
         let conn = Connection::open(&self.path)
             .with_context(|| format!("cannot open SQLite file {}", self.path.display()))?;
-        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.busy_handler(Some(wait_while_busy))?;
         // WAL lets readers proceed during writes; NORMAL is durable across
         // application crashes, which is what a local store needs.
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -117,5 +135,23 @@ mod tests {
         let (a, b) = (file.checkout().unwrap(), file.checkout().unwrap());
         drop((a, b));
         assert_eq!(file.idle.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_writer_waits_for_another_connections_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SqliteFile::open(&dir.path().join("t.db")).unwrap();
+        file.checkout().unwrap().execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let holder = file.checkout().unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);").unwrap();
+        let waiter = {
+            let file = Arc::clone(&file);
+            std::thread::spawn(move || file.checkout().unwrap().execute("INSERT INTO t VALUES (2)", []))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        holder.execute_batch("COMMIT").unwrap();
+        assert_eq!(waiter.join().unwrap().unwrap(), 1);
+        let count: i64 = holder.query_row("SELECT count(*) FROM t", [], |row| row.get(0)).unwrap();
+        assert_eq!(count, 2);
     }
 }
