@@ -147,6 +147,8 @@ async function watchJob(jobId) {
     const { data: job } = await request(`/api/jobs/${encodeURIComponent(jobId)}`);
     showJob(job);
     if (FINISHED.has(job.status)) {
+      if (job.status === 'completed') notify(`${job.filename} is ready to download.`, 'success');
+      else notify(`${job.filename}: ${STATUS_TEXT[job.status].toLowerCase()}.`, job.status === 'failed' ? 'error' : 'info');
       refreshJobs();
       return;
     }
@@ -187,7 +189,7 @@ function jobRow(job) {
   for (const text of [
     job.filename,
     job.status === 'running' ? `${status} (${job.progress}%)` : status,
-    started && !Number.isNaN(started.getTime()) ? started.toLocaleString() : '—',
+    started && !Number.isNaN(started.getTime()) ? started.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' }) : '—',
   ]) {
     row.insertCell().textContent = text;
   }
@@ -198,7 +200,7 @@ function jobRow(job) {
     button.type = 'button';
     button.className = 'secondary';
     button.textContent = 'Download';
-    button.setAttribute('aria-label', `Download ${job.filename} as MP3`);
+    button.setAttribute('aria-label', `Download ${job.filename}`);
     button.addEventListener('click', () => download(job.job_id, button));
     actions.append(button);
   }
