@@ -242,7 +242,9 @@ async function refreshShop() {
     products = await listProducts();
     if (products.length) $('products').replaceChildren(productsTable(products));
     else showMessage($('products'), 'No products yet.');
+    const selected = $('order-product').value;
     $('order-product').replaceChildren(...productOptions(products));
+    if (products.some((product) => String(productId(product)) === selected)) $('order-product').value = selected;
     $('order-form').hidden = products.length === 0;
   } catch (error) {
     showMessage($('products'), error instanceof ApiError ? `Products are unavailable: ${error.message}` : 'Products are unavailable.');

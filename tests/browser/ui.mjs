@@ -35,6 +35,8 @@ const context = await chromium.launchPersistentContext(userDataDir, {
   ],
   acceptDownloads: true,
   viewport: { width: 1200, height: 900 },
+  // Prices and dates are formatted for the locale.
+  locale: 'en-US',
 });
 context.setDefaultTimeout(STEP_TIMEOUT_MS);
 
@@ -51,6 +53,7 @@ context.on('console', (message) => {
 try {
   const page = context.pages()[0] ?? (await context.newPage());
   await webUi(page);
+  await shopOnStubbedCatalogue(page);
   await explorerOnFixture(page);
   await explorerOnAppDocument(page);
   assert.deepEqual(pageErrors, [], 'the pages reported errors');
@@ -131,6 +134,50 @@ async function webUi(page) {
   step(`screenshot: ${screenshot}`);
 }
 
+/**
+ * Browsing and ordering, against a stubbed catalogue (answers in the shapes the products
+ * and orders components document), checking what the UI sends.
+ */
+async function shopOnStubbedCatalogue(page) {
+  step('shop: list products and place an order (stubbed catalogue)');
+  const products = [
+    { id: 7, name: 'Vinyl sleeve', category: 'accessories', price: 4.5, stock: 12 },
+    { id: 9, name: 'Turntable', category: 'audio', price: 199, stock: 2 },
+  ];
+  const orders = [];
+  const sent = [];
+  await page.route('**/api/products?*', (route) =>
+    route.fulfill({ json: products, headers: { 'X-Total-Count': String(products.length) } }));
+  await page.route('**/api/orders*', async (route) => {
+    const request = route.request();
+    if (request.method() === 'POST') {
+      sent.push({ body: request.postDataJSON(), headers: await request.allHeaders() });
+      const order = { id: 1, ...request.postDataJSON(), total_price: 398, status: 'confirmed' };
+      orders.push(order);
+      return route.fulfill({ status: 201, json: order });
+    }
+    return route.fulfill({ json: orders });
+  });
+  await page.getByRole('button', { name: 'Refresh' }).nth(1).click();
+  const shop = page.locator('#shop');
+  await shop.getByRole('cell', { name: 'Turntable' }).waitFor();
+  await shop.getByLabel('Product').selectOption({ label: 'Turntable (199.00)' });
+  await shop.getByLabel('Quantity').fill('2');
+  await shop.getByLabel('Name on the order (optional)').fill('Ada');
+  await shop.getByRole('button', { name: 'Place order' }).click();
+  await page.locator('#notice', { hasText: 'Order 1 placed.' }).waitFor();
+  assert.deepEqual(sent[0].body, { product_id: 9, quantity: 2, customer_name: 'Ada' });
+  assert.match(sent[0].headers['authorization'], /^Bearer ./);
+  assert.match(sent[0].headers['idempotency-key'], /^[0-9a-f]{32}$/);
+  const row = shop.locator('#orders tbody tr');
+  await row.first().waitFor();
+  assert.deepEqual(await row.first().locator('td').allTextContents(), ['1', 'Turntable', '2', '398.00', 'confirmed']);
+  assert.equal(await shop.getByLabel('Product').inputValue(), '9', 'the selection survives the refresh');
+  await shop.screenshot({ path: join(outputDir, 'shop.png') });
+  await page.unroute('**/api/products?*');
+  await page.unroute('**/api/orders*');
+}
+
 /** The explorer on a known document (served in place of the app's). */
 async function explorerOnFixture(page) {
   step('API explorer on the fixture document');
@@ -162,6 +209,7 @@ async function explorerOnAppDocument(page) {
   await page.goto(`${appUrl}/docs`);
   await page.waitForFunction(() => !document.getElementById('doc-status').textContent.startsWith('Loading'));
   assert.match(await page.locator('#doc-status').textContent(), /^\d+ operations in \d+ groups\.$/);
+  await page.screenshot({ path: join(outputDir, 'docs.png') });
   const operations = page.locator('details.operation');
   assert.ok((await operations.count()) >= 10, 'the app documents its operations');
   for (const [method, path] of [['post', '/api/upload'], ['post', '/api/login'], ['get', '/health']]) {
@@ -174,5 +222,4 @@ async function explorerOnAppDocument(page) {
   await jobs.getByRole('button', { name: 'Send request' }).click();
   await jobs.locator('.status-line', { hasText: /^GET \/api\/jobs → 200/ }).waitFor();
   assert.match(await jobs.locator('[data-role="response-body"]').textContent(), /"status": "completed"/);
-  await page.screenshot({ path: join(outputDir, 'docs.png') });
 }

@@ -12,7 +12,8 @@ fn browser_dir() -> PathBuf {
 }
 
 fn chromium() -> PathBuf {
-    let path = std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    let path = std::env::var_os("CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
     assert!(
         path.exists(),
         "{} is missing: install Debian's `chromium` package (cargo xtask test does, as root)",
@@ -41,8 +42,22 @@ fn assert_success(output: &Output, what: &str) {
 fn clip(dir: &Path) -> PathBuf {
     let path = dir.join("clip.mp4");
     let output = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:duration=3"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=10:duration=3", "-shortest"])
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=3",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=10:duration=3",
+            "-shortest",
+        ])
         .arg(&path)
         .output()
         .expect("ffmpeg is installed");
@@ -52,7 +67,10 @@ fn clip(dir: &Path) -> PathBuf {
 
 #[test]
 fn explorer_reads_openapi_documents() {
-    let output = node().args(["--test", "openapi.test.mjs"]).output().expect("node is installed");
+    let output = node()
+        .args(["--test", "openapi.test.mjs"])
+        .output()
+        .expect("node is installed");
     assert_success(&output, "node --test openapi.test.mjs");
 }
 
@@ -86,5 +104,8 @@ fn web_ui_converts_a_video_in_chromium() {
         .expect("node is installed");
     assert_success(&output, "the browser test (tests/browser/ui.mjs)");
     let png = std::fs::read(&screenshot).expect("the browser test saved a screenshot");
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "a real screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "a real screenshot"
+    );
 }

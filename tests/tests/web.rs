@@ -6,10 +6,14 @@ use reqwest::header::{ACCEPT, IF_NONE_MATCH};
 use serde_json::Value;
 use spinmesh_e2e::{App, client, engine_available};
 
-const CHROME_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
+const CHROME_ACCEPT: &str =
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
 
 fn header<'a>(response: &'a Response, name: &str) -> &'a str {
-    response.headers().get(name).map_or("", |value| value.to_str().unwrap())
+    response
+        .headers()
+        .get(name)
+        .map_or("", |value| value.to_str().unwrap())
 }
 
 #[test]
@@ -18,7 +22,11 @@ fn root_is_the_ui_for_browsers_and_the_seed_json_for_api_clients() {
         return;
     }
     let app = App::builder().start();
-    let page = client().get(app.url("/")).header(ACCEPT, CHROME_ACCEPT).send().unwrap();
+    let page = client()
+        .get(app.url("/"))
+        .header(ACCEPT, CHROME_ACCEPT)
+        .send()
+        .unwrap();
     assert_eq!(page.status(), 200);
     assert_eq!(header(&page, "content-type"), "text/html; charset=utf-8");
     assert_eq!(header(&page, "vary"), "accept");
@@ -41,7 +49,11 @@ fn root_is_the_ui_for_browsers_and_the_seed_json_for_api_clients() {
         assert_eq!(body["endpoints"]["docs"], "/docs");
     }
 
-    let refused = client().get(app.url("/")).header(ACCEPT, "image/png").send().unwrap();
+    let refused = client()
+        .get(app.url("/"))
+        .header(ACCEPT, "image/png")
+        .send()
+        .unwrap();
     assert_eq!(refused.status(), 406);
     let body: Value = refused.json().unwrap();
     assert_eq!(body["code"], "not_acceptable");
@@ -71,7 +83,11 @@ fn assets_are_typed_revalidated_and_nothing_else_is_served() {
         let etag = header(&response, "etag").to_string();
         assert!(!response.bytes().unwrap().is_empty(), "{path}");
 
-        let cached = client().get(app.url(path)).header(IF_NONE_MATCH, &etag).send().unwrap();
+        let cached = client()
+            .get(app.url(path))
+            .header(IF_NONE_MATCH, &etag)
+            .send()
+            .unwrap();
         assert_eq!(cached.status(), 304, "{path}");
         assert_eq!(header(&cached, "etag"), etag);
         assert!(cached.bytes().unwrap().is_empty());
@@ -83,10 +99,20 @@ fn assets_are_typed_revalidated_and_nothing_else_is_served() {
         assert!(head.bytes().unwrap().is_empty(), "{path}");
     }
 
-    for path in ["/assets/nope.js", "/assets/", "/assets/app.js/x", "/assets/..%2Fspin.toml", "/web/app.js"] {
+    for path in [
+        "/assets/nope.js",
+        "/assets/",
+        "/assets/app.js/x",
+        "/assets/..%2Fspin.toml",
+        "/web/app.js",
+    ] {
         let response = client().get(app.url(path)).send().unwrap();
         assert_eq!(response.status(), 404, "{path}");
-        assert_eq!(response.json::<Value>().unwrap()["code"], "not_found", "{path}");
+        assert_eq!(
+            response.json::<Value>().unwrap()["code"],
+            "not_found",
+            "{path}"
+        );
     }
     let post = client().post(app.url("/docs")).send().unwrap();
     assert_eq!(post.status(), 405);

@@ -151,12 +151,16 @@ fn etag(body: &[u8]) -> String {
 
 /// RFC 9110 §13.1.2: `*` or any listed tag matches (weak comparison).
 fn if_none_match(request: &Request, etag: &str) -> bool {
-    let Some(header) = request.header("if-none-match").and_then(|value| value.as_str()) else {
+    let Some(header) = request
+        .header("if-none-match")
+        .and_then(|value| value.as_str())
+    else {
         return false;
     };
-    header.split(',').map(str::trim).any(|tag| {
-        tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
-    })
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,14 +279,21 @@ mod tests {
             negotiate(Some("application/json;q=0.2, text/*;q=0.3")),
             Some(Representation::Html)
         );
-        for accept in ["image/png", "application/json;q=0, text/html;q=0", "text/plain"] {
+        for accept in [
+            "image/png",
+            "application/json;q=0, text/html;q=0",
+            "text/plain",
+        ] {
             assert_eq!(negotiate(Some(accept)), None, "{accept}");
         }
     }
 
     #[test]
     fn the_most_specific_range_sets_the_quality() {
-        assert_eq!(quality("text/*;q=0.5, text/html;q=0.2", "text", "html"), 200);
+        assert_eq!(
+            quality("text/*;q=0.5, text/html;q=0.2", "text", "html"),
+            200
+        );
         assert_eq!(quality("*/*;q=0.1, text/*", "text", "html"), 1000);
         assert_eq!(quality("text/html;level=1;q=0.25", "text", "html"), 250);
         // An invalid qvalue voids its range rather than counting as 1.
@@ -330,18 +341,28 @@ mod tests {
         let etag = header(&script, "etag").unwrap().to_string();
         assert!(etag.starts_with('"') && etag.ends_with('"'));
 
-        let unchanged = get("/assets/app.js", &[("if-none-match", &format!("\"x\", W/{etag}"))]);
+        let unchanged = get(
+            "/assets/app.js",
+            &[("if-none-match", &format!("\"x\", W/{etag}"))],
+        );
         assert_eq!(*unchanged.status(), 304);
         assert!(unchanged.body().is_empty());
         assert_eq!(header(&unchanged, "etag"), Some(etag.as_str()));
         let changed = get("/assets/app.js", &[("if-none-match", "\"other\"")]);
         assert_eq!(*changed.status(), 200);
-        assert_ne!(header(&get("/assets/app.css", &[]), "etag"), Some(etag.as_str()));
+        assert_ne!(
+            header(&get("/assets/app.css", &[]), "etag"),
+            Some(etag.as_str())
+        );
     }
 
     #[test]
     fn only_embedded_files_are_served() {
-        for path in ["/assets/nope.js", "/assets/..%2Fspin.toml", "/assets/index.html"] {
+        for path in [
+            "/assets/nope.js",
+            "/assets/..%2Fspin.toml",
+            "/assets/index.html",
+        ] {
             assert_eq!(*get(path, &[]).status(), 404, "{path}");
         }
     }
