@@ -41,19 +41,23 @@ async function busy(button, action) {
 
 // --- session -----------------------------------------------------------------------
 
+/** Shows what a signed-in (or signed-out) user can use, and hides the rest. */
+function showSession(signedIn) {
+  $('account').hidden = !signedIn;
+  $('workspace').hidden = !signedIn;
+  $('auth').hidden = signedIn;
+  for (const item of document.querySelectorAll('[data-needs-session]')) item.hidden = !signedIn;
+}
+
 function showSignedOut() {
   session.clear();
   stopPolling();
-  $('account').hidden = true;
-  $('workspace').hidden = true;
-  $('auth').hidden = false;
+  showSession(false);
 }
 
 function showSignedIn() {
   $('account-name').textContent = session.get()?.username ?? '';
-  $('account').hidden = false;
-  $('auth').hidden = true;
-  $('workspace').hidden = false;
+  showSession(true);
   refreshJobs();
   refreshShop();
 }

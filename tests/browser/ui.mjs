@@ -56,6 +56,7 @@ try {
   await shopOnStubbedCatalogue(page);
   await explorerOnFixture(page);
   await explorerOnAppDocument(page);
+  await signOut(page);
   assert.deepEqual(pageErrors, [], 'the pages reported errors');
   console.log('browser test passed');
 } finally {
@@ -68,6 +69,8 @@ async function webUi(page) {
   const response = await page.goto(`${appUrl}/`);
   assert.match(response.headers()['content-type'], /^text\/html/);
   await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  await page.screenshot({ path: join(outputDir, 'sign-in.png') });
+  assert.ok(await page.getByRole('link', { name: 'Shop' }).isHidden(), 'no links to what needs a session');
 
   step('sign up');
   const username = `browser_${Date.now().toString(36)}`;
@@ -85,6 +88,7 @@ async function webUi(page) {
   await signIn.getByLabel('Password').fill(password);
   await signIn.getByLabel('Password').press('Enter');
   await page.locator('#account-name', { hasText: username }).waitFor();
+  await page.getByRole('link', { name: 'Shop' }).waitFor();
   assert.ok(await page.locator('#auth').isHidden());
 
   step('upload a video');
@@ -132,6 +136,19 @@ async function webUi(page) {
   const screenshot = join(outputDir, 'ui-after-conversion.png');
   await page.screenshot({ path: screenshot, fullPage: true });
   step(`screenshot: ${screenshot}`);
+}
+
+/** Signing out forgets the session and revokes its token. */
+async function signOut(page) {
+  step('sign out');
+  await page.goto(`${appUrl}/`);
+  const token = await page.evaluate(() => JSON.parse(sessionStorage.getItem('spinmesh.session')).token);
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+  const status = await page.evaluate(async (bearer) =>
+    (await fetch('/api/jobs', { headers: { Authorization: `Bearer ${bearer}` } })).status, token);
+  assert.equal(status, 401, 'the token is revoked');
 }
 
 /**

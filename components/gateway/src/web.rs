@@ -23,9 +23,10 @@ const JS: &str = "text/javascript; charset=utf-8";
 const SVG: &str = "image/svg+xml";
 
 /// What the pages may load and do: only this origin's scripts, styles, images and API,
-/// no inline code, no framing. Downloads are `blob:` URLs made from authenticated fetches.
-const PAGE_POLICY: &str = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; \
-                           base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/// no inline code, no plugins, no framing. (Downloads are navigations to `blob:` URLs,
+/// which the policy does not govern.)
+const PAGE_POLICY: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; \
+                           form-action 'self'; frame-ancestors 'none'";
 
 struct File {
     name: &'static str,
