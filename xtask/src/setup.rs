@@ -1,8 +1,9 @@
 //! Installs what a fresh machine lacks, or says exactly what to install.
 
+use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 pub const WASM_TARGET: &str = "wasm32-wasip2";
 
@@ -25,6 +26,27 @@ pub fn ensure_wasm_target() -> Result<()> {
 pub fn ensure_ffmpeg() -> Result<()> {
     ensure_tool("ffmpeg", "ffmpeg", "-version")?;
     ensure_tool("ffprobe", "ffmpeg", "-version")
+}
+
+/// The browser test (`tests/browser/`) drives Debian's Chromium with playwright-core
+/// under Node; its npm packages are installed from the lock file when missing or stale.
+pub fn ensure_browser_test(repo: &Path) -> Result<()> {
+    ensure_tool("chromium", "chromium", "--version")?;
+    ensure_tool("node", "nodejs", "--version")?;
+    ensure_tool("npm", "npm", "--version")?;
+    let dir = repo.join("tests/browser");
+    let lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("package-lock.json"))?).context("tests/browser/package-lock.json")?;
+    let locked = &lock["packages"]["node_modules/playwright-core"]["version"];
+    let installed = std::fs::read_to_string(dir.join("node_modules/playwright-core/package.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .map(|package| package["version"].clone());
+    if installed.as_ref() != Some(locked) {
+        eprintln!("xtask: installing the browser test's npm packages (npm ci in tests/browser)");
+        run_checked(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir))?;
+    }
+    Ok(())
 }
 
 /// Makes `tool` available, installing `package` with apt-get when this is a

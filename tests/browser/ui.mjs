@@ -1,0 +1,242 @@
+// The web UI end to end in Debian's headless Chromium, driven by playwright-core:
+// sign up, sign in, upload a video, watch it convert, download the MP3, find it among
+// past conversions, screenshot the result; then the API explorer, on a fixture document
+// and on the app's own.
+//
+// node ui.mjs <app url> <video file> <output dir>   (CHROMIUM overrides /usr/bin/chromium)
+
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+
+import { chromium } from 'playwright-core';
+
+const [appUrl, videoPath, outputDir] = process.argv.slice(2);
+if (!appUrl || !videoPath || !outputDir) {
+  console.error('usage: node ui.mjs <app url> <video file> <output dir>');
+  process.exit(2);
+}
+// Conversions share two busy cores with everything else: be patient, never time them.
+const CONVERSION_TIMEOUT_MS = 300_000;
+const STEP_TIMEOUT_MS = 60_000;
+
+const step = (message) => console.log(`- ${message}`);
+
+const userDataDir = await mkdtemp(join(tmpdir(), 'spinmesh-chromium-'));
+const context = await chromium.launchPersistentContext(userDataDir, {
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  // Without the background-networking flags Chromium keeps calling home, which a
+  // closed network refuses noisily.
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  ],
+  acceptDownloads: true,
+  viewport: { width: 1200, height: 900 },
+  // Prices and dates are formatted for the locale.
+  locale: 'en-US',
+});
+context.setDefaultTimeout(STEP_TIMEOUT_MS);
+
+// Script errors and refused resources (a CSP violation is reported as a console error)
+// fail the test; failed API calls are expected and shown in the page instead.
+const pageErrors = [];
+context.on('weberror', (error) => pageErrors.push(`uncaught: ${error.error().message}`));
+context.on('console', (message) => {
+  if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
+    pageErrors.push(`console: ${message.text()}`);
+  }
+});
+
+try {
+  const page = context.pages()[0] ?? (await context.newPage());
+  await webUi(page);
+  await shopOnStubbedCatalogue(page);
+  await explorerOnFixture(page);
+  await explorerOnAppDocument(page);
+  await signOut(page);
+  assert.deepEqual(pageErrors, [], 'the pages reported errors');
+  console.log('browser test passed');
+} finally {
+  await context.close();
+  await rm(userDataDir, { recursive: true, force: true });
+}
+
+async function webUi(page) {
+  step('open the web UI');
+  const response = await page.goto(`${appUrl}/`);
+  assert.match(response.headers()['content-type'], /^text\/html/);
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  await page.screenshot({ path: join(outputDir, 'sign-in.png') });
+  assert.ok(await page.getByRole('link', { name: 'Shop' }).isHidden(), 'no links to what needs a session');
+
+  step('sign up');
+  const username = `browser_${Date.now().toString(36)}`;
+  const password = 'correct horse battery';
+  const signUp = page.locator('#sign-up-form');
+  await signUp.getByLabel('Username').fill(username);
+  await signUp.getByLabel('Email').fill(`${username}@example.com`);
+  await signUp.getByLabel('Password').fill(password);
+  await signUp.getByRole('button', { name: 'Create account' }).click();
+  await page.locator('#notice', { hasText: `Account ${username} created` }).waitFor();
+
+  step('sign in, from the keyboard');
+  const signIn = page.locator('#sign-in-form');
+  assert.equal(await signIn.getByLabel('Username or email').inputValue(), username);
+  await signIn.getByLabel('Password').fill(password);
+  await signIn.getByLabel('Password').press('Enter');
+  await page.locator('#account-name', { hasText: username }).waitFor();
+  await page.getByRole('link', { name: 'Shop' }).waitFor();
+  assert.ok(await page.locator('#auth').isHidden());
+
+  step('upload a video');
+  // A job is named after the MP3 it makes.
+  const mp3Name = basename(videoPath).replace(/\.[^.]+$/, '.mp3');
+  await page.getByLabel('Video file (MP4, AVI or MOV)').setInputFiles(videoPath);
+  await page.getByRole('button', { name: 'Upload and convert' }).click();
+  await page.waitForFunction(() => document.getElementById('upload-progress').value === 100);
+  assert.equal(await page.locator('#upload-percent').textContent(), '100%');
+
+  step('watch the conversion');
+  const job = page.locator('#current-job');
+  await page.locator('#current-job[data-status="completed"]').waitFor({ timeout: CONVERSION_TIMEOUT_MS });
+  const jobId = await job.getAttribute('data-job-id');
+  assert.match(jobId, /^job_/);
+  assert.equal(await page.locator('#job-progress').evaluate((bar) => bar.value), 100);
+  assert.equal(await page.locator('#job-status').textContent(), `${mp3Name} — Done`);
+
+  step('download the MP3');
+  const [download, mp3] = await Promise.all([
+    page.waitForEvent('download'),
+    page.waitForResponse((r) => r.url().endsWith(`/api/jobs/${jobId}/download`)),
+    page.getByRole('button', { name: 'Download MP3' }).click(),
+  ]);
+  assert.equal(mp3.status(), 200);
+  assert.equal(mp3.headers()['content-type'], 'audio/mpeg');
+  assert.equal(download.suggestedFilename(), mp3Name);
+  const saved = join(outputDir, 'download.mp3');
+  await download.saveAs(saved);
+  const audio = await readFile(saved);
+  assert.ok(audio.length > 1000, `the MP3 has ${audio.length} bytes`);
+  // An ID3 tag, or straight into an MPEG audio frame (11 sync bits).
+  const mpeg = audio.subarray(0, 3).toString('latin1') === 'ID3' || (audio[0] === 0xff && (audio[1] & 0xe0) === 0xe0);
+  assert.ok(mpeg, 'the download is MPEG audio');
+
+  step('find it among past conversions');
+  const row = page.locator(`#jobs-body tr[data-job-id="${jobId}"]`);
+  await row.and(page.locator('[data-status="completed"]')).waitFor();
+  assert.equal(await row.locator('td').first().textContent(), mp3Name);
+  await row.getByRole('button', { name: `Download ${mp3Name}` }).waitFor();
+
+  step('the shop section shows products, or says why not');
+  await page.locator('#products > *').first().waitFor();
+
+  const screenshot = join(outputDir, 'ui-after-conversion.png');
+  await page.screenshot({ path: screenshot, fullPage: true });
+  step(`screenshot: ${screenshot}`);
+}
+
+/** Signing out forgets the session and revokes its token. */
+async function signOut(page) {
+  step('sign out');
+  await page.goto(`${appUrl}/`);
+  const token = await page.evaluate(() => JSON.parse(sessionStorage.getItem('spinmesh.session')).token);
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+  const status = await page.evaluate(async (bearer) =>
+    (await fetch('/api/jobs', { headers: { Authorization: `Bearer ${bearer}` } })).status, token);
+  assert.equal(status, 401, 'the token is revoked');
+}
+
+/**
+ * Browsing and ordering, against a stubbed catalogue (answers in the shapes the products
+ * and orders components document), checking what the UI sends.
+ */
+async function shopOnStubbedCatalogue(page) {
+  step('shop: list products and place an order (stubbed catalogue)');
+  const products = [
+    { id: 7, name: 'Vinyl sleeve', category: 'accessories', price: 4.5, stock: 12 },
+    { id: 9, name: 'Turntable', category: 'audio', price: 199, stock: 2 },
+  ];
+  const orders = [];
+  const sent = [];
+  await page.route('**/api/products?*', (route) =>
+    route.fulfill({ json: products, headers: { 'X-Total-Count': String(products.length) } }));
+  await page.route('**/api/orders*', async (route) => {
+    const request = route.request();
+    if (request.method() === 'POST') {
+      sent.push({ body: request.postDataJSON(), headers: await request.allHeaders() });
+      const order = { id: 1, ...request.postDataJSON(), total_price: 398, status: 'confirmed' };
+      orders.push(order);
+      return route.fulfill({ status: 201, json: order });
+    }
+    return route.fulfill({ json: orders });
+  });
+  await page.getByRole('button', { name: 'Refresh' }).nth(1).click();
+  const shop = page.locator('#shop');
+  await shop.getByRole('cell', { name: 'Turntable' }).waitFor();
+  await shop.getByLabel('Product').selectOption({ label: 'Turntable (199.00)' });
+  await shop.getByLabel('Quantity').fill('2');
+  await shop.getByLabel('Name on the order (optional)').fill('Ada');
+  await shop.getByRole('button', { name: 'Place order' }).click();
+  await page.locator('#notice', { hasText: 'Order 1 placed.' }).waitFor();
+  assert.deepEqual(sent[0].body, { product_id: 9, quantity: 2, customer_name: 'Ada' });
+  assert.match(sent[0].headers['authorization'], /^Bearer ./);
+  assert.match(sent[0].headers['idempotency-key'], /^[0-9a-f]{32}$/);
+  const row = shop.locator('#orders tbody tr');
+  await row.first().waitFor();
+  assert.deepEqual(await row.first().locator('td').allTextContents(), ['1', 'Turntable', '2', '398.00', 'confirmed']);
+  assert.equal(await shop.getByLabel('Product').inputValue(), '9', 'the selection survives the refresh');
+  await shop.screenshot({ path: join(outputDir, 'shop.png') });
+  await page.unroute('**/api/products?*');
+  await page.unroute('**/api/orders*');
+}
+
+/** The explorer on a known document (served in place of the app's). */
+async function explorerOnFixture(page) {
+  step('API explorer on the fixture document');
+  const fixture = await readFile(new URL('./fixtures/openapi.json', import.meta.url), 'utf8');
+  await page.route('**/api/openapi.json', (route) => route.fulfill({ contentType: 'application/json', body: fixture }));
+  await page.goto(`${appUrl}/docs`);
+  await page.locator('#doc-status', { hasText: '6 operations in 4 groups.' }).waitFor();
+  assert.equal(await page.locator('#doc-title').textContent(), 'Explorer fixture — API explorer');
+  const headings = await page.locator('.tag-group > h2').allTextContents();
+  assert.deepEqual(headings, ['health', 'converter', 'auth', 'default']);
+
+  // Required path parameters are checked before anything is sent.
+  const status = page.locator('details[data-method="get"][data-path="/api/jobs/{id}"]').first();
+  await status.locator('summary').click();
+  await status.getByRole('button', { name: 'Send request' }).click();
+  assert.equal(await status.locator('input[data-parameter="id"]').evaluate((input) => input.validity.valueMissing), true);
+
+  const health = page.locator('details[data-method="get"][data-path="/health"]');
+  await health.locator('summary').click();
+  await health.getByRole('button', { name: 'Send request' }).click();
+  await health.locator('.status-line', { hasText: 'GET /health → 200' }).waitFor();
+  assert.match(await health.locator('[data-role="response-body"]').textContent(), /"status": "healthy"/);
+  await page.unroute('**/api/openapi.json');
+}
+
+/** The explorer on the app's own OpenAPI document, trying a call with the UI's token. */
+async function explorerOnAppDocument(page) {
+  step('API explorer on /api/openapi.json');
+  await page.goto(`${appUrl}/docs`);
+  await page.waitForFunction(() => !document.getElementById('doc-status').textContent.startsWith('Loading'));
+  assert.match(await page.locator('#doc-status').textContent(), /^\d+ operations in \d+ groups\.$/);
+  await page.screenshot({ path: join(outputDir, 'docs.png') });
+  const operations = page.locator('details.operation');
+  assert.ok((await operations.count()) >= 10, 'the app documents its operations');
+  for (const [method, path] of [['post', '/api/upload'], ['post', '/api/login'], ['get', '/health']]) {
+    assert.ok(await operations.and(page.locator(`[data-method="${method}"][data-path="${path}"]`)).count(), `${method} ${path}`);
+  }
+  // The session from the web UI (same tab) is the default token.
+  assert.ok((await page.getByLabel(/Bearer token/).inputValue()).length > 20);
+  const jobs = operations.and(page.locator('[data-method="get"][data-path="/api/jobs"]')).first();
+  await jobs.locator('summary').click();
+  await jobs.getByRole('button', { name: 'Send request' }).click();
+  await jobs.locator('.status-line', { hasText: /^GET \/api\/jobs → 200/ }).waitFor();
+  assert.match(await jobs.locator('[data-role="response-body"]').textContent(), /"status": "completed"/);
+}
