@@ -1,36 +1,43 @@
-//! `gateway`: app-level routes that need no state.
+//! `gateway`: app-level routes — health (DESIGN §3), upload statistics and metrics for
+//! admins, the OpenAPI document — and the JSON 404 for every path no component claims.
 
-use spin_sdk::http::{IntoResponse, Params, Request, Response, Router};
+mod admin;
+mod health;
+mod outbound;
+
+use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
+use spinmesh_api::fallback;
+
+/// The document of every route in `spin.toml` (kept true by `tests/tests/openapi.rs`).
+const OPENAPI: &str = include_str!("../openapi.json");
+
+const GET: &[&str] = &["GET"];
 
 #[http_component]
 fn handle(request: Request) -> Response {
     let mut router = Router::new();
-    router.get("/health", health);
-    router.any("/*", not_found);
-    router.handle(request)
+    router.get_async("/health", health::summary);
+    router.get("/health/live", health::live);
+    router.get_async("/health/services", health::detail);
+    router.get_async("/stats/uploads", admin::upload_stats);
+    router.get_async("/metrics", admin::metrics);
+    router.get("/api/openapi.json", openapi);
+    let allowed = [
+        ("/health", GET),
+        ("/health/live", GET),
+        ("/health/services", GET),
+        ("/stats/uploads", GET),
+        ("/metrics", GET),
+        ("/api/openapi.json", GET),
+    ];
+    fallback::serve(router, &allowed, request)
 }
 
-fn health(_request: Request, _params: Params) -> impl IntoResponse {
-    json(
-        200,
-        serde_json::json!({
-            "status": "healthy",
-            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "version": env!("CARGO_PKG_VERSION"),
-        }),
-    )
-}
-
-/// Every path no component claims gets the app's JSON error shape.
-fn not_found(_request: Request, _params: Params) -> impl IntoResponse {
-    json(404, serde_json::json!({ "status": "404", "message": "Not Found", "code": "not_found" }))
-}
-
-fn json(status: u16, body: serde_json::Value) -> Response {
+fn openapi(_request: Request, _params: Params) -> Response {
     Response::builder()
-        .status(status)
+        .status(200)
         .header("content-type", "application/json")
-        .body(body.to_string())
+        .body(OPENAPI)
         .build()
 }
