@@ -1,32 +1,191 @@
-//! The gateway component over real HTTP, served from the repository's spin.toml.
+//! The gateway component over real HTTP, served from the repository's spin.toml: health
+//! (with the runner stopped and restarted), upload statistics and metrics for admins,
+//! the OpenAPI document, and the JSON 404.
 
-use serde_json::Value;
-use spinmesh_e2e::{App, client, engine_available};
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+use spinmesh_e2e::{App, client, engine_available, send};
 
-#[test]
-fn health_reports_healthy_with_time_and_version() {
-    if !engine_available() {
-        return;
-    }
-    let app = App::builder().start();
-    let response = client().get(app.url("/health")).send().unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "application/json");
-    let body: Value = response.json().unwrap();
-    assert_eq!(body["status"], "healthy");
-    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
-    let timestamp = body["timestamp"].as_str().unwrap();
-    assert!(timestamp.ends_with('Z') && timestamp.len() == 20, "RFC 3339 UTC: {timestamp}");
+const PASSWORD: &str = "correct horse battery";
+const SERVICES: [&str; 5] = ["auth", "users", "catalog", "orders", "converter"];
+
+fn login(http: &Client, app: &App, username: &str, password: &str) -> String {
+    let body = send(http.post(app.url("/api/login")).json(&json!({ "username": username, "password": password }))).ok();
+    body["token"].as_str().unwrap().to_owned()
+}
+
+fn user_token(http: &Client, app: &App) -> String {
+    send(http.post(app.url("/api/register")).json(&json!({ "username": "alice", "email": "alice@example.com", "password": PASSWORD }))).ok();
+    login(http, app, "alice", PASSWORD)
+}
+
+fn admin_token(http: &Client, app: &App) -> String {
+    login(http, app, "admin", &app.secrets().admin_password)
+}
+
+fn health(http: &Client, app: &App, path: &str) -> (u16, Value) {
+    let reply = send(http.get(app.url(path)));
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    (reply.status, reply.body)
 }
 
 #[test]
-fn unknown_paths_get_the_json_error_shape() {
+fn health_goes_degraded_when_the_runner_stops_and_back_when_it_returns() {
+    if !engine_available() {
+        return;
+    }
+    let mut app = App::builder().with_runner().start();
+    let http = client();
+
+    let (status, body) = health(&http, &app, "/health");
+    assert_eq!((status, body["status"].as_str()), (200, Some("healthy")), "{body}");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    let timestamp = body["timestamp"].as_str().unwrap();
+    assert!(timestamp.ends_with('Z') && timestamp.len() == 20, "RFC 3339 UTC: {timestamp}");
+    for service in SERVICES {
+        assert_eq!(body["services"][service], "connected", "{body}");
+    }
+
+    app.runner_stop();
+    let (status, body) = health(&http, &app, "/health");
+    assert_eq!((status, body["status"].as_str()), (503, Some("degraded")), "{body}");
+    assert_eq!(body["services"]["converter"], "disconnected");
+    assert_eq!(body["services"]["auth"], "connected");
+    let (status, detail) = health(&http, &app, "/health/services");
+    assert_eq!(status, 503);
+    let runner = &detail["services"]["converter"]["checks"]["runner"];
+    assert_eq!((runner["status"].as_str(), runner["error"].as_str()), (Some("down"), Some("unreachable")), "{detail}");
+    assert_eq!(detail["services"]["converter"]["checks"]["upload"]["status"], "up");
+
+    app.runner_restart();
+    let (status, body) = health(&http, &app, "/health");
+    assert_eq!((status, body["status"].as_str()), (200, Some("healthy")), "{body}");
+}
+
+#[test]
+fn health_services_reports_each_check_with_its_latency() {
+    if !engine_available() {
+        return;
+    }
+    let app = App::builder().with_runner().start();
+    let (status, body) = health(&client(), &app, "/health/services");
+    assert_eq!((status, body["status"].as_str()), (200, Some("healthy")), "{body}");
+    let expected_checks = [
+        ("auth", &["register", "login", "validate"][..]),
+        ("users", &["users"]),
+        ("catalog", &["products"]),
+        ("orders", &["orders"]),
+        ("converter", &["upload", "runner"]),
+    ];
+    for (service, checks) in expected_checks {
+        let entry = &body["services"][service];
+        assert_eq!(entry["status"], "connected", "{body}");
+        let latency = entry["latency_ms"].as_u64().unwrap_or_else(|| panic!("{service}: {entry}"));
+        let names: Vec<&String> = entry["checks"].as_object().unwrap().keys().collect();
+        assert_eq!(names.len(), checks.len(), "{entry}");
+        for check in checks {
+            let check = &entry["checks"][check];
+            assert_eq!(check["status"], "up", "{entry}");
+            // The service's latency is its slowest check (they run concurrently).
+            assert!(check["latency_ms"].as_u64().unwrap() <= latency, "{entry}");
+        }
+    }
+}
+
+#[test]
+fn liveness_needs_no_dependency() {
+    if !engine_available() {
+        return;
+    }
+    // No runner, and a runner URL where nothing listens.
+    let app = App::builder().variable("runner_url", "http://127.0.0.1:9").start();
+    let (status, body) = health(&client(), &app, "/health/live");
+    assert_eq!((status, body), (200, json!({ "status": "ok" })));
+    let (status, body) = health(&client(), &app, "/health");
+    assert_eq!((status, body["status"].as_str()), (503, Some("degraded")), "{body}");
+}
+
+#[test]
+fn upload_stats_are_for_admins() {
+    if !engine_available() {
+        return;
+    }
+    let mut app = App::builder().with_runner().start();
+    let http = client();
+    send(http.get(app.url("/stats/uploads"))).assert_error(401, "token_missing");
+    let user = user_token(&http, &app);
+    send(http.get(app.url("/stats/uploads")).bearer_auth(&user)).assert_error(403, "forbidden");
+
+    let admin = admin_token(&http, &app);
+    let stats = send(http.get(app.url("/stats/uploads")).bearer_auth(&admin)).ok();
+    assert_eq!(
+        stats,
+        json!({
+            "jobs": { "queued": 0, "running": 0, "completed": 0, "failed": 0, "cancelled": 0 },
+            "total": 0, "bytes_in": 0, "bytes_out": 0,
+        })
+    );
+
+    app.runner_stop();
+    send(http.get(app.url("/stats/uploads")).bearer_auth(&admin)).assert_error(503, "service_unavailable");
+}
+
+#[test]
+fn metrics_are_for_admins_and_include_the_runner() {
+    if !engine_available() {
+        return;
+    }
+    let mut app = App::builder().with_runner().start();
+    let http = client();
+    send(http.get(app.url("/metrics"))).assert_error(401, "token_missing");
+    let user = user_token(&http, &app);
+    send(http.get(app.url("/metrics")).bearer_auth(&user)).assert_error(403, "forbidden");
+
+    let admin = admin_token(&http, &app);
+    let url = app.url("/metrics");
+    let scrape = |http: &Client| {
+        let response = http.get(&url).bearer_auth(&admin).send().unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+        response.text().unwrap()
+    };
+    let text = scrape(&http);
+    assert!(text.lines().any(|line| line.starts_with("spinmesh_runner_")), "{text}");
+    assert!(text.contains("spinmesh_metrics_source_up{source=\"runner\"} 1\n"), "{text}");
+    // Whether the host's admin listener answers depends on how the host was started;
+    // either way the gauge says so.
+    assert!(text.contains("spinmesh_metrics_source_up{source=\"host\"} "), "{text}");
+
+    // One source down: the rest still comes back.
+    app.runner_stop();
+    let text = scrape(&http);
+    assert!(!text.contains("spinmesh_runner_"), "{text}");
+    assert!(text.contains("spinmesh_metrics_source_up{source=\"runner\"} 0\n"), "{text}");
+}
+
+#[test]
+fn openapi_document_is_served_as_json() {
     if !engine_available() {
         return;
     }
     let app = App::builder().start();
-    let response = client().get(app.url("/no/such/route")).send().unwrap();
-    assert_eq!(response.status(), 404);
-    let body: Value = response.json().unwrap();
-    assert_eq!(body, serde_json::json!({ "status": "404", "message": "Not Found", "code": "not_found" }));
+    let reply = send(client().get(app.url("/api/openapi.json")));
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert!(reply.str("openapi").starts_with("3.1."), "{}", reply.body);
+    assert!(reply.body["paths"]["/api/openapi.json"]["get"].is_object());
+}
+
+#[test]
+fn unknown_paths_and_the_internal_probe_get_the_json_404() {
+    if !engine_available() {
+        return;
+    }
+    let app = App::builder().start();
+    for path in ["/no/such/route", "/internal/probe"] {
+        let response = client().get(app.url(path)).send().unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        let body: Value = response.json().unwrap();
+        assert_eq!(body, json!({ "status": "404", "message": "Not Found", "code": "not_found" }));
+    }
 }

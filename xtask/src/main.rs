@@ -54,6 +54,7 @@ fn main() -> Result<()> {
 fn test(cargo_args: Vec<String>) -> Result<()> {
     setup::ensure_ffmpeg()?;
     setup::ensure_browser_test(&build::root())?;
+    setup::ensure_schemathesis(&build::root())?;
     build::build_all()?;
     // One profile for everything: the e2e tests run the release binaries the
     // build just made, and wasmtime is far too slow unoptimised.

@@ -74,6 +74,34 @@ pub fn ensure_tool(tool: &str, package: &str, version_flag: &str) -> Result<()> 
     )
 }
 
+/// The schemathesis CLI for tests/tests/schema.rs, in a virtualenv under `target/` at the
+/// version pinned in tests/schema/requirements.txt (installed with pip when missing or
+/// different).
+pub fn ensure_schemathesis(root: &Path) -> Result<()> {
+    let requirements = root.join("tests/schema/requirements.txt");
+    let pinned = std::fs::read_to_string(&requirements)?
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("schemathesis=="))
+        .map(str::to_string)
+        .with_context(|| format!("{} pins no schemathesis version", requirements.display()))?;
+    let venv = root.join("target/schemathesis");
+    let installed = Command::new(venv.join("bin/st")).arg("--version").output();
+    if installed.is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim().ends_with(&format!(" {pinned}"))) {
+        return Ok(());
+    }
+    let python = ["python3", "python"]
+        .into_iter()
+        .find(|python| Command::new(python).arg("--version").output().is_ok())
+        .context("Python 3 is not installed: install python3 (with venv and pip) for the schema tests")?;
+    eprintln!("xtask: installing schemathesis {pinned} into {}", venv.display());
+    run_checked(Command::new(python).arg("-m").arg("venv").arg(&venv))?;
+    run_checked(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements),
+    )
+}
+
 pub fn run_checked(command: &mut Command) -> Result<()> {
     let status = command.status()?;
     if !status.success() {

@@ -1,36 +1,49 @@
-//! `gateway`: app-level routes that need no state, the web UI and the API explorer.
+//! `gateway`: app-level routes — health (DESIGN §3), upload statistics and metrics for
+//! admins, the OpenAPI document, the web UI and the API explorer — and the JSON 404 for
+//! every path no component claims.
 
+mod admin;
+mod health;
+mod outbound;
 mod web;
 
-use spin_sdk::http::{IntoResponse, Params, Request, Response, Router};
+use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
 use spinmesh_api::fallback;
+
+/// The document of every route in `spin.toml` (kept true by `tests/tests/openapi.rs`).
+const OPENAPI: &str = include_str!("../openapi.json");
+
+const GET: &[&str] = &["GET"];
 
 #[http_component]
 fn handle(request: Request) -> Response {
     let mut router = Router::new();
-    router.get("/health", health);
+    router.get_async("/health", health::summary);
+    router.get("/health/live", health::live);
+    router.get_async("/health/services", health::detail);
+    router.get_async("/stats/uploads", admin::upload_stats);
+    router.get_async("/metrics", admin::metrics);
+    router.get("/api/openapi.json", openapi);
     web::register(&mut router);
-    let routes: Vec<_> = [("/health", &["GET"][..])].into_iter().chain(web::ROUTES).collect();
-    // Every path no component claims gets the app's JSON 404 (and wrong methods a 405).
-    fallback::serve(router, &routes, request)
+    let allowed: Vec<_> = [
+        ("/health", GET),
+        ("/health/live", GET),
+        ("/health/services", GET),
+        ("/stats/uploads", GET),
+        ("/metrics", GET),
+        ("/api/openapi.json", GET),
+    ]
+    .into_iter()
+    .chain(web::ROUTES)
+    .collect();
+    fallback::serve(router, &allowed, request)
 }
 
-fn health(_request: Request, _params: Params) -> impl IntoResponse {
-    json(
-        200,
-        serde_json::json!({
-            "status": "healthy",
-            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "version": env!("CARGO_PKG_VERSION"),
-        }),
-    )
-}
-
-fn json(status: u16, body: serde_json::Value) -> Response {
+fn openapi(_request: Request, _params: Params) -> Response {
     Response::builder()
-        .status(status)
+        .status(200)
         .header("content-type", "application/json")
-        .body(body.to_string())
+        .body(OPENAPI)
         .build()
 }

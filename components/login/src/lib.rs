@@ -15,7 +15,8 @@ use spinmesh_accounts::{
 };
 use spinmesh_api::config::{positive_u64, var};
 use spinmesh_api::{
-    ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, denylist, fallback, json, parse_json, verify_bearer,
+    ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, denylist, fallback, json, parse_json, probe,
+    verify_bearer,
 };
 use spinmesh_authn::{Issuer, Role, Verifier, now_unix};
 
@@ -32,6 +33,9 @@ const ROUTES: [(&str, Handler); 6] = [
 
 #[http_component]
 fn handle(request: Request) -> Response {
+    if let Some(response) = probe::answer(&request, ready) {
+        return response;
+    }
     let mut router = Router::new();
     for (route, handler) in ROUTES {
         router.post(route, handler);
@@ -41,6 +45,16 @@ fn handle(request: Request) -> Response {
         &ROUTES.map(|(route, _)| (route, &["POST"][..])),
         request,
     )
+}
+
+/// The `auth` database and the denylist store open; the signing key and the client
+/// secrets parse.
+fn ready() -> ApiResult<()> {
+    db::open()?;
+    denylist::reachable()?;
+    issuer()?;
+    ServiceClients::parse(&var("service_clients")?)?;
+    Ok(())
 }
 
 /// `username` may also be the account's email.

@@ -13,8 +13,8 @@ use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
 use spinmesh_api::config::token_verifier;
 use spinmesh_api::{
-    ApiResult, DEFAULT_MAX_JSON_BODY, Page, authenticate, fallback, json, paginated, param,
-    parse_json,
+    ApiResult, DEFAULT_MAX_JSON_BODY, Page, authenticate, denylist, fallback, json, paginated, param,
+    parse_json, probe,
 };
 use spinmesh_authn::{Claims, now_unix};
 use spinmesh_orders::store::{self, Claim, Owner};
@@ -28,6 +28,9 @@ const SEED_CREATE: &str = "/create-order";
 
 #[http_component]
 fn handle(request: Request) -> Response {
+    if let Some(response) = probe::answer(&request, ready) {
+        return response;
+    }
     let mut router = Router::new();
     for route in COLLECTION {
         router.get(route, list);
@@ -43,6 +46,14 @@ fn handle(request: Request) -> Response {
         (SEED_CREATE, &["POST"][..]),
     ];
     fallback::serve(router, &allowed, request)
+}
+
+/// What `/health` checks through the probe: the database, the public key and the
+/// denylist open.
+fn ready() -> ApiResult<()> {
+    store::open()?;
+    token_verifier()?;
+    denylist::reachable()
 }
 
 /// The verified, not logged-out caller.

@@ -10,7 +10,7 @@ use spin_sdk::http_component;
 use spinmesh_api::config::token_verifier;
 use spinmesh_api::{
     ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, Page, authenticate, fallback, json, paginated,
-    param, parse_json,
+    denylist, param, parse_json, probe,
 };
 use spinmesh_authn::{Claims, now_unix};
 use spinmesh_catalog::store::{self, Reserved};
@@ -33,6 +33,9 @@ const RESERVATION: &str = "/api/products/:id/reservations/:reference";
 
 #[http_component]
 fn handle(request: Request) -> Response {
+    if let Some(response) = probe::answer(&request, ready) {
+        return response;
+    }
     let mut router = Router::new();
     for route in COLLECTION {
         router.get(route, list);
@@ -62,6 +65,14 @@ fn handle(request: Request) -> Response {
         (RESERVATION, &["DELETE"][..]),
     ];
     fallback::serve(router, &allowed, request)
+}
+
+/// What `/health` checks through the probe: the database, the public key and the
+/// denylist open.
+fn ready() -> ApiResult<()> {
+    store::open()?;
+    token_verifier()?;
+    denylist::reachable()
 }
 
 /// The verified, not logged-out caller.

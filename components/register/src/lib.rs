@@ -5,18 +5,28 @@ use serde_json::json;
 use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
 use spinmesh_accounts::{NewAccount, db, users};
-use spinmesh_api::{ApiResult, DEFAULT_MAX_JSON_BODY, config, fallback, json, parse_json};
+use spinmesh_api::{ApiResult, DEFAULT_MAX_JSON_BODY, config, fallback, json, parse_json, probe};
 use spinmesh_authn::now_unix;
 
 const ROUTES: [&str; 2] = ["/api/register", "/register"];
 
 #[http_component]
 fn handle(request: Request) -> Response {
+    if let Some(response) = probe::answer(&request, ready) {
+        return response;
+    }
     let mut router = Router::new();
     for route in ROUTES {
         router.post(route, register);
     }
     fallback::serve(router, &ROUTES.map(|route| (route, &["POST"][..])), request)
+}
+
+/// The `auth` database opens (and is migrated) and the variable parses.
+fn ready() -> ApiResult<()> {
+    db::open()?;
+    config::var("admin_username")?;
+    Ok(())
 }
 
 /// Unknown fields are ignored (serde's default), as clients of the seeds may send extras.

@@ -15,13 +15,20 @@ mod upload;
 
 use spin_sdk::http::{IncomingRequest, OutgoingResponse, Request, Response, ResponseOutparam};
 use spin_sdk::http_component;
-use spinmesh_api::ApiError;
+use spinmesh_api::{ApiError, denylist, probe};
 
+use crate::config::Config;
 use crate::route::Route;
 
 #[http_component]
 async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     let head = request_head(&request);
+    // The runner itself is probed by the gateway directly.
+    if let Some(response) =
+        probe::answer(&head, || Config::load().and_then(|_| denylist::reachable()))
+    {
+        return respond(response_out, response).await;
+    }
     match Route::parse(head.method(), head.path()) {
         Ok(Route::Upload) => {
             let response = upload::handle(&head, request.into_body_stream()).await;

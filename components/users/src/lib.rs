@@ -8,8 +8,8 @@ use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
 use spinmesh_api::config::token_verifier;
 use spinmesh_api::{
-    ApiResult, DEFAULT_MAX_JSON_BODY, Page, authenticate, fallback, json, paginated, param,
-    parse_json,
+    ApiResult, DEFAULT_MAX_JSON_BODY, Page, authenticate, denylist, fallback, json, paginated,
+    param, parse_json, probe,
 };
 use spinmesh_authn::{Claims, now_unix};
 use spinmesh_profiles::{NewProfile, ProfileUpdate, UserId, access, store};
@@ -21,6 +21,9 @@ const ITEM: [&str; 2] = ["/api/users/:id", "/users/:id"];
 
 #[http_component]
 fn handle(request: Request) -> Response {
+    if let Some(response) = probe::answer(&request, ready) {
+        return response;
+    }
     let mut router = Router::new();
     for route in COLLECTION {
         router.get(route, list);
@@ -41,6 +44,13 @@ fn handle(request: Request) -> Response {
         (ITEM[1], item),
     ];
     fallback::serve(router, &allowed, request)
+}
+
+/// The `users` database opens, the public key parses, the denylist store opens.
+fn ready() -> ApiResult<()> {
+    store::open()?;
+    token_verifier()?;
+    denylist::reachable()
 }
 
 /// The verified, not logged-out caller.

@@ -8,8 +8,8 @@ use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
 use spinmesh_api::config::{token_verifier, var};
 use spinmesh_api::{
-    ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, bearer_token, fallback, json, parse_json,
-    verify_active,
+    ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, bearer_token, denylist, fallback, json, parse_json,
+    probe, verify_active,
 };
 use spinmesh_authn::{PublicKey, jwks, now_unix};
 
@@ -18,6 +18,9 @@ const JWKS: &str = "/.well-known/jwks.json";
 
 #[http_component]
 fn handle(request: Request) -> Response {
+    if let Some(response) = probe::answer(&request, ready) {
+        return response;
+    }
     let mut router = Router::new();
     for route in VALIDATE {
         router.get(route, validate_header);
@@ -30,6 +33,12 @@ fn handle(request: Request) -> Response {
         (JWKS, &["GET"]),
     ];
     fallback::serve(router, &allowed, request)
+}
+
+/// The public key parses and the denylist store opens.
+fn ready() -> ApiResult<()> {
+    token_verifier()?;
+    denylist::reachable()
 }
 
 fn validate_header(request: Request, _params: Params) -> ApiResult<Response> {

@@ -21,6 +21,11 @@ fn store() -> Result<Store, ApiError> {
         .map_err(|error| ApiError::internal_logged(format_args!("key-value: {error:?}")))
 }
 
+/// `Ok` when the store opens: part of a component's readiness [`crate::probe`].
+pub fn reachable() -> Result<(), ApiError> {
+    store().map(drop)
+}
+
 /// Puts the token on the denylist.
 pub fn revoke(claims: &Claims) -> Result<(), ApiError> {
     store()?

@@ -1,9 +1,10 @@
 //! HTTP plumbing shared by every spinmesh component: the one error type and its JSON
 //! shape (DESIGN §3), JSON in and out, bearer authentication (with the logout denylist),
 //! component variables, JSON 404/405 fallbacks, SQLite migrations, path parameters,
-//! pagination and timestamps. The HTTP parts work on `spin_sdk::http::{Request, Response}`,
-//! plain Rust values, so they are unit-tested natively; [`denylist`], [`config`] and [`db`] reach
-//! Spin stores and variables and are covered by the end-to-end tests.
+//! pagination, timestamps and the readiness probe behind `/health`. The HTTP parts work on
+//! `spin_sdk::http::{Request, Response}`, plain Rust values, so they are unit-tested
+//! natively; [`denylist`], [`config`] and [`db`] reach Spin stores and variables and are
+//! covered by the end-to-end tests.
 
 mod auth;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod fallback;
 mod json;
 mod page;
 mod params;
+pub mod probe;
 pub mod time;
 
 pub use auth::{authenticate, bearer_token, verify_active, verify_bearer};
