@@ -140,8 +140,14 @@ fn users(app: &App) -> Users {
     }
 }
 
+/// Without rate limits: the tests poll job status every 50 ms for as long as a conversion
+/// takes on a busy machine.
 fn start() -> App {
-    App::builder().with_runner().start()
+    App::builder()
+        .with_runner()
+        .variable("rate_limit_per_address", "0")
+        .variable("rate_limit_per_user", "0")
+        .start()
 }
 
 /// A form with one `file` part.

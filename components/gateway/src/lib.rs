@@ -1,14 +1,16 @@
-//! `gateway`: app-level routes that need no state.
+//! `gateway`: app-level routes that need no state of their own (the edge's rate-limit
+//! counters aside).
 
 use spin_sdk::http::{IntoResponse, Params, Request, Response, Router};
 use spin_sdk::http_component;
+use spinmesh_api::fallback;
 
+/// Every path no component claims comes here and gets the app's JSON 404.
 #[http_component]
 fn handle(request: Request) -> Response {
     let mut router = Router::new();
     router.get("/health", health);
-    router.any("/*", not_found);
-    router.handle(request)
+    fallback::serve(router, &[("/health", &["GET"])], request)
 }
 
 fn health(_request: Request, _params: Params) -> impl IntoResponse {
@@ -20,11 +22,6 @@ fn health(_request: Request, _params: Params) -> impl IntoResponse {
             "version": env!("CARGO_PKG_VERSION"),
         }),
     )
-}
-
-/// Every path no component claims gets the app's JSON error shape.
-fn not_found(_request: Request, _params: Params) -> impl IntoResponse {
-    json(404, serde_json::json!({ "status": "404", "message": "Not Found", "code": "not_found" }))
 }
 
 fn json(status: u16, body: serde_json::Value) -> Response {
