@@ -9,6 +9,7 @@
 //! `rate_limit_window_secs`; counters live in the key-value store `default`.
 
 use std::cell::RefCell;
+use std::io::Write;
 use std::time::Instant;
 
 use spin_sdk::http::{IntoResponse, Method, Request, Response};
@@ -213,13 +214,16 @@ impl Edge {
 
     /// One line per request on stderr, which Spin keeps as the component's log.
     pub fn log(&self, status: u16) {
-        eprintln!(
-            "request_id={} method={} path={} status={status} duration_ms={:.1}",
+        let line = format!(
+            "request_id={} method={} path={} status={status} duration_ms={:.1}\n",
             self.request_id,
             self.method,
             self.path,
             self.started.elapsed().as_secs_f64() * 1000.0
         );
+        // One write: `eprintln!` writes each formatted piece separately, and every write
+        // is a call into the host (measured: ~100 µs of host CPU per request here).
+        let _ = std::io::stderr().write_all(line.as_bytes());
     }
 }
 
