@@ -306,10 +306,10 @@ fn charge(key: &str, limit_variable: &str, now: u64) -> Result<Option<Quota>, Ap
         }
     };
     let (quota, update) = policy.charge(stored, now);
-    if let Some(window) = update {
-        if let Err(error) = store.set(key, &window.encode()) {
-            eprintln!("rate limit: key-value: {error:?}");
-        }
+    if let Some(window) = update
+        && let Err(error) = store.set(key, &window.encode())
+    {
+        eprintln!("rate limit: key-value: {error:?}");
     }
     Ok(Some(quota))
 }
