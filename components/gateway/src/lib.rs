@@ -16,6 +16,7 @@ const OPENAPI: &str = include_str!("../openapi.json");
 
 const GET: &[&str] = &["GET"];
 
+/// Every path no component claims comes here and gets the app's JSON 404.
 #[http_component]
 fn handle(request: Request) -> Response {
     let mut router = Router::new();

@@ -3,6 +3,7 @@
 
 use spin_sdk::http::{IncomingResponse, Request, Response, ResponseOutparam};
 use spinmesh_api::authn::{Claims, Role, now_unix};
+use spinmesh_api::edge::Edge;
 use spinmesh_api::{ApiError, Page, authenticate, json, paginated};
 use spinmesh_media::job::{JobView, RunnerJob, is_job_id};
 
@@ -16,11 +17,18 @@ enum Reply {
     Download(IncomingResponse),
 }
 
-pub async fn handle(head: &Request, route: JobRoute<'_>, response_out: ResponseOutparam) {
+pub async fn handle(
+    edge: &Edge,
+    head: &Request,
+    route: JobRoute<'_>,
+    response_out: ResponseOutparam,
+) {
     match serve(head, route).await {
-        Ok(Reply::Json(response)) => respond(response_out, response).await,
-        Ok(Reply::Download(response)) => stream::forward_download(response, response_out).await,
-        Err(error) => respond(response_out, error.into()).await,
+        Ok(Reply::Json(response)) => respond(edge, response_out, response).await,
+        Ok(Reply::Download(response)) => {
+            stream::forward_download(edge, response, response_out).await
+        }
+        Err(error) => respond(edge, response_out, error.into()).await,
     }
 }
 

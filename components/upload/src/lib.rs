@@ -15,27 +15,36 @@ mod upload;
 
 use spin_sdk::http::{IncomingRequest, OutgoingResponse, Request, Response, ResponseOutparam};
 use spin_sdk::http_component;
+use spinmesh_api::edge::Edge;
 use spinmesh_api::{ApiError, denylist, probe};
 
 use crate::config::Config;
 use crate::route::Route;
 
+/// Requests pass the app's edge (request id, CORS, rate limit, headers, log line) like
+/// those of components served through `spinmesh_api::fallback`.
 #[http_component]
 async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     let head = request_head(&request);
+    let edge = Edge::start(&head);
+    match edge.intercept(&head, route::allowed_methods(head.path())) {
+        Ok(None) => {}
+        Ok(Some(answer)) => return respond(&edge, response_out, answer).await,
+        Err(error) => return respond(&edge, response_out, error.into()).await,
+    }
     // The runner itself is probed by the gateway directly.
     if let Some(response) =
         probe::answer(&head, || Config::load().and_then(|_| denylist::reachable()))
     {
-        return respond(response_out, response).await;
+        return respond(&edge, response_out, response).await;
     }
     match Route::parse(head.method(), head.path()) {
         Ok(Route::Upload) => {
             let response = upload::handle(&head, request.into_body_stream()).await;
-            respond(response_out, response).await;
+            respond(&edge, response_out, response).await;
         }
-        Ok(Route::Jobs(route)) => jobs::handle(&head, route, response_out).await,
-        Err(error) => respond(response_out, error.into()).await,
+        Ok(Route::Jobs(route)) => jobs::handle(&edge, &head, route, response_out).await,
+        Err(error) => respond(&edge, response_out, error.into()).await,
     }
 }
 
@@ -50,7 +59,8 @@ fn request_head(request: &IncomingRequest) -> Request {
 }
 
 /// Sends a buffered response.
-async fn respond(response_out: ResponseOutparam, mut response: Response) {
+async fn respond(edge: &Edge, response_out: ResponseOutparam, response: Response) {
+    let mut response = edge.finish(response);
     let body = std::mem::take(response.body_mut());
     match OutgoingResponse::try_from(response) {
         Ok(outgoing) => {

@@ -24,30 +24,36 @@ pub enum JobRoute<'a> {
 impl<'a> Route<'a> {
     /// 404 for a path that is not ours, 405 (with `Allow`) for a method a path does not serve.
     pub fn parse(method: &Method, path: &'a str) -> Result<Self, ApiError> {
-        let segments: Vec<&'a str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
-        let get = *method == Method::Get;
-        let (allow, route): (&[&str], Option<Route<'a>>) = match segments.as_slice() {
-            ["api", "upload"] | ["upload"] => (
-                &["POST"],
-                (*method == Method::Post).then_some(Route::Upload),
-            ),
-            ["api", "jobs"] => (&["GET"], get.then_some(Route::Jobs(JobRoute::List))),
-            ["api", "jobs", id] => (
-                &["GET", "DELETE"],
-                match method {
-                    Method::Get => Some(Route::Jobs(JobRoute::Status(id))),
-                    Method::Delete => Some(Route::Jobs(JobRoute::Cancel(id))),
-                    _ => None,
-                },
-            ),
-            ["status", id] => (&["GET"], get.then_some(Route::Jobs(JobRoute::Status(id)))),
-            ["api", "jobs", id, "download"] | ["download", id] => {
-                (&["GET"], get.then_some(Route::Jobs(JobRoute::Download(id))))
+        let allow = allowed_methods(path).ok_or_else(|| ApiError::not_found("Not Found"))?;
+        let route = match (method, segments(path).as_slice()) {
+            (Method::Post, ["api", "upload"] | ["upload"]) => Route::Upload,
+            (Method::Get, ["api", "jobs"]) => Route::Jobs(JobRoute::List),
+            (Method::Get, ["api", "jobs", id] | ["status", id]) => {
+                Route::Jobs(JobRoute::Status(id))
             }
-            _ => return Err(ApiError::not_found("Not Found")),
+            (Method::Delete, ["api", "jobs", id]) => Route::Jobs(JobRoute::Cancel(id)),
+            (Method::Get, ["api", "jobs", id, "download"] | ["download", id]) => {
+                Route::Jobs(JobRoute::Download(id))
+            }
+            _ => return Err(ApiError::method_not_allowed(allow)),
         };
-        route.ok_or_else(|| ApiError::method_not_allowed(allow))
+        Ok(route)
     }
+}
+
+/// The methods a path serves; `None` for a path that is not ours.
+pub fn allowed_methods(path: &str) -> Option<&'static [&'static str]> {
+    match segments(path).as_slice() {
+        ["api", "upload"] | ["upload"] => Some(&["POST"]),
+        ["api", "jobs"] => Some(&["GET"]),
+        ["api", "jobs", _] => Some(&["GET", "DELETE"]),
+        ["status", _] | ["api", "jobs", _, "download"] | ["download", _] => Some(&["GET"]),
+        _ => None,
+    }
+}
+
+fn segments(path: &str) -> Vec<&str> {
+    path.strip_prefix('/').unwrap_or(path).split('/').collect()
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use spin_executor::{CancelOnDropToken, push_waker_and_get_token};
 use spin_sdk::http::{
     ErrorCode, Headers, IncomingResponse, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
+use spinmesh_api::edge::Edge;
 use wasi::io::streams::{OutputStream, StreamError};
 
 /// Bytes gathered before each write: small writes cost throughput (DESIGN §6).
@@ -95,21 +96,38 @@ impl BodyWriter {
 }
 
 /// Streams the runner's download response to the client: its status, the
-/// [`DOWNLOAD_HEADERS`] it has, and its body in batches.
-pub async fn forward_download(response: IncomingResponse, response_out: ResponseOutparam) {
-    let headers: Vec<(String, Vec<u8>)> = response
+/// [`DOWNLOAD_HEADERS`] it has plus the edge's, and its body in batches.
+pub async fn forward_download(
+    edge: &Edge,
+    response: IncomingResponse,
+    response_out: ResponseOutparam,
+) {
+    let mut headers: Vec<(String, Vec<u8>)> = response
         .headers()
         .entries()
         .into_iter()
         .filter(|(name, _)| DOWNLOAD_HEADERS.contains(&name.to_ascii_lowercase().as_str()))
         .collect();
+    let value = |wanted: &str| {
+        headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(wanted))
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+    };
+    let edge_headers =
+        edge.response_headers(value("content-type"), None, &|name| value(name).is_some());
+    headers.extend(
+        edge_headers
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value.into_bytes())),
+    );
     let outgoing = match Headers::from_list(&headers) {
         Ok(headers) => OutgoingResponse::new(headers),
         Err(error) => {
             let error = spinmesh_api::ApiError::internal_logged(format_args!(
                 "download headers: {error:?}"
             ));
-            return crate::respond(response_out, error.into()).await;
+            return crate::respond(edge, response_out, error.into()).await;
         }
     };
     outgoing
@@ -117,6 +135,8 @@ pub async fn forward_download(response: IncomingResponse, response_out: Response
         .expect("the runner's status is a valid status");
     let mut writer = BodyWriter::new(outgoing.body().expect("a new response has a body"));
     response_out.set(outgoing);
+    // Logged once the headers are out: the duration is the time to the first byte.
+    edge.log(response.status());
     match copy(&response, &mut writer).await {
         Ok(()) => {
             if let Err(error) = writer.finish() {

@@ -1,7 +1,7 @@
 use spin_sdk::http::Request;
 use spinmesh_authn::{Claims, Verifier};
 
-use crate::{ApiError, denylist};
+use crate::{ApiError, denylist, edge};
 
 /// The token of an `Authorization: Bearer <token>` header.
 ///
@@ -32,11 +32,15 @@ pub fn bearer_token(req: &Request) -> Result<&str, ApiError> {
     Ok(token)
 }
 
-/// Extracts the bearer token, verifies it at `now` (Unix seconds) and refuses a
-/// logged-out one. Every protected route calls this, so the component needs
-/// `key_value_stores = ["default"]` (see [`crate::denylist`]).
+/// Extracts the bearer token, verifies it at `now` (Unix seconds), refuses a logged-out
+/// one and charges the request to the caller's per-user rate limit (429 when over it).
+/// Every protected route calls this, so the component needs `key_value_stores =
+/// ["default"]` (see [`crate::denylist`]) and the rate-limit variables (see
+/// [`crate::edge`]).
 pub fn authenticate(req: &Request, verifier: &Verifier, now: u64) -> Result<Claims, ApiError> {
-    verify_active(bearer_token(req)?, verifier, now)
+    let claims = verify_active(bearer_token(req)?, verifier, now)?;
+    edge::charge_user(&claims, now)?;
+    Ok(claims)
 }
 
 /// Verifies `token` at `now` and refuses a logged-out one: [`authenticate`] for a token

@@ -22,6 +22,11 @@ pub fn positive_u64(name: &str) -> Result<u64, ApiError> {
     parse_positive(name, &var(name)?).map_err(ApiError::internal_logged)
 }
 
+/// A variable holding an integer where 0 means "off" (a limit that can be disabled).
+pub fn non_negative_u64(name: &str) -> Result<u64, ApiError> {
+    parse_non_negative(name, &var(name)?).map_err(ApiError::internal_logged)
+}
+
 fn parse_positive(name: &str, value: &str) -> Result<u64, String> {
     value
         .trim()
@@ -29,6 +34,13 @@ fn parse_positive(name: &str, value: &str) -> Result<u64, String> {
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("variable `{name}` must be a positive integer"))
+}
+
+fn parse_non_negative(name: &str, value: &str) -> Result<u64, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("variable `{name}` must be a non-negative integer"))
 }
 
 #[cfg(test)]
@@ -42,6 +54,16 @@ mod tests {
         for bad in ["0", "-1", "", "1.5", "ten"] {
             let error = parse_positive("ttl", bad).unwrap_err();
             assert!(error.contains("`ttl`"), "{error}");
+        }
+    }
+
+    #[test]
+    fn non_negative_integers_include_zero() {
+        assert_eq!(parse_non_negative("x", "0").unwrap(), 0);
+        assert_eq!(parse_non_negative("x", " 600 ").unwrap(), 600);
+        for bad in ["-1", "", "1.5", "off"] {
+            let error = parse_non_negative("limit", bad).unwrap_err();
+            assert!(error.contains("`limit`"), "{error}");
         }
     }
 }

@@ -1,28 +1,40 @@
-//! The JSON error shape for requests no route takes (spin-sdk's `Router` answers those
+//! Every component's entry point: the [`edge`](crate::edge) behaviour around its router,
+//! and the JSON error shape for requests no route takes (spin-sdk's `Router` answers those
 //! with plain-text 404/405).
 
 use spin_sdk::http::{IntoResponse, Params, Request, Response, Router};
 
-use crate::ApiError;
+use crate::{ApiError, edge};
 
-/// Serves `request` with `router` after adding a JSON 405 (with `Allow`) for each
-/// `(route, allowed methods)` and answering any other path with a JSON 404.
+/// Serves `request` with `router` through the [`edge`](crate::edge) (request id, CORS and
+/// `OPTIONS`, rate limit, security headers, log line), after adding a JSON 405 (with
+/// `Allow`) for each `(route, allowed methods)` and answering any other path with a JSON
+/// 404.
 ///
 /// The 404 is decided here rather than with a `/*` route because routefinder (under
 /// spin-sdk's `Router`) orders a wildcard inconsistently against routes with dots such as
 /// `/.well-known/jwks.json`, so the wildcard can win over exact routes. Routes are exact
 /// paths or have `:name` segments, each matching one non-empty path segment.
 pub fn serve(
+    router: Router,
+    routes: &[(&str, &'static [&'static str])],
+    request: Request,
+) -> Response {
+    let methods = routes
+        .iter()
+        .find(|(route, _)| route_matches(route, request.path()))
+        .map(|&(_, methods)| methods);
+    edge::serve(request, methods, |request| match methods {
+        Some(_) => dispatch(router, routes, request),
+        None => ApiError::not_found("Not Found").into_response(),
+    })
+}
+
+fn dispatch(
     mut router: Router,
     routes: &[(&str, &'static [&'static str])],
     request: Request,
 ) -> Response {
-    if !routes
-        .iter()
-        .any(|(route, _)| route_matches(route, request.path()))
-    {
-        return ApiError::not_found("Not Found").into_response();
-    }
     for &(route, allow) in routes {
         router.any(route, move |_: Request, _: Params| {
             ApiError::method_not_allowed(allow)
@@ -81,5 +93,24 @@ mod tests {
         let wrong = serve_one(Method::Post, "/items/7");
         assert_eq!(*wrong.status(), 405);
         assert_eq!(wrong.header("allow").and_then(|v| v.as_str()), Some("GET"));
+    }
+
+    #[test]
+    fn options_is_answered_and_every_answer_carries_the_edge_headers() {
+        let options = serve_one(Method::Options, "/items/7");
+        assert_eq!(*options.status(), 204);
+        assert_eq!(
+            options.header("allow").and_then(|v| v.as_str()),
+            Some("GET, OPTIONS")
+        );
+        for response in [
+            options,
+            serve_one(Method::Get, "/items/7"),
+            serve_one(Method::Get, "/other"),
+        ] {
+            assert!(response.header("x-request-id").is_some());
+            assert!(response.header("x-content-type-options").is_some());
+        }
+        assert_eq!(*serve_one(Method::Options, "/other").status(), 404);
     }
 }

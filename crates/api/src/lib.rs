@@ -1,21 +1,27 @@
 //! HTTP plumbing shared by every spinmesh component: the one error type and its JSON
 //! shape (DESIGN §3), JSON in and out, bearer authentication (with the logout denylist),
 //! component variables, JSON 404/405 fallbacks, SQLite migrations, path parameters,
-//! pagination, timestamps and the readiness probe behind `/health`. The HTTP parts work on
-//! `spin_sdk::http::{Request, Response}`, plain Rust values, so they are unit-tested
-//! natively; [`denylist`], [`config`] and [`db`] reach Spin stores and variables and are
-//! covered by the end-to-end tests.
+//! pagination, timestamps, the readiness probe behind `/health`, and the [`edge`] every
+//! request passes (request ids, CORS, rate limits, security headers, a log line). The HTTP
+//! parts work on `spin_sdk::http::{Request, Response}`, plain Rust values, so they are
+//! unit-tested natively; [`denylist`], [`config`], [`db`] and the counters of [`edge`] reach
+//! Spin stores and variables and are covered by the end-to-end tests.
 
 mod auth;
 pub mod config;
+mod cors;
 pub mod db;
 pub mod denylist;
+pub mod edge;
 mod error;
 pub mod fallback;
 mod json;
 mod page;
 mod params;
 pub mod probe;
+mod rate_limit;
+mod request_id;
+mod security_headers;
 pub mod time;
 
 pub use auth::{authenticate, bearer_token, verify_active, verify_bearer};
