@@ -85,7 +85,8 @@ pub struct App {
 struct LoadedComponent {
     pre: ProxyPre<RequestState>,
     context: Arc<ComponentContext>,
-    metrics: ComponentMetrics,
+    /// Shared with the task running each instance.
+    metrics: Arc<ComponentMetrics>,
     /// Requests reaching it through service chaining.
     internal_metrics: RouteMetrics,
 }
@@ -127,7 +128,7 @@ impl App {
                 LoadedComponent {
                     pre,
                     context,
-                    metrics: metrics.component(id),
+                    metrics: Arc::new(metrics.component(id)),
                     internal_metrics: metrics.route(id, &internal_route, Source::Internal),
                 },
             );
@@ -251,7 +252,7 @@ impl App {
         let pre = loaded.pre.clone();
         let timeout = self.limits.request_timeout;
         let id = component.to_string();
-        let metrics = loaded.metrics.clone();
+        let metrics = Arc::clone(&loaded.metrics);
         // The guest keeps running after it hands over the response head (it may
         // still be streaming the body), so it runs in its own task.
         let task = tokio::spawn(async move {

@@ -162,7 +162,6 @@ impl HostMetrics {
 }
 
 /// One route's handles.
-#[derive(Clone)]
 pub struct RouteMetrics {
     requests: IntCounterVec,
     component: String,
@@ -190,7 +189,6 @@ fn method_label(method: &http::Method) -> &str {
 }
 
 /// One component's handles.
-#[derive(Clone)]
 pub struct ComponentMetrics {
     instances: IntGauge,
     instantiations: IntCounter,
