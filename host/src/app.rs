@@ -23,6 +23,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::manifest::Manifest;
+use crate::metrics::{ComponentMetrics, HostMetrics, Rejection, RouteMetrics, Source};
 use crate::outbound::OutboundPolicy;
 use crate::routes::{RouteMatch, RouteTable};
 use crate::runtime_config::{RuntimeConfig, Stores};
@@ -76,11 +77,18 @@ pub struct App {
     pub variables: ResolvedVariables,
     pub limits: Limits,
     concurrency: Semaphore,
+    metrics: HostMetrics,
+    /// Indexed by [`RouteMatch::public_index`].
+    route_metrics: Vec<RouteMetrics>,
 }
 
 struct LoadedComponent {
     pre: ProxyPre<RequestState>,
     context: Arc<ComponentContext>,
+    /// Shared with the task running each instance.
+    metrics: Arc<ComponentMetrics>,
+    /// Requests reaching it through service chaining.
+    internal_metrics: RouteMetrics,
 }
 
 impl App {
@@ -99,6 +107,11 @@ impl App {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         crate::platform::add_to_linker(&mut linker)?;
 
+        let metrics = HostMetrics::new()?;
+        let route_metrics = routes
+            .public_routes()
+            .map(|(component, route)| metrics.route(component, route, Source::Public))
+            .collect();
         let mut components = HashMap::new();
         for (id, component) in &manifest.components {
             let compiled = load_component(&engine, &options.cache_dir, id, &component.source)?;
@@ -109,7 +122,16 @@ impl App {
             let outbound = OutboundPolicy::resolve(&component.allowed_outbound_hosts, variables.app_values())
                 .with_context(|| format!("component {id:?}: allowed_outbound_hosts"))?;
             let context = Arc::new(ComponentContext::new(component, outbound, &options.state_dir.join("logs"))?);
-            components.insert(id.clone(), LoadedComponent { pre, context });
+            let internal_route = RouteTable::route_internal(id, "/").raw_route;
+            components.insert(
+                id.clone(),
+                LoadedComponent {
+                    pre,
+                    context,
+                    metrics: Arc::new(metrics.component(id)),
+                    internal_metrics: metrics.route(id, &internal_route, Source::Internal),
+                },
+            );
         }
 
         Ok(Arc::new(App {
@@ -121,11 +143,17 @@ impl App {
             variables,
             concurrency: Semaphore::new(options.limits.max_concurrent_requests),
             limits: options.limits,
+            metrics,
+            route_metrics,
         }))
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    pub fn metrics(&self) -> &HostMetrics {
+        &self.metrics
     }
 
     /// Serves a request from the public listener.
@@ -138,15 +166,26 @@ impl App {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let Some(route) = self.routes.route(&path) else {
+            self.metrics.rejected(Rejection::NoRoute);
             log_access(&method, &path, "-", 404, started);
             return empty_response(404);
         };
         let uri = request.uri().clone();
         set_spin_headers(request.headers_mut(), &uri, &route, &client.to_string());
-        let Ok(_permit) = self.concurrency.acquire().await else {
+        let permit = match self.concurrency.try_acquire() {
+            Ok(permit) => Ok(permit),
+            Err(_) => {
+                let _waiting = self.metrics.waiting();
+                self.concurrency.acquire().await
+            }
+        };
+        let Ok(_permit) = permit else {
             return empty_response(503);
         };
         let response = self.respond(&route.component, request, 0).await;
+        if let Some(metrics) = route.public_index.and_then(|index| self.route_metrics.get(index)) {
+            metrics.record(&method, response.status(), started.elapsed());
+        }
         log_access(&method, &path, &route.component, response.status().as_u16(), started);
         response
     }
@@ -158,18 +197,24 @@ impl App {
         mut request: http::Request<wasmtime_wasi_http::WasiBody>,
         depth: u32,
     ) -> wasmtime_wasi_http::Result<http::Response<HyperOutgoingBody>> {
+        let started = Instant::now();
         if depth > MAX_CHAIN_DEPTH {
+            self.metrics.rejected(Rejection::ChainTooDeep);
             return Err(wasmtime_wasi_http::Error::LoopDetected);
         }
-        if !self.components.contains_key(target) {
+        let Some(loaded) = self.components.get(target) else {
+            self.metrics.rejected(Rejection::NoRoute);
             return Err(wasmtime_wasi_http::Error::DestinationNotFound);
-        }
+        };
         let route = RouteTable::route_internal(target, request.uri().path());
         // Spin drops the `*.spin.internal` Host, so the callee's full URL says localhost.
         request.headers_mut().remove(http::header::HOST);
         let uri = request.uri().clone();
         set_spin_headers(request.headers_mut(), &uri, &route, "0.0.0.0:0");
-        Ok(self.respond(target, request, depth).await)
+        let method = request.method().clone();
+        let response = self.respond(target, request, depth).await;
+        loaded.internal_metrics.record(&method, response.status(), started.elapsed());
+        Ok(response)
     }
 
     /// Runs the component and turns any failure into a 500, logged with the
@@ -207,29 +252,58 @@ impl App {
         let pre = loaded.pre.clone();
         let timeout = self.limits.request_timeout;
         let id = component.to_string();
+        let metrics = Arc::clone(&loaded.metrics);
         // The guest keeps running after it hands over the response head (it may
         // still be streaming the body), so it runs in its own task.
         let task = tokio::spawn(async move {
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
+                let _running = metrics.instance_started();
                 proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
             };
-            match tokio::time::timeout(timeout, run).await {
+            let result = match tokio::time::timeout(timeout, run).await {
                 Ok(result) => result,
-                Err(_) => Err(wasmtime::Error::msg(format!("component {id:?} exceeded the {timeout:?} request timeout"))),
+                Err(_) => Err(wasmtime::Error::new(TimedOut { component: id, timeout })),
+            };
+            // Counted here because a failure after the response head reaches nobody else.
+            if let Err(err) = &result {
+                // A guest stuck in its own code is stopped by the epoch deadline instead.
+                let interrupted = err.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt);
+                if interrupted || err.is::<TimedOut>() {
+                    metrics.timed_out();
+                } else {
+                    metrics.failed();
+                }
             }
+            result
         });
 
         match receiver.await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => bail!("component answered with an error: {code:?}"),
+            Ok(Err(code)) => {
+                loaded.metrics.failed();
+                bail!("component answered with an error: {code:?}")
+            }
             Err(_) => match task.await {
-                Ok(Ok(())) => bail!("component returned without setting a response"),
+                Ok(Ok(())) => {
+                    loaded.metrics.failed();
+                    bail!("component returned without setting a response")
+                }
                 Ok(Err(err)) => Err(err.into()),
-                Err(join) => Err(anyhow!("component task failed: {join}")),
+                Err(join) => {
+                    loaded.metrics.failed();
+                    Err(anyhow!("component task failed: {join}"))
+                }
             },
         }
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("component {component:?} exceeded the {timeout:?} request timeout")]
+struct TimedOut {
+    component: String,
+    timeout: Duration,
 }
 
 fn build_engine(limits: &Limits) -> Result<Engine> {

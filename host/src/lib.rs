@@ -5,6 +5,7 @@ pub mod app;
 mod db;
 mod logs;
 pub mod manifest;
+pub mod metrics;
 pub mod outbound;
 mod platform;
 pub mod routes;

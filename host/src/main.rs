@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -41,6 +42,18 @@ struct Args {
     /// Requests served at once; more wait.
     #[arg(long, default_value_t = 128)]
     max_concurrent_requests: usize,
+    /// Admin listener for the host's own endpoints: `GET /metrics` (Prometheus
+    /// text) and `GET /healthz`; never the app. It has no authentication, so
+    /// keep it on loopback or a private network. `off` disables it.
+    #[arg(long, env = "SPINMESH_ADMIN_LISTEN", default_value = "127.0.0.1:3002", value_name = "ADDR|off", value_parser = parse_admin_listen)]
+    admin_listen: ::std::option::Option<SocketAddr>,
+}
+
+fn parse_admin_listen(value: &str) -> Result<Option<SocketAddr>, String> {
+    match value.trim() {
+        "" | "off" => Ok(None),
+        addr => addr.parse().map(Some).map_err(|err| format!("expected ADDR:PORT or `off`: {err}")),
+    }
 }
 
 fn main() -> Result<()> {
@@ -92,6 +105,17 @@ async fn run(args: Args) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
+    if let Some(admin) = args.admin_listen {
+        let admin_listener = tokio::net::TcpListener::bind(admin)
+            .await
+            .with_context(|| format!("cannot listen on {admin} (--admin-listen; `off` disables it)"))?;
+        let admin = admin_listener.local_addr()?;
+        if !admin.ip().is_loopback() {
+            tracing::warn!("the admin listener on {admin} is not loopback-only and has no authentication");
+        }
+        tracing::info!("admin listener (metrics) on http://{admin}/metrics");
+        tokio::spawn(spinmesh_host::server::serve_admin(Arc::clone(&app), admin_listener));
+    }
     tracing::info!("serving {} on http://{address}", app.name);
     // Tools (xtask, tests) read this line to find the port when --listen used port 0.
     println!("Serving http://{address}");

@@ -46,11 +46,14 @@ struct RouteEntry {
     component: String,
     /// The route as written in the manifest.
     raw: String,
+    /// Position in [`RouteTable::public_routes`].
+    index: usize,
 }
 
 #[derive(Debug)]
 pub struct RouteTable {
     router: Router<RouteEntry>,
+    entries: Vec<RouteEntry>,
 }
 
 /// The outcome of routing a request path.
@@ -65,6 +68,9 @@ pub struct RouteMatch {
     pub path_info: String,
     /// `:name` captures, passed as `spin-path-match-<name>`.
     pub captures: Vec<(String, String)>,
+    /// Position of the route in [`RouteTable::public_routes`]; `None` for
+    /// service chaining, which has no manifest route.
+    pub public_index: Option<usize>,
 }
 
 impl RouteTable {
@@ -75,7 +81,7 @@ impl RouteTable {
             let Route::Public(raw) = &trigger.route else {
                 continue;
             };
-            let entry = RouteEntry { component: trigger.component.clone(), raw: raw.clone() };
+            let entry = RouteEntry { component: trigger.component.clone(), raw: raw.clone(), index: 0 };
             if let Some(previous) = routes.insert(to_pattern(raw), entry) {
                 warn(format!(
                     "route {raw:?} is declared twice: component {:?} replaces {:?}",
@@ -84,10 +90,18 @@ impl RouteTable {
             }
         }
         let mut router = Router::new();
-        for (pattern, entry) in routes {
-            router.add(pattern.as_str(), entry).map_err(|err| anyhow!("route {pattern:?}: {err}"))?;
+        let mut entries = Vec::with_capacity(routes.len());
+        for (index, (pattern, mut entry)) in routes.into_iter().enumerate() {
+            entry.index = index;
+            router.add(pattern.as_str(), entry.clone()).map_err(|err| anyhow!("route {pattern:?}: {err}"))?;
+            entries.push(entry);
         }
-        Ok(RouteTable { router })
+        Ok(RouteTable { router, entries })
+    }
+
+    /// `(component, route as written)` for each public route, in index order.
+    pub fn public_routes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|entry| (entry.component.as_str(), entry.raw.as_str()))
     }
 
     /// Finds the component serving `path` on the public listener.
@@ -111,6 +125,7 @@ impl RouteTable {
                 .iter()
                 .map(|(name, value)| (name.to_string(), value.to_string()))
                 .collect(),
+            public_index: Some(entry.index),
         })
     }
 
@@ -123,6 +138,7 @@ impl RouteTable {
             component_route: String::new(),
             path_info: path.to_string(),
             captures: Vec::new(),
+            public_index: None,
         }
     }
 }
@@ -192,6 +208,16 @@ mod tests {
         assert_eq!(t.route("/static").unwrap().path_info, "");
         assert_eq!(t.route("/static/").unwrap().path_info, "/");
         assert_eq!(t.route("/static/a/").unwrap().path_info, "/a/");
+    }
+
+    #[test]
+    fn public_index_names_the_matched_route() {
+        let (t, _) = table(&[("/b", "second"), ("/a/...", "first"), ("/b", "third")]);
+        let routes: Vec<_> = t.public_routes().collect();
+        assert_eq!(routes, [("first", "/a/..."), ("third", "/b")]);
+        assert_eq!(routes[t.route("/a/x").unwrap().public_index.unwrap()], ("first", "/a/..."));
+        assert_eq!(routes[t.route("/b").unwrap().public_index.unwrap()], ("third", "/b"));
+        assert_eq!(RouteTable::route_internal("first", "/").public_index, None);
     }
 
     #[test]

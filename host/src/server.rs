@@ -1,6 +1,7 @@
 //! The public HTTP listener: accepts connections, answers Spin's reserved
 //! `/.well-known/spin/` paths, hands everything else to the app, and drains
-//! in-flight requests on shutdown.
+//! in-flight requests on shutdown. Also the admin listener, which serves the
+//! host's own endpoints (metrics) and never the app.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tokio::net::TcpListener;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::app::App;
+use crate::metrics::{self, Rejection};
 
 /// How long shutdown waits for in-flight requests before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,7 +69,7 @@ async fn route(
     if let Some(reserved) = path.strip_prefix("/.well-known/spin/") {
         return match reserved {
             "health" => text_response(200, "OK"),
-            "info" => text_response(200, &serde_json::json!({ "name": app.name, "host": "spinmesh-host" }).to_string()),
+            "info" => text_response(200, serde_json::json!({ "name": app.name, "host": "spinmesh-host" }).to_string()),
             _ => empty_response(404),
         };
     }
@@ -75,6 +77,7 @@ async fn route(
     match host {
         // In-app addresses are for service chaining only; never route them from outside.
         Some(host) if host.split(':').next().unwrap_or(host).ends_with(".spin.internal") => {
+            app.metrics().rejected(Rejection::InternalHost);
             return empty_response(400);
         }
         Some(_) => {}
@@ -86,6 +89,59 @@ async fn route(
     app.handle_public(request, client).await
 }
 
+/// Serves `GET /metrics` (Prometheus text) and `GET /healthz` until the
+/// process ends. No authentication: bind it to loopback or a private network.
+pub async fn serve_admin(app: Arc<App>, listener: TcpListener) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                tracing::warn!("admin accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let app = Arc::clone(&app);
+        let service = service_fn(move |request| {
+            let response = admin_route(&app, &request);
+            async move { Ok::<_, std::convert::Infallible>(response) }
+        });
+        tokio::spawn(async move {
+            if let Err(err) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!("admin connection ended with an error: {err}");
+            }
+        });
+    }
+}
+
+fn admin_route<B>(app: &App, request: &http::Request<B>) -> http::Response<HyperOutgoingBody> {
+    let path = request.uri().path();
+    if path != "/metrics" && path != "/healthz" {
+        return text_response(404, "not found\n");
+    }
+    if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
+        let mut response = text_response(405, "method not allowed\n");
+        response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    if path == "/healthz" {
+        return text_response(200, "OK");
+    }
+    match app.metrics().render() {
+        Ok(text) => {
+            let mut response = text_response(200, text);
+            response
+                .headers_mut()
+                .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(metrics::CONTENT_TYPE));
+            response
+        }
+        Err(err) => {
+            tracing::error!("cannot render metrics: {err:#}");
+            empty_response(500)
+        }
+    }
+}
+
 pub fn empty_response(status: u16) -> http::Response<HyperOutgoingBody> {
     http::Response::builder()
         .status(status)
@@ -93,9 +149,9 @@ pub fn empty_response(status: u16) -> http::Response<HyperOutgoingBody> {
         .expect("valid status")
 }
 
-fn text_response(status: u16, text: &str) -> http::Response<HyperOutgoingBody> {
+fn text_response(status: u16, text: impl Into<Bytes>) -> http::Response<HyperOutgoingBody> {
     http::Response::builder()
         .status(status)
-        .body(Full::new(Bytes::from(text.to_string())).map_err(|never| match never {}).boxed_unsync())
+        .body(Full::new(text.into()).map_err(|never| match never {}).boxed_unsync())
         .expect("valid status")
 }

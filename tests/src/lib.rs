@@ -130,36 +130,61 @@ impl AppBuilder {
         };
         variables.extend(self.variables.iter().cloned());
 
-        let mut command = match engine() {
-            Engine::Host => {
-                let mut command = Command::new(native_binary("spinmesh-host"));
-                command.arg("--cache-dir").arg(repo_root().join("target/spinmesh-test-cache"));
-                command
+        // The admin port must be known before start (the app gets it as a
+        // variable), so it is picked here; another process may grab it in
+        // between, so a start that fails on it is retried with a fresh one.
+        let own_admin = engine() == Engine::Host && !self.args.iter().any(|arg| arg == "--admin-listen");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let admin = own_admin.then(free_local_address).transpose().map_err(|err| err.to_string())?;
+            let mut command = match engine() {
+                Engine::Host => {
+                    let mut command = Command::new(native_binary("spinmesh-host"));
+                    command.arg("--cache-dir").arg(repo_root().join("target/spinmesh-test-cache"));
+                    command
+                }
+                Engine::Spin => {
+                    let mut command = Command::new("spin");
+                    command.arg("up");
+                    command
+                }
+            };
+            command
+                .arg("--from")
+                .arg(&self.manifest)
+                .arg("--listen")
+                .arg("127.0.0.1:0")
+                .arg("--state-dir")
+                .arg(state.join(".spin"))
+                .arg("--runtime-config-file")
+                .arg(&runtime_config)
+                .args(&self.args)
+                .current_dir(&state)
+                .envs(self.env.iter().map(|(k, v)| (k, v)));
+            if let Some(admin) = &admin {
+                command.arg("--admin-listen").arg(admin);
+                // Before the test's own variables, so that a test can override it.
+                command.arg("--variable").arg(format!("host_metrics_url=http://{admin}"));
             }
-            Engine::Spin => {
-                let mut command = Command::new("spin");
-                command.arg("up");
-                command
+            for (name, value) in &variables {
+                command.arg("--variable").arg(format!("{name}={value}"));
             }
-        };
-        command
-            .arg("--from")
-            .arg(&self.manifest)
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--state-dir")
-            .arg(state.join(".spin"))
-            .arg("--runtime-config-file")
-            .arg(&runtime_config)
-            .args(&self.args)
-            .current_dir(&state)
-            .envs(self.env.iter().map(|(k, v)| (k, v)));
-        for (name, value) in &variables {
-            command.arg("--variable").arg(format!("{name}={value}"));
+            match ManagedProcess::start(command, "Serving") {
+                Ok((host, url)) => {
+                    let admin_url = admin.map(|admin| format!("http://{admin}"));
+                    return Ok(App { host, url, admin_url, runner, secrets: self.secrets, state, _temp: temp });
+                }
+                Err(log) if admin.is_some() && log.contains("--admin-listen") && attempt < 3 => continue,
+                Err(log) => return Err(log),
+            }
         }
-        let (host, url) = ManagedProcess::start(command, "Serving")?;
-        Ok(App { host, url, runner, secrets: self.secrets, state, _temp: temp })
     }
+}
+
+/// A loopback address with a port that is free right now.
+fn free_local_address() -> std::io::Result<String> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.to_string())
 }
 
 /// The conversion runner, started for an app.
@@ -194,6 +219,8 @@ pub struct App {
     host: ManagedProcess,
     /// Base URL, e.g. `http://127.0.0.1:41234`.
     pub url: String,
+    /// The embedded host's admin listener, when the harness chose its address.
+    admin_url: Option<String>,
     runner: Option<Runner>,
     secrets: DevSecrets,
     state: PathBuf,
@@ -220,6 +247,12 @@ impl App {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url)
+    }
+
+    /// A URL on the host's admin listener (`/metrics`, `/healthz`); `None`
+    /// under `SPINMESH_ENGINE=spin`, or when the test set `--admin-listen` itself.
+    pub fn admin_url(&self, path: &str) -> Option<String> {
+        self.admin_url.as_ref().map(|base| format!("{base}{path}"))
     }
 
     /// The secrets the app was started with (signing key, admin password, …).

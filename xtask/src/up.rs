@@ -22,6 +22,10 @@ pub struct UpArgs {
     /// Address for the conversion runner (loopback: only the app calls it).
     #[arg(long, default_value = "127.0.0.1:3001")]
     runner_listen: String,
+    /// Address for the embedded host's admin listener (`/metrics`), or `off`;
+    /// loopback, as it has no authentication. Not used with `--engine spin`.
+    #[arg(long, default_value = "127.0.0.1:3002")]
+    admin_listen: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -57,8 +61,17 @@ pub fn up(args: UpArgs) -> Result<()> {
         .spawn()
         .context("cannot start the runner")?;
 
+    let host_metrics = (matches!(args.engine, Engine::Host) && args.admin_listen != "off")
+        .then(|| format!("http://{}", args.admin_listen));
     let mut app = match args.engine {
-        Engine::Host => Command::new(native_binary("spinmesh-host")),
+        Engine::Host => {
+            let mut command = Command::new(native_binary("spinmesh-host"));
+            command.args(["--admin-listen", &args.admin_listen]);
+            if let Some(metrics) = &host_metrics {
+                command.env("SPIN_VARIABLE_HOST_METRICS_URL", metrics);
+            }
+            command
+        }
         Engine::Spin => {
             let mut command = Command::new("spin");
             command.arg("up");
@@ -80,6 +93,9 @@ pub fn up(args: UpArgs) -> Result<()> {
     let url = format!("http://{}", args.listen);
     if wait_until_serving(&url, &mut app) {
         println!("\nspinmesh is up at {url}/  (health: {url}/health)");
+        if let Some(metrics) = &host_metrics {
+            println!("host metrics (Prometheus): {metrics}/metrics");
+        }
         println!("admin user `admin`, password and other local secrets in {}", secrets_file.display());
         println!("Ctrl-C stops the app and the runner.\n");
     }
