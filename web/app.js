@@ -2,7 +2,7 @@
 // past conversions, and the shop. Plain DOM; every answer is rendered as text.
 
 import { ApiError, downloadJob, request, session, signIn, signOut, uploadVideo } from './api.js';
-import { listOrders, listProducts, orderSummary, ordersTable, placeOrder, productId, productOptions, productsTable } from './catalog.js';
+import { listOrders, listProducts, orderSummary, ordersTable, placeOrder, productOptions, productsTable } from './catalog.js';
 
 const POLL_MS = 1000;
 const FINISHED = new Set(['completed', 'failed', 'cancelled']);
@@ -16,24 +16,24 @@ const STATUS_TEXT = {
 
 const $ = (id) => document.getElementById(id);
 
-function notify(message, kind = 'info') {
-  const notice = $('notice');
+/** Says `message` in the page's live region, or in `notice`, one next to a form. */
+function notify(message, kind = 'info', notice = $('notice')) {
   notice.textContent = message;
   notice.dataset.kind = kind;
 }
 
-function explain(error) {
-  notify(error instanceof ApiError ? error.message : 'Something went wrong; please try again.', 'error');
+function explain(error, notice) {
+  notify(error instanceof ApiError ? error.message : 'Something went wrong; please try again.', 'error', notice);
   if (error instanceof ApiError && error.status === 401) showSignedOut();
 }
 
-/** Runs `action` with `button` disabled, reporting any error. */
-async function busy(button, action) {
+/** Runs `action` with `button` disabled, reporting any error (in `notice` when given). */
+async function busy(button, action, notice) {
   button.disabled = true;
   try {
     await action();
   } catch (error) {
-    explain(error);
+    explain(error, notice);
   } finally {
     button.disabled = false;
   }
@@ -227,8 +227,6 @@ $('jobs-refresh').addEventListener('click', (event) => busy(event.currentTarget,
 
 // --- shop ----------------------------------------------------------------------------
 
-let products = [];
-
 /** 128 random bits as hex (crypto.randomUUID needs a secure context; this does not). */
 function randomKey() {
   return Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) => byte.toString(16).padStart(2, '0')).join('');
@@ -241,23 +239,41 @@ function showMessage(container, message) {
   container.replaceChildren(paragraph);
 }
 
+/** `table`, and below it a note when the list has more than the page shown. */
+function showList(container, table, note) {
+  container.replaceChildren(table);
+  if (!note) return;
+  const paragraph = document.createElement('p');
+  paragraph.className = 'muted';
+  paragraph.textContent = note;
+  container.append(paragraph);
+}
+
 async function refreshShop() {
   try {
-    products = await listProducts();
-    if (products.length) $('products').replaceChildren(productsTable(products));
-    else showMessage($('products'), 'No products yet.');
+    const { products, total } = await listProducts();
+    if (products.length) {
+      showList($('products'), productsTable(products),
+        total > products.length && `Showing the first ${products.length} of ${total} products.`);
+    } else {
+      showMessage($('products'), 'No products yet.');
+    }
     const selected = $('order-product').value;
     $('order-product').replaceChildren(...productOptions(products));
-    if (products.some((product) => String(productId(product)) === selected)) $('order-product').value = selected;
+    if (products.some((product) => String(product.id) === selected)) $('order-product').value = selected;
     $('order-form').hidden = products.length === 0;
   } catch (error) {
     showMessage($('products'), error instanceof ApiError ? `Products are unavailable: ${error.message}` : 'Products are unavailable.');
     $('order-form').hidden = true;
   }
   try {
-    const orders = await listOrders();
-    if (orders.length) $('orders').replaceChildren(ordersTable(orders, products));
-    else showMessage($('orders'), 'No orders yet.');
+    const { orders, total } = await listOrders();
+    if (orders.length) {
+      showList($('orders'), ordersTable(orders),
+        total > orders.length && `Showing your newest ${orders.length} of ${total} orders.`);
+    } else {
+      showMessage($('orders'), 'No orders yet.');
+    }
   } catch (error) {
     showMessage($('orders'), error instanceof ApiError ? `Orders are unavailable: ${error.message}` : 'Orders are unavailable.');
   }
@@ -265,18 +281,33 @@ async function refreshShop() {
 
 $('shop-refresh').addEventListener('click', (event) => busy(event.currentTarget, refreshShop));
 
+/**
+ * The order whose outcome is unknown (the request failed before any answer) and its key:
+ * submitting the same order again reuses the key, so it is placed at most once.
+ */
+let unanswered = null;
+
 $('order-form').addEventListener('submit', (event) => {
   event.preventDefault();
   const form = event.currentTarget;
-  const product = products.find((candidate) => String(productId(candidate)) === form.product_id.value);
-  if (!product) return;
-  const order = { product_id: productId(product), quantity: Number(form.quantity.value) };
+  const order = { product_id: Number(form.product_id.value), quantity: Number(form.quantity.value) };
   const customer = form.customer_name.value.trim();
   if (customer) order.customer_name = customer;
+  const body = JSON.stringify(order);
+  const key = unanswered?.body === body ? unanswered.key : randomKey();
+  const notice = $('order-notice');
   busy(form.querySelector('button[type=submit]'), async () => {
-    notify(orderSummary(await placeOrder(order, randomKey())), 'success');
+    unanswered = { body, key };
+    try {
+      notify(orderSummary(await placeOrder(order, key)), 'success', notice);
+      unanswered = null;
+    } catch (error) {
+      // An answer, even a refusal, settles the key, unless its first use is still running.
+      if (error instanceof ApiError && error.code !== 'idempotency_in_progress') unanswered = null;
+      throw error;
+    }
     await refreshShop();
-  });
+  }, notice);
 });
 
 if (session.get()?.token) showSignedIn();

@@ -1,41 +1,38 @@
-// Products and orders: the only place that knows their JSON shapes. Fields are read
-// defensively (a missing one shows as "—") so the shop keeps working as the API grows.
+// Products and orders: the only place that knows their JSON shapes (components/products
+// and components/orders). Money arrives as a decimal string with integer cents beside
+// it; the cents are what is formatted, so no float parsing of prices.
 
 import { request } from './api.js';
 
-const first = (object, ...keys) => keys.map((key) => object?.[key]).find((value) => value !== undefined && value !== null);
+/** The API's largest page (`limit` is 1..=100). */
+const PAGE = 100;
 
-export const productId = (product) => first(product, 'id', 'product_id');
-const productName = (product) => first(product, 'name', 'title') ?? `Product ${productId(product)}`;
+const money = (cents) =>
+  (cents / 100).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 
-function money(value) {
-  const amount = Number(value);
-  if (value === undefined || value === null || value === '' || !Number.isFinite(amount)) return '—';
-  return amount.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+/** `stock` is `null` when the product's stock is not tracked. */
+function stockText(stock) {
+  if (stock === null) return 'unlimited';
+  return stock === 0 ? 'sold out' : String(stock);
 }
 
-function text(value) {
-  return value === undefined || value === null || value === '' ? '—' : String(value);
-}
+const totalCount = (headers) => Number(headers.get('X-Total-Count'));
 
-/** An array from a list answer, whether bare (the seeds' shape) or wrapped. */
-function items(data, ...keys) {
-  if (Array.isArray(data)) return data;
-  const wrapped = first(data, ...keys, 'items', 'data');
-  return Array.isArray(wrapped) ? wrapped : [];
-}
-
+/** `{ products, total }`: the first page of the catalogue, oldest first. */
 export async function listProducts() {
-  const { data } = await request('/api/products?limit=100');
-  return items(data, 'products');
+  const { data, headers } = await request(`/api/products?limit=${PAGE}`);
+  return { products: data, total: totalCount(headers) };
 }
 
+/** `{ orders, total }`: the caller's newest orders (the API lists oldest first), newest first. */
 export async function listOrders() {
-  const { data } = await request('/api/orders?limit=100');
-  return items(data, 'orders');
+  let { data, headers } = await request(`/api/orders?limit=${PAGE}`);
+  const total = totalCount(headers);
+  if (total > PAGE) ({ data } = await request(`/api/orders?limit=${PAGE}&offset=${total - PAGE}`));
+  return { orders: data.reverse(), total };
 }
 
-/** `Idempotency-Key` makes a retried submit (double click, flaky network) one order. */
+/** `Idempotency-Key` makes a retry of the same submit (lost answer) one order. */
 export async function placeOrder(order, idempotencyKey) {
   const { data } = await request('/api/orders', {
     method: 'POST',
@@ -67,39 +64,36 @@ function table(caption, headings, rows) {
 
 export function productsTable(products) {
   return table('Products', ['Product', 'Category', 'Price', 'In stock'], products.map((product) => [
-    productName(product),
-    text(first(product, 'category')),
-    money(first(product, 'price')),
-    text(first(product, 'stock', 'quantity', 'inventory')),
+    product.name,
+    product.category,
+    money(product.price_cents),
+    stockText(product.stock),
   ]));
 }
 
 export function productOptions(products) {
   return products.map((product) => {
     const option = document.createElement('option');
-    option.value = String(productId(product));
-    const price = money(first(product, 'price'));
-    option.textContent = price === '—' ? productName(product) : `${productName(product)} (${price})`;
+    option.value = String(product.id);
+    option.textContent = `${product.name} (${money(product.price_cents)})`;
     return option;
   });
 }
 
-export function ordersTable(orders, products) {
-  const names = new Map(products.map((product) => [String(productId(product)), productName(product)]));
-  return table('Your orders', ['Order', 'Product', 'Quantity', 'Total', 'Status'], orders.map((order) => {
-    const product = first(order, 'product_id');
-    return [
-      text(first(order, 'id', 'order_id')),
-      first(order, 'product_name') ?? names.get(String(product)) ?? text(product),
-      text(first(order, 'quantity')),
-      money(first(order, 'total_price', 'total', 'amount')),
-      text(first(order, 'status')),
-    ];
-  }));
+export function ordersTable(orders) {
+  return table('Your orders', ['Order', 'Product', 'Quantity', 'Unit price', 'Total', 'Name on the order', 'Status'],
+    orders.map((order) => [
+      String(order.id),
+      order.product_name,
+      String(order.quantity),
+      money(order.unit_price_cents),
+      money(order.total_price_cents),
+      order.customer_name,
+      order.status,
+    ]));
 }
 
 /** What to say after an order is placed. */
 export function orderSummary(order) {
-  const id = first(order, 'id', 'order_id');
-  return id === undefined ? 'Order placed.' : `Order ${id} placed.`;
+  return `Order ${order.id} placed: ${order.quantity} × ${order.product_name}, ${money(order.total_price_cents)} in total.`;
 }

@@ -1,9 +1,11 @@
 // The web UI end to end in Debian's headless Chromium, driven by playwright-core:
 // sign up, sign in, upload a video, watch it convert, download the MP3, find it among
-// past conversions, screenshot the result; then the API explorer, on a fixture document
-// and on the app's own.
+// past conversions, screenshot the result; order from the catalogue until a product runs
+// out; then the API explorer, on a fixture document and on the app's own.
 //
 // node ui.mjs <app url> <video file> <output dir>   (CHROMIUM overrides /usr/bin/chromium)
+// SHOP_PRODUCTS: the products the test created, as the API answered (a JSON array): a
+// "Turntable" with 2 in stock and a "Vinyl sleeve" whose stock is not tracked.
 
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -13,10 +15,11 @@ import { basename, join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 const [appUrl, videoPath, outputDir] = process.argv.slice(2);
-if (!appUrl || !videoPath || !outputDir) {
-  console.error('usage: node ui.mjs <app url> <video file> <output dir>');
+if (!appUrl || !videoPath || !outputDir || !process.env.SHOP_PRODUCTS) {
+  console.error('usage: SHOP_PRODUCTS=<json> node ui.mjs <app url> <video file> <output dir>');
   process.exit(2);
 }
+const shopProducts = JSON.parse(process.env.SHOP_PRODUCTS);
 // Conversions share two busy cores with everything else: be patient, never time them.
 const CONVERSION_TIMEOUT_MS = 300_000;
 const STEP_TIMEOUT_MS = 60_000;
@@ -53,7 +56,7 @@ context.on('console', (message) => {
 try {
   const page = context.pages()[0] ?? (await context.newPage());
   await webUi(page);
-  await shopOnStubbedCatalogue(page);
+  await shop(page);
   await explorerOnFixture(page);
   await explorerOnAppDocument(page);
   await signOut(page);
@@ -152,47 +155,72 @@ async function signOut(page) {
 }
 
 /**
- * Browsing and ordering, against a stubbed catalogue (answers in the shapes the products
- * and orders components document), checking what the UI sends.
+ * Browsing and ordering from the real catalogue: two Turntables (all there are), then one
+ * more, which the API refuses and the page says why. Requests are watched, not altered.
  */
-async function shopOnStubbedCatalogue(page) {
-  step('shop: list products and place an order (stubbed catalogue)');
-  const products = [
-    { id: 7, name: 'Vinyl sleeve', category: 'accessories', price: 4.5, stock: 12 },
-    { id: 9, name: 'Turntable', category: 'audio', price: 199, stock: 2 },
-  ];
-  const orders = [];
+async function shop(page) {
+  step('shop: list the products');
+  const turntable = shopProducts.find((product) => product.name === 'Turntable');
+  assert.equal(turntable.stock, 2);
   const sent = [];
-  await page.route('**/api/products?*', (route) =>
-    route.fulfill({ json: products, headers: { 'X-Total-Count': String(products.length) } }));
-  await page.route('**/api/orders*', async (route) => {
-    const request = route.request();
-    if (request.method() === 'POST') {
-      sent.push({ body: request.postDataJSON(), headers: await request.allHeaders() });
-      const order = { id: 1, ...request.postDataJSON(), total_price: 398, status: 'confirmed' };
-      orders.push(order);
-      return route.fulfill({ status: 201, json: order });
-    }
-    return route.fulfill({ json: orders });
-  });
-  await page.getByRole('button', { name: 'Refresh' }).nth(1).click();
+  const watch = (request) => {
+    if (request.method() === 'POST' && new URL(request.url()).pathname === '/api/orders') sent.push(request);
+  };
+  page.on('request', watch);
   const shop = page.locator('#shop');
+  const products = shop.locator('#products tbody tr');
+  await shop.getByRole('button', { name: 'Refresh' }).click();
   await shop.getByRole('cell', { name: 'Turntable' }).waitFor();
+  assert.deepEqual(await rows(products), [
+    ['Turntable', 'audio', '199.00', '2'],
+    ['Vinyl sleeve', 'accessories', '4.50', 'unlimited'],
+  ]);
+  assert.equal(await shop.locator('#orders').textContent(), 'No orders yet.');
+
+  step('shop: order both Turntables');
   await shop.getByLabel('Product').selectOption({ label: 'Turntable (199.00)' });
   await shop.getByLabel('Quantity').fill('2');
   await shop.getByLabel('Name on the order (optional)').fill('Ada');
-  await shop.getByRole('button', { name: 'Place order' }).click();
-  await page.locator('#notice', { hasText: 'Order 1 placed.' }).waitFor();
-  assert.deepEqual(sent[0].body, { product_id: 9, quantity: 2, customer_name: 'Ada' });
-  assert.match(sent[0].headers['authorization'], /^Bearer ./);
-  assert.match(sent[0].headers['idempotency-key'], /^[0-9a-f]{32}$/);
-  const row = shop.locator('#orders tbody tr');
-  await row.first().waitFor();
-  assert.deepEqual(await row.first().locator('td').allTextContents(), ['1', 'Turntable', '2', '398.00', 'confirmed']);
-  assert.equal(await shop.getByLabel('Product').inputValue(), '9', 'the selection survives the refresh');
+  const [placed] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/api/orders'),
+    shop.getByRole('button', { name: 'Place order' }).click(),
+  ]);
+  assert.equal(placed.status(), 201);
+  const order = await placed.json();
+  const notice = shop.locator('#order-notice');
+  await notice.and(page.locator('[data-kind="success"]'))
+    .filter({ hasText: `Order ${order.id} placed: 2 × Turntable, 398.00 in total.` }).waitFor();
+  assert.equal(sent.length, 1);
+  assert.deepEqual(sent[0].postDataJSON(), { product_id: turntable.id, quantity: 2, customer_name: 'Ada' });
+  const headers = await sent[0].allHeaders();
+  assert.match(headers['authorization'], /^Bearer ./);
+  assert.match(headers['idempotency-key'], /^[0-9a-f]{32}$/);
+  const orders = shop.locator('#orders tbody tr');
+  await orders.first().waitFor();
+  assert.deepEqual(await rows(orders), [[String(order.id), 'Turntable', '2', '199.00', '398.00', 'Ada', 'confirmed']]);
+  await shop.getByRole('cell', { name: 'sold out' }).waitFor();
+  assert.equal(await shop.getByLabel('Product').inputValue(), String(turntable.id), 'the selection survives the refresh');
+
+  step('shop: one more Turntable is refused');
+  await shop.getByLabel('Quantity').fill('1');
+  const [refused] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/api/orders'),
+    shop.getByRole('button', { name: 'Place order' }).click(),
+  ]);
+  assert.equal(refused.status(), 409);
+  assert.equal((await refused.json()).code, 'insufficient_stock');
+  await notice.and(page.locator('[data-kind="error"]'))
+    .filter({ hasText: 'Insufficient stock: 0 available' }).waitFor();
+  assert.equal(sent.length, 2);
+  assert.notEqual((await sent[1].allHeaders())['idempotency-key'], headers['idempotency-key'], 'a new order, a new key');
+  assert.equal(await orders.count(), 1, 'no order was added');
   await shop.screenshot({ path: join(outputDir, 'shop.png') });
-  await page.unroute('**/api/products?*');
-  await page.unroute('**/api/orders*');
+  page.off('request', watch);
+}
+
+/** The cells' text of each row. */
+async function rows(locator) {
+  return Promise.all((await locator.all()).map((row) => row.locator('td').allTextContents()));
 }
 
 /** The explorer on a known document (served in place of the app's). */

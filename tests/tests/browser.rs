@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use spinmesh_e2e::{App, engine_available, repo_root};
+use serde_json::{Value, json};
+use spinmesh_e2e::{App, client, engine_available, repo_root, send};
 
 fn browser_dir() -> PathBuf {
     repo_root().join("tests/browser")
@@ -74,8 +75,34 @@ fn explorer_reads_openapi_documents() {
     assert_success(&output, "node --test openapi.test.mjs");
 }
 
+/// The catalogue the browser shops from, created by the admin over HTTP: a Turntable
+/// with 2 in stock and a product whose stock is not tracked. Returns them as created.
+fn stock_catalogue(app: &App) -> Value {
+    let http = client();
+    let login = send(http.post(app.url("/api/login")).json(&json!({
+        "username": "admin",
+        "password": app.secrets().admin_password,
+    })));
+    let admin = login.ok()["token"].as_str().unwrap().to_owned();
+    let products = [
+        json!({ "name": "Turntable", "price": "199.00", "category": "audio", "stock": 2 }),
+        json!({ "name": "Vinyl sleeve", "price": "4.50", "category": "accessories" }),
+    ]
+    .map(|product| {
+        let created = send(
+            http.post(app.url("/api/products"))
+                .bearer_auth(&admin)
+                .json(&product),
+        );
+        assert_eq!(created.status, 201, "{}", created.body);
+        created.body
+    });
+    Value::from(products.to_vec())
+}
+
 /// Sign up, sign in, upload, watch the conversion, download, list, screenshot
-/// (`target/browser/ui-after-conversion.png`), then the API explorer.
+/// (`target/browser/ui-after-conversion.png`), shop from the real catalogue until a
+/// product runs out (`target/browser/shop.png`), then the API explorer.
 #[test]
 fn web_ui_converts_a_video_in_chromium() {
     if !engine_available() {
@@ -94,12 +121,14 @@ fn web_ui_converts_a_video_in_chromium() {
     let _ = std::fs::remove_file(&screenshot);
 
     let app = App::builder().with_runner().start();
+    let products = stock_catalogue(&app);
     let output = node()
         .arg("ui.mjs")
         .arg(&app.url)
         .arg(&clip)
         .arg(&artifacts)
         .env("CHROMIUM", &chromium)
+        .env("SHOP_PRODUCTS", products.to_string())
         .output()
         .expect("node is installed");
     assert_success(&output, "the browser test (tests/browser/ui.mjs)");
