@@ -67,6 +67,7 @@ pub struct AppBuilder {
     args: Vec<String>,
     with_runner: bool,
     state: Option<PathBuf>,
+    engine: Engine,
 }
 
 impl AppBuilder {
@@ -105,6 +106,12 @@ impl AppBuilder {
         self
     }
 
+    /// Serve with this engine instead of the one `SPINMESH_ENGINE` selects.
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
+    }
+
     /// Starts the app and waits until it serves; panics with the logs otherwise.
     pub fn start(self) -> App {
         self.try_start().unwrap_or_else(|log| panic!("the app did not start:\n{log}"))
@@ -130,7 +137,7 @@ impl AppBuilder {
         };
         variables.extend(self.variables.iter().cloned());
 
-        let mut command = match engine() {
+        let mut command = match self.engine {
             Engine::Host => {
                 let mut command = Command::new(native_binary("spinmesh-host"));
                 command.arg("--cache-dir").arg(repo_root().join("target/spinmesh-test-cache"));
@@ -215,6 +222,7 @@ impl App {
             args: Vec::new(),
             with_runner: false,
             state: None,
+            engine: engine(),
         }
     }
 
