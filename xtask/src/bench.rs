@@ -22,7 +22,7 @@ pub struct BenchArgs {
     /// Connections kept open by the load generator (login uses fewer).
     #[arg(long, default_value_t = 32)]
     connections: u32,
-    /// Also profile `GET /api/validate` on the host with callgrind.
+    /// Also profile `GET /api/validate` on the host with perf (cpu-clock samples).
     #[arg(long)]
     profile: bool,
     /// Where the report goes (default: BENCHMARKS.md at the repository root).

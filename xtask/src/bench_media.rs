@@ -4,11 +4,13 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
-use spinmesh_e2e::{App, client, multipart_body, peak_rss_mib};
+use spinmesh_e2e::{App, client, multipart_body};
 
 use crate::bench_report::{Conversion, UploadMemory, median};
 use crate::build::root;
@@ -47,7 +49,7 @@ pub fn conversion(app: &mut App, token: &str, seconds: u32, runs: usize) -> Resu
         wait_for_completion(app, token, &job)?;
         figures.client_seen.push(started.elapsed().as_secs_f64());
         figures.upload.push(uploaded);
-        let timeline = JobTimeline::from_log(&app.runner_log(), &job).context("the runner's log has no timings for the job")?;
+        let timeline = runner_timeline(app, &job)?;
         let since_start = |at: SystemTime| at.duration_since(started_at).unwrap_or_default().as_secs_f64();
         figures.end_to_end.push(since_start(timeline.completed));
         figures.queue.push(since_start(timeline.started) - uploaded);
@@ -106,6 +108,21 @@ fn phone_clip(seconds: u32) -> Result<PathBuf> {
     Ok(clip)
 }
 
+/// The job's timings from the runner's log. The runner logs completion just after
+/// recording it, so a poll can see `completed` a moment before the line exists.
+fn runner_timeline(app: &mut App, job: &str) -> Result<JobTimeline> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(timeline) = JobTimeline::from_log(&app.runner_log(), job) {
+            return Ok(timeline);
+        }
+        if Instant::now() > deadline {
+            bail!("the runner's log has no timings for {job}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A job's conversion as the runner logged it.
 #[derive(Debug, PartialEq)]
 struct JobTimeline {
@@ -131,36 +148,55 @@ impl JobTimeline {
     }
 }
 
-/// Streams a `megabytes` upload and reports throughput and peak memory.
+/// Streams a `megabytes` upload, sampling host and runner memory meanwhile.
 pub fn upload_memory(app: &App, token: &str, megabytes: usize) -> Result<UploadMemory> {
-    let host_before = peak_rss_mib(app.host_pid()).context("host memory")?;
-    let runner_pid = app.runner_pid().context("the app runs without a runner")?;
-    let runner_before = peak_rss_mib(runner_pid).context("runner memory")?;
+    let host = app.host_pid();
+    let runner = app.runner_pid().context("the app runs without a runner")?;
+    let (host_before, runner_before) = (rss_mib(host).context("host memory")?, rss_mib(runner).context("runner memory")?);
     // An MP4 header (what the upload checks) followed by filler; the runner will
-    // later fail to convert it, which is beside the point here. Just under the
-    // app's default 100 MiB limit with the multipart framing.
+    // later fail to convert it, which is beside the point here. 100 MB stays under
+    // the app's default 100 MiB limit with the multipart framing.
     let mut bytes = b"\0\0\0\x18ftypmp42\0\0\0\0mp42isom".to_vec();
     bytes.resize(megabytes * 1_000_000, 0x5a);
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let (mut host_peak, mut runner_peak) = (host_before, runner_before);
+            while !done.load(Ordering::Relaxed) {
+                host_peak = host_peak.max(rss_mib(host).unwrap_or(0.0));
+                runner_peak = runner_peak.max(rss_mib(runner).unwrap_or(0.0));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (host_peak, runner_peak)
+        })
+    };
     let started = Instant::now();
-    upload(app, token, "big.mp4", bytes)?;
+    let uploaded = upload(app, token, "big.mp4", bytes);
     let elapsed = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    let (host_peak, runner_peak) = sampler.join().expect("the memory sampler does not panic");
+    uploaded?;
     let figures = UploadMemory {
         megabytes,
         megabytes_per_second: megabytes as f64 / elapsed,
-        host_peak_before_mib: host_before,
-        host_peak_after_mib: peak_rss_mib(app.host_pid()).context("host memory")?,
-        runner_peak_before_mib: runner_before,
-        runner_peak_after_mib: peak_rss_mib(runner_pid).context("runner memory")?,
+        host_before_mib: host_before,
+        host_peak_mib: host_peak,
+        runner_before_mib: runner_before,
+        runner_peak_mib: runner_peak,
     };
     println!(
-        "upload {megabytes} MB: {:.0} MB/s; peak RSS host {:.1} → {:.1} MiB, runner {:.1} → {:.1} MiB",
+        "upload {megabytes} MB: {:.0} MB/s; RSS host {host_before:.1} → peak {host_peak:.1} MiB, runner {runner_before:.1} → peak {runner_peak:.1} MiB",
         figures.megabytes_per_second,
-        figures.host_peak_before_mib,
-        figures.host_peak_after_mib,
-        figures.runner_peak_before_mib,
-        figures.runner_peak_after_mib
     );
     Ok(figures)
+}
+
+/// Resident memory of a process now, in MiB (Linux `VmRSS`).
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status.lines().find_map(|line| line.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 fn upload(app: &App, token: &str, filename: &str, bytes: Vec<u8>) -> Result<String> {

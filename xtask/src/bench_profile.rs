@@ -72,9 +72,20 @@ fn parse_report(text: &str) -> Vec<(f64, String, String)> {
                 Some((object, symbol)) => (object.trim(), symbol.trim().trim_start_matches("[.] ").trim_start_matches("[k] ")),
                 None => (rest, ""),
             };
-            Some((share, object.to_string(), symbol.to_string()))
+            // Columns after the symbol (IPC, where the CPU has none) are padded with spaces.
+            let symbol = symbol.split("  ").next().unwrap_or_default();
+            Some((share, object.to_string(), readable_symbol(symbol)))
         })
         .collect()
+}
+
+/// Guest functions appear as `wasm[0]::function[354]::<mangled Rust name>`: demangled,
+/// without the hash.
+fn readable_symbol(symbol: &str) -> String {
+    match symbol.find("_ZN") {
+        Some(start) => format!("{}{:#}", &symbol[..start], rustc_demangle::demangle(&symbol[start..])),
+        None => symbol.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -92,5 +103,10 @@ mod tests {
         assert_eq!(rows[1].2, "wasmtime::runtime::vm::instance::Instance::new");
         assert_eq!(rows[2], (1.0, "[kernel.kallsyms]".into(), "clear_page_erms".into()));
         assert_eq!(super::parse_report("   7.00%  libc.so.6\n"), vec![(7.0, "libc.so.6".into(), String::new())]);
+        let guest = "    12.40%  abc.cwasm  [.] wasm[0]::function[357]::_ZN16curve25519_dalek7backend6serial3u325field16FieldElement262512square_inner17h0a2024e59989df4eE      -      -\n";
+        assert_eq!(
+            super::parse_report(guest)[0].2,
+            "wasm[0]::function[357]::curve25519_dalek::backend::serial::u32::field::FieldElement2625::square_inner"
+        );
     }
 }

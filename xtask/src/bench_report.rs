@@ -123,19 +123,19 @@ pub struct Conversion {
 pub struct UploadMemory {
     pub megabytes: usize,
     pub megabytes_per_second: f64,
-    pub host_peak_before_mib: f64,
-    pub host_peak_after_mib: f64,
-    pub runner_peak_before_mib: f64,
-    pub runner_peak_after_mib: f64,
+    /// Resident memory (VmRSS) just before the upload …
+    pub host_before_mib: f64,
+    /// … and its highest sample while the upload streamed.
+    pub host_peak_mib: f64,
+    pub runner_before_mib: f64,
+    pub runner_peak_mib: f64,
 }
 
 impl UploadMemory {
-    /// Flat: neither process's peak grew by a tenth of the file, so nothing
-    /// buffered it.
+    /// Flat: neither process grew by a tenth of the file, so nothing buffered it.
     pub fn is_flat(&self) -> bool {
-        let limit = self.megabytes as f64 * 1.048_576 / 10.0;
-        self.host_peak_after_mib - self.host_peak_before_mib < limit
-            && self.runner_peak_after_mib - self.runner_peak_before_mib < limit
+        let limit = self.megabytes as f64 / 1.048_576 / 10.0;
+        self.host_peak_mib - self.host_before_mib < limit && self.runner_peak_mib - self.runner_before_mib < limit
     }
 }
 
@@ -254,7 +254,7 @@ pub fn render(report: &Report) -> String {
 fn render_into(r: &Report, md: &mut String) -> std::fmt::Result {
     use Stack::*;
     writeln!(md, "# Benchmarks\n")?;
-    writeln!(md, "Written by `{}` on {}. Regenerate with `cargo xtask bench` (about 5 minutes; `--quick` for a short run, `--profile` adds a callgrind profile of validate).", r.command, r.date)?;
+    writeln!(md, "Written by `{}` on {}. Regenerate with `cargo xtask bench` (about 5 minutes; `--quick` for a short run, `--profile` adds a perf profile of validate).", r.command, r.date)?;
     writeln!(md, "Absolute numbers drift with the machine and its load; the ratios, measured in the same run on the same machine, are what we track.\n")?;
     writeln!(md, "**Machine:** {} — {} cores, Linux {}, {}. Tools: {}.\n", r.machine.cpu, r.machine.cores, r.machine.kernel, r.machine.rustc, r.machine.tools.join(", "))?;
 
@@ -277,7 +277,7 @@ fn render_into(r: &Report, md: &mut String) -> std::fmt::Result {
         None => writeln!(md, "| conversion overhead ≤ {CONVERSION_OVERHEAD_TARGET} % | not measured | not measured |")?,
     }
     match &r.upload {
-        Ok(u) => writeln!(md, "| upload memory flat | host peak {:.1} → {:.1} MiB, runner {:.1} → {:.1} MiB over {} MB | {} |", u.host_peak_before_mib, u.host_peak_after_mib, u.runner_peak_before_mib, u.runner_peak_after_mib, u.megabytes, verdict(u.is_flat()))?,
+        Ok(u) => writeln!(md, "| upload memory flat | RSS host {:.1} → peak {:.1} MiB, runner {:.1} → peak {:.1} MiB during a {} MB upload | {} |", u.host_before_mib, u.host_peak_mib, u.runner_before_mib, u.runner_peak_mib, u.megabytes, verdict(u.is_flat()))?,
         Err(why) => writeln!(md, "| upload memory flat | not measured: {why} | not measured |")?,
     }
     writeln!(md)?;
@@ -346,7 +346,7 @@ fn render_into(r: &Report, md: &mut String) -> std::fmt::Result {
             writeln!(md, "| part | median |\n|---|---|")?;
             writeln!(md, "| bare ffmpeg | {} |", fmt_seconds(&c.bare))?;
             writeln!(md, "| upload (start → 202) | {} |", fmt_seconds(&c.upload))?;
-            writeln!(md, "| queue (202 → runner starts ffmpeg) | {} |", fmt_seconds(&c.queue))?;
+            writeln!(md, "| queue (202 → runner starts ffmpeg; negative: it started before the client read the 202) | {} |", fmt_seconds(&c.queue))?;
             writeln!(md, "| ffmpeg as timed by the runner | {} |", fmt_seconds(&c.runner_ffmpeg))?;
             writeln!(md, "| ffmpeg exit → completion recorded | {} |", fmt_seconds(&c.finish))?;
             writeln!(md, "| **end to end** | {} |\n", fmt_seconds(&c.end_to_end))?;
@@ -356,7 +356,7 @@ fn render_into(r: &Report, md: &mut String) -> std::fmt::Result {
 
     writeln!(md, "## Upload memory\n")?;
     match &r.upload {
-        Ok(u) => writeln!(md, "A {} MB upload streamed at {:.0} MB/s. Peak RSS (VmHWM) before → after: host {:.1} → {:.1} MiB, runner {:.1} → {:.1} MiB. Flat means neither grew by a tenth of the file.\n", u.megabytes, u.megabytes_per_second, u.host_peak_before_mib, u.host_peak_after_mib, u.runner_peak_before_mib, u.runner_peak_after_mib)?,
+        Ok(u) => writeln!(md, "A {} MB upload streamed at {:.0} MB/s. Resident memory (VmRSS) just before → highest sample during the upload (every 5 ms): host {:.1} → {:.1} MiB, runner {:.1} → {:.1} MiB. Flat means neither grew by a tenth of the file.\n", u.megabytes, u.megabytes_per_second, u.host_before_mib, u.host_peak_mib, u.runner_before_mib, u.runner_peak_mib)?,
         Err(why) => writeln!(md, "Not measured: {why}\n")?,
     }
 
@@ -443,7 +443,7 @@ mod tests {
                 runner_ffmpeg: vec![0.95; 3],
                 finish: vec![0.002; 3],
             }),
-            upload: Ok(UploadMemory { megabytes: 100, megabytes_per_second: 300.0, host_peak_before_mib: 30.0, host_peak_after_mib: 32.0, runner_peak_before_mib: 10.0, runner_peak_after_mib: 60.0 }),
+            upload: Ok(UploadMemory { megabytes: 100, megabytes_per_second: 300.0, host_before_mib: 30.0, host_peak_mib: 32.0, runner_before_mib: 10.0, runner_peak_mib: 60.0 }),
             app_variables: vec![("rate_limit_per_address".into(), "0".into())],
             profile: None,
         }
@@ -488,7 +488,7 @@ mod tests {
     fn flat_upload_memory() {
         let mut u = report().upload.unwrap();
         assert!(!u.is_flat(), "the runner grew by 50 MiB");
-        u.runner_peak_after_mib = 15.0;
+        u.runner_peak_mib = 15.0;
         assert!(u.is_flat());
     }
 
