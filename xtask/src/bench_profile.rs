@@ -33,7 +33,10 @@ pub fn profile_validate(connections: u32) -> Result<String> {
         .spawn()
         .context("cannot run perf record")?;
     let figures = run_wrk(&load, &LoadSettings { seconds: SECONDS, warmup_seconds: 1, connections, threads: 2 }, connections)?;
-    perf.wait()?;
+    let recorded = perf.wait()?;
+    if !recorded.success() {
+        bail!("perf record failed ({recorded})");
+    }
 
     let report = |sort: &str| -> Result<Vec<(f64, String, String)>> {
         let output = Command::new("perf")
@@ -41,7 +44,11 @@ pub fn profile_validate(connections: u32) -> Result<String> {
             .arg(&data)
             .output()
             .context("cannot run perf report")?;
-        Ok(parse_report(&String::from_utf8_lossy(&output.stdout)))
+        let rows = parse_report(&String::from_utf8_lossy(&output.stdout));
+        if rows.is_empty() {
+            bail!("perf report printed no samples: {}", String::from_utf8_lossy(&output.stderr).trim());
+        }
+        Ok(rows)
     };
     let by_object = report("dso")?;
     let by_symbol = report("dso,symbol")?;
