@@ -67,6 +67,7 @@ pub struct AppBuilder {
     args: Vec<String>,
     with_runner: bool,
     state: Option<PathBuf>,
+    engine: Engine,
 }
 
 impl AppBuilder {
@@ -105,6 +106,12 @@ impl AppBuilder {
         self
     }
 
+    /// Serve with this engine instead of the one `SPINMESH_ENGINE` selects.
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
+    }
+
     /// Starts the app and waits until it serves; panics with the logs otherwise.
     pub fn start(self) -> App {
         self.try_start().unwrap_or_else(|log| panic!("the app did not start:\n{log}"))
@@ -133,12 +140,12 @@ impl AppBuilder {
         // The admin port must be known before start (the app gets it as a
         // variable), so it is picked here; another process may grab it in
         // between, so a start that fails on it is retried with a fresh one.
-        let own_admin = engine() == Engine::Host && !self.args.iter().any(|arg| arg == "--admin-listen");
+        let own_admin = self.engine == Engine::Host && !self.args.iter().any(|arg| arg == "--admin-listen");
         let mut attempt = 0;
         loop {
             attempt += 1;
             let admin = own_admin.then(free_local_address).transpose().map_err(|err| err.to_string())?;
-            let mut command = match engine() {
+            let mut command = match self.engine {
                 Engine::Host => {
                     let mut command = Command::new(native_binary("spinmesh-host"));
                     command.arg("--cache-dir").arg(repo_root().join("target/spinmesh-test-cache"));
@@ -242,6 +249,7 @@ impl App {
             args: Vec::new(),
             with_runner: false,
             state: None,
+            engine: engine(),
         }
     }
 

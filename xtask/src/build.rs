@@ -10,20 +10,37 @@ use crate::setup::{WASM_TARGET, ensure_wasm_target};
 pub use spinmesh_e2e::{native_binary, repo_root as root};
 
 pub fn cargo<S: AsRef<str>>(args: &[S]) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
-    let status = Command::new(&cargo).args(&args).current_dir(root()).status().context("cannot run cargo")?;
+    let status = cargo_command().args(&args).current_dir(root()).status().context("cannot run cargo")?;
     if !status.success() {
         bail!("`cargo {}` failed", args.join(" "));
     }
     Ok(())
 }
 
+/// Cargo, without the variables `cargo run` set for xtask itself. Build scripts
+/// such as ring's declare `rerun-if-env-changed=CARGO_PKG_NAME` (and
+/// `CARGO_MANIFEST_DIR`, …), so inheriting xtask's values would make every build
+/// from xtask rerun them and rebuild their dependants (rustls, wasmtime-wasi-http,
+/// the host), and every plain `cargo build` afterwards do it again.
+fn cargo_command() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || ["CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE"].contains(&name.as_ref())
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
+}
+
 /// Packages built as wasm components: everything under `components/` and the
 /// host's test fixtures.
 pub fn wasm_packages() -> Result<Vec<String>> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(cargo)
+    let output = cargo_command()
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .current_dir(root())
         .output()

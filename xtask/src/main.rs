@@ -3,11 +3,14 @@
 //! * `build` — components to wasm32-wasip2, native binaries (host, runner)
 //! * `up`    — build, then run the app (embedded host, or `--engine spin`)
 //! * `test`  — build, then every test: unit, host conformance, end-to-end
-//! * `bench` — load benchmarks (not tests: figures, not pass/fail)
+//! * `bench` — load benchmarks against baselines, written to BENCHMARKS.md (figures, not pass/fail)
 //! * `deploy render --target spinkube` — platform manifests derived from spin.toml
 
 mod bench;
+mod bench_baseline;
 mod bench_media;
+mod bench_profile;
+mod bench_report;
 mod build;
 mod deploy;
 mod setup;
@@ -35,7 +38,7 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         cargo_args: Vec<String>,
     },
-    /// Run load benchmarks and print the figures.
+    /// Run the benchmarks (spinmesh, seed stack, native ceiling) and write BENCHMARKS.md.
     Bench(bench::BenchArgs),
     /// Deployment manifests derived from spin.toml.
     Deploy(deploy::DeployArgs),
