@@ -11,12 +11,11 @@ mod catalog;
 use serde::Deserialize;
 use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
-use spinmesh_api::config::token_verifier;
 use spinmesh_api::{
-    ApiResult, DEFAULT_MAX_JSON_BODY, Page, authenticate, denylist, fallback, json, paginated, param,
+    ApiResult, DEFAULT_MAX_JSON_BODY, Page, caller, fallback, json, paginated, param,
     parse_json, probe,
 };
-use spinmesh_authn::{Claims, now_unix};
+use spinmesh_authn::now_unix;
 use spinmesh_orders::store::{self, Claim, Owner};
 use spinmesh_orders::{Error, IdempotencyKey, NewOrder, Order, OrderId, access, products};
 
@@ -28,7 +27,7 @@ const SEED_CREATE: &str = "/create-order";
 
 #[http_component]
 fn handle(request: Request) -> Response {
-    if let Some(response) = probe::answer(&request, ready) {
+    if let Some(response) = probe::answer(&request, || probe::token_store_ready(store::open())) {
         return response;
     }
     let mut router = Router::new();
@@ -46,19 +45,6 @@ fn handle(request: Request) -> Response {
         (SEED_CREATE, &["POST"][..]),
     ];
     fallback::serve(router, &allowed, request)
-}
-
-/// What `/health` checks through the probe: the database, the public key and the
-/// denylist open.
-fn ready() -> ApiResult<()> {
-    store::open()?;
-    token_verifier()?;
-    denylist::reachable()
-}
-
-/// The verified, not logged-out caller.
-fn caller(request: &Request) -> ApiResult<Claims> {
-    authenticate(request, &token_verifier()?, now_unix())
 }
 
 /// The seed's body. The price is not the caller's to say.

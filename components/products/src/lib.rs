@@ -7,12 +7,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
-use spinmesh_api::config::token_verifier;
 use spinmesh_api::{
-    ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, Page, authenticate, fallback, json, paginated,
-    denylist, param, parse_json, probe,
+    ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, Page, caller, fallback, json, paginated,
+    param, parse_json, probe,
 };
-use spinmesh_authn::{Claims, now_unix};
+use spinmesh_authn::now_unix;
 use spinmesh_catalog::store::{self, Reserved};
 use spinmesh_catalog::{
     Error, ListFilter, NewProduct, ProductId, ProductUpdate, Quantity, Reference, access,
@@ -33,7 +32,7 @@ const RESERVATION: &str = "/api/products/:id/reservations/:reference";
 
 #[http_component]
 fn handle(request: Request) -> Response {
-    if let Some(response) = probe::answer(&request, ready) {
+    if let Some(response) = probe::answer(&request, || probe::token_store_ready(store::open())) {
         return response;
     }
     let mut router = Router::new();
@@ -65,19 +64,6 @@ fn handle(request: Request) -> Response {
         (RESERVATION, &["DELETE"][..]),
     ];
     fallback::serve(router, &allowed, request)
-}
-
-/// What `/health` checks through the probe: the database, the public key and the
-/// denylist open.
-fn ready() -> ApiResult<()> {
-    store::open()?;
-    token_verifier()?;
-    denylist::reachable()
-}
-
-/// The verified, not logged-out caller.
-fn caller(request: &Request) -> ApiResult<Claims> {
-    authenticate(request, &token_verifier()?, now_unix())
 }
 
 /// The list filters; `limit`/`offset` are read by [`Page`].

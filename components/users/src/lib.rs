@@ -6,12 +6,11 @@ use serde::Deserialize;
 use serde_json::json;
 use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
-use spinmesh_api::config::token_verifier;
 use spinmesh_api::{
-    ApiResult, DEFAULT_MAX_JSON_BODY, Page, authenticate, denylist, fallback, json, paginated,
+    ApiResult, DEFAULT_MAX_JSON_BODY, Page, caller, fallback, json, paginated,
     param, parse_json, probe,
 };
-use spinmesh_authn::{Claims, now_unix};
+use spinmesh_authn::now_unix;
 use spinmesh_profiles::{NewProfile, ProfileUpdate, UserId, access, store};
 
 /// Canonical routes first, then the seed's.
@@ -21,7 +20,7 @@ const ITEM: [&str; 2] = ["/api/users/:id", "/users/:id"];
 
 #[http_component]
 fn handle(request: Request) -> Response {
-    if let Some(response) = probe::answer(&request, ready) {
+    if let Some(response) = probe::answer(&request, || probe::token_store_ready(store::open())) {
         return response;
     }
     let mut router = Router::new();
@@ -44,18 +43,6 @@ fn handle(request: Request) -> Response {
         (ITEM[1], item),
     ];
     fallback::serve(router, &allowed, request)
-}
-
-/// The `users` database opens, the public key parses, the denylist store opens.
-fn ready() -> ApiResult<()> {
-    store::open()?;
-    token_verifier()?;
-    denylist::reachable()
-}
-
-/// The verified, not logged-out caller.
-fn caller(request: &Request) -> ApiResult<Claims> {
-    authenticate(request, &token_verifier()?, now_unix())
 }
 
 /// The seed's body: `user_id` and `username` are optional here (the token says who the

@@ -37,6 +37,12 @@ pub fn bearer_token(req: &Request) -> Result<&str, ApiError> {
 /// Every protected route calls this, so the component needs `key_value_stores =
 /// ["default"]` (see [`crate::denylist`]) and the rate-limit variables (see
 /// [`crate::edge`]).
+/// The verified, not logged-out caller, checked with the app's token variables
+/// ([`crate::config::token_verifier`]) at the current time.
+pub fn caller(req: &Request) -> Result<Claims, ApiError> {
+    authenticate(req, &crate::config::token_verifier()?, spinmesh_authn::now_unix())
+}
+
 pub fn authenticate(req: &Request, verifier: &Verifier, now: u64) -> Result<Claims, ApiError> {
     let claims = verify_active(bearer_token(req)?, verifier, now)?;
     edge::charge_user(&claims, now)?;

@@ -15,6 +15,14 @@ use crate::{ApiError, json};
 /// Where every component answers the probe.
 pub const PATH: &str = "/internal/probe";
 
+/// Readiness of a component that verifies tokens and keeps its own database: `store`
+/// (opening it) succeeded, the token variables parse and the logout denylist opens.
+pub fn token_store_ready<T, E: Into<ApiError>>(store: Result<T, E>) -> Result<(), ApiError> {
+    store.map_err(Into::into)?;
+    crate::config::token_verifier()?;
+    crate::denylist::reachable()
+}
+
 /// `Some` answer when `request` is the probe: 200 `{"status":"ok"}` when `check`
 /// passes, 503 `service_unavailable` when it fails. `None` for any other request.
 pub fn answer(request: &Request, check: impl FnOnce() -> Result<(), ApiError>) -> Option<Response> {
