@@ -313,7 +313,7 @@ fn each_client_address_is_limited_then_recovers_after_the_window() {
     assert!(refused.header("x-request-id").is_some());
 
     // Health probes are never limited; another address has its own counter.
-    let health = http.get(app.url("/health")).send().unwrap();
+    let health = http.get(app.url("/health/live")).send().unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(header(&health, "ratelimit-limit"), None);
     let other = send(client_from("127.0.0.2").get(app.url("/api/validate")));

@@ -55,7 +55,12 @@ fn no_server_errors_and_every_response_matches_the_document() {
     }
     // Limits that would throttle the fuzzer are raised here, so it reaches the logic
     // behind them (throttling itself is covered by the components' own tests).
-    let app = App::builder().with_runner().variable("login_max_failures", "1000000").start();
+    let app = App::builder()
+        .with_runner()
+        .variable("login_max_failures", "1000000")
+        .variable("rate_limit_per_address", "0")
+        .variable("rate_limit_per_user", "0")
+        .start();
     let password = "correct horse battery";
     send(client().post(app.url("/api/register")).json(&json!({ "username": "fuzzer", "email": "fuzzer@example.com", "password": password }))).ok();
     let user = login(&app, "fuzzer", password);
