@@ -919,3 +919,31 @@ fn jwks_publishes_the_verification_key() {
         key["kid"]
     );
 }
+
+/// A key rotation: the app restarts with a new key pair and the old public key in
+/// `auth_previous_public_keys`. Tokens the old key signed stay valid until they expire
+/// and the JWKS publishes both keys; without the overlap they are refused.
+#[test]
+fn tokens_signed_before_a_key_rotation_stay_valid_during_the_overlap() {
+    if !engine_available() {
+        return;
+    }
+    let before = App::builder().start();
+    let old = Api::new(&before);
+    old.user("rotated");
+    let token = old.login("rotated", PASSWORD).ok()["token"].as_str().unwrap().to_owned();
+    let old_key = before.secrets().auth_public_key.clone();
+
+    let overlapping = App::builder().variable("auth_previous_public_keys", &old_key).start();
+    assert_ne!(overlapping.secrets().auth_public_key, old_key, "a new key pair");
+    let api = Api::new(&overlapping);
+    let valid = api.validate(&token).ok();
+    assert_eq!(valid["valid"], true);
+    assert_eq!(valid["username"], "rotated");
+    let jwks = send(api.http.get(api.url("/.well-known/jwks.json"))).ok();
+    let published: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|key| key["x"].as_str().unwrap()).collect();
+    assert_eq!(published, [overlapping.secrets().auth_public_key.as_str(), old_key.as_str()]);
+
+    let after_overlap = App::builder().start();
+    Api::new(&after_overlap).validate(&token).assert_error(401, "token_invalid");
+}

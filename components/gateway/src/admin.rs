@@ -4,16 +4,16 @@
 use futures::join;
 use serde::{Deserialize, Serialize};
 use spin_sdk::http::{Params, Request, Response};
-use spinmesh_api::authn::{Role, now_unix};
-use spinmesh_api::config::{token_verifier, var};
-use spinmesh_api::{ApiError, ApiResult, authenticate, json};
+use spinmesh_api::authn::Role;
+use spinmesh_api::config::var;
+use spinmesh_api::{ApiError, ApiResult, caller, json};
 use spinmesh_health::metrics::{self, Source};
 
 use crate::outbound;
 
 /// 401 without a valid token, 403 without the admin role.
 fn require_admin(request: &Request) -> ApiResult<()> {
-    let claims = authenticate(request, &token_verifier()?, now_unix())?;
+    let claims = caller(request)?;
     Ok(claims.require(Role::Admin)?)
 }
 

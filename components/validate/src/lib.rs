@@ -6,12 +6,12 @@ use serde::Deserialize;
 use serde_json::json;
 use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
-use spinmesh_api::config::{token_verifier, var};
+use spinmesh_api::config::{public_keys, token_verifier};
 use spinmesh_api::{
     ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, bearer_token, denylist, fallback, json, parse_json,
     probe, verify_active,
 };
-use spinmesh_authn::{PublicKey, jwks, now_unix};
+use spinmesh_authn::{jwks, now_unix};
 
 const VALIDATE: [&str; 2] = ["/api/validate", "/validate"];
 const JWKS: &str = "/.well-known/jwks.json";
@@ -82,8 +82,8 @@ fn respond(token: &str) -> ApiResult<Response> {
 }
 
 fn publish_jwks(_request: Request, _params: Params) -> ApiResult<Response> {
-    let key = PublicKey::from_base64(&var("auth_public_key")?)?;
-    let mut response = json(200, &jwks(&[key]));
+    // The previous keys too: a token signed before a rotation still names its key.
+    let mut response = json(200, &jwks(&public_keys()?));
     response.set_header("cache-control", "public, max-age=300");
     Ok(response)
 }

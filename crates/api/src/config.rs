@@ -1,6 +1,6 @@
 //! Component variables (granted per component in `spin.toml`).
 
-use spinmesh_authn::Verifier;
+use spinmesh_authn::{PublicKey, Verifier};
 
 use crate::ApiError;
 
@@ -11,10 +11,24 @@ pub fn var(name: &str) -> Result<String, ApiError> {
         .map_err(|error| ApiError::internal_logged(format_args!("variable `{name}`: {error:?}")))
 }
 
-/// The token verifier every protected component uses: the public key, issuer and
+/// The token verifier every protected component uses: the public keys, issuer and
 /// audience variables (never the signing key).
 pub fn token_verifier() -> Result<Verifier, ApiError> {
-    Ok(Verifier::from_base64(&var("auth_public_key")?, var("auth_issuer")?, var("auth_audience")?)?)
+    let keys = public_keys()?;
+    let (current, previous) = keys.split_first().expect("public_keys() has the current key first");
+    let verifier = Verifier::new(current.clone(), var("auth_issuer")?, var("auth_audience")?);
+    Ok(previous.iter().cloned().fold(verifier, Verifier::with_key))
+}
+
+/// The keys tokens may be signed with: `auth_public_key` first, then those of
+/// `auth_previous_public_keys` (comma-separated), which keep tokens signed before a key
+/// rotation valid until they expire.
+pub fn public_keys() -> Result<Vec<PublicKey>, ApiError> {
+    let mut keys = vec![PublicKey::from_base64(&var("auth_public_key")?)?];
+    for previous in var("auth_previous_public_keys")?.split(',').map(str::trim).filter(|key| !key.is_empty()) {
+        keys.push(PublicKey::from_base64(previous)?);
+    }
+    Ok(keys)
 }
 
 /// A variable holding a positive integer (a lifetime, a limit).
