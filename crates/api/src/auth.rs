@@ -1,7 +1,7 @@
 use spin_sdk::http::Request;
 use spinmesh_authn::{Claims, Verifier};
 
-use crate::{ApiError, denylist, edge};
+use crate::{ApiError, denylist, edge, token_cache};
 
 /// The token of an `Authorization: Bearer <token>` header.
 ///
@@ -52,7 +52,7 @@ pub fn authenticate(req: &Request, verifier: &Verifier, now: u64) -> Result<Clai
 /// Verifies `token` at `now` and refuses a logged-out one: [`authenticate`] for a token
 /// that arrives in a body (`POST /validate {token}`).
 pub fn verify_active(token: &str, verifier: &Verifier, now: u64) -> Result<Claims, ApiError> {
-    let claims = verifier.verify(token, now)?;
+    let claims = token_cache::verify(verifier, token, now)?;
     denylist::check(&claims)?;
     Ok(claims)
 }

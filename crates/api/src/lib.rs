@@ -23,6 +23,7 @@ mod rate_limit;
 mod request_id;
 mod security_headers;
 pub mod time;
+mod token_cache;
 
 pub use auth::{authenticate, caller, bearer_token, verify_active, verify_bearer};
 pub use error::{ApiError, ApiResult};

@@ -267,6 +267,11 @@ impl Verifier {
     /// Order matters: size, then shape and header, then the signature over the raw
     /// `header.payload` bytes, and only then is the payload parsed.
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, Error> {
+        self.verify_keyed(token, now).map(|(claims, _)| claims)
+    }
+
+    /// [`Verifier::verify`], also naming the key (`kid`) whose signature verified.
+    pub fn verify_keyed(&self, token: &str, now: u64) -> Result<(Claims, String), Error> {
         if token.len() > Self::MAX_TOKEN_LEN {
             return Err(Error::Invalid("token too long"));
         }
@@ -302,16 +307,45 @@ impl Verifier {
             .ok_or(Error::Invalid("malformed signature"))?;
         let signature = Signature::from_bytes(&signature);
         let signed = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-        if !candidates.iter().any(|key| {
+        let Some(key) = candidates.into_iter().find(|key| {
             key.verifying_key()
                 .verify_strict(signed, &signature)
                 .is_ok()
-        }) {
+        }) else {
             return Err(Error::Invalid("bad signature"));
-        }
+        };
 
         let claims: TokenClaims = decode_json(payload_b64, "malformed claims")?;
-        self.validate(claims, now)
+        Ok((self.validate(claims, now)?, key.kid().to_string()))
+    }
+
+    /// Re-checks `claims` that a verifier with these settings verified earlier, signed
+    /// by the key `kid` — for a cache of verified tokens, so no signature check: the key
+    /// is still trusted, issuer and audience match, and the token is valid at `now`.
+    pub fn recheck(&self, claims: &Claims, kid: &str, now: u64) -> Result<(), Error> {
+        if !self.keys.iter().any(|key| key.kid() == kid) {
+            return Err(Error::Invalid("unknown key id"));
+        }
+        if claims.iss != self.issuer || claims.aud != self.audience {
+            return Err(Error::Invalid("wrong issuer or audience"));
+        }
+        self.check_times(claims.nbf, claims.iat, claims.exp, now)
+    }
+
+    /// `nbf`, `iat` and `exp` at `now`, with the clock-skew leeway.
+    fn check_times(&self, nbf: u64, iat: u64, exp: u64, now: u64) -> Result<(), Error> {
+        let leeway = self.leeway_secs;
+        if nbf > now.saturating_add(leeway) {
+            return Err(Error::Invalid("not yet valid"));
+        }
+        if iat > now.saturating_add(leeway) {
+            return Err(Error::Invalid("issued in the future"));
+        }
+        // `exp` is the first second at which the token is no longer valid (RFC 7519 §4.1.4).
+        if now >= exp.saturating_add(leeway) {
+            return Err(Error::Expired);
+        }
+        Ok(())
     }
 
     fn validate(&self, claims: TokenClaims, now: u64) -> Result<Claims, Error> {
@@ -328,17 +362,7 @@ impl Verifier {
         if claims.sub.is_empty() || claims.jti.is_empty() {
             return Err(Error::Invalid("empty subject or token id"));
         }
-        let leeway = self.leeway_secs;
-        if claims.nbf > now.saturating_add(leeway) {
-            return Err(Error::Invalid("not yet valid"));
-        }
-        if claims.iat > now.saturating_add(leeway) {
-            return Err(Error::Invalid("issued in the future"));
-        }
-        // `exp` is the first second at which the token is no longer valid (RFC 7519 §4.1.4).
-        if now >= claims.exp.saturating_add(leeway) {
-            return Err(Error::Expired);
-        }
+        self.check_times(claims.nbf, claims.iat, claims.exp, now)?;
         Ok(Claims {
             sub: claims.sub,
             username: claims.username,

@@ -610,3 +610,25 @@ fn errors_do_not_echo_the_token() {
     let err = f.verifier.verify(&format!("{token}x"), NOW).unwrap_err();
     assert!(!err.to_string().contains(&token[..20]));
 }
+
+#[test]
+fn verified_claims_can_be_rechecked_without_the_signature() {
+    let f = fixture();
+    let (claims, kid) = f.verifier.verify_keyed(&f.token(), NOW).unwrap();
+    assert_eq!(kid, f.kid());
+    assert_eq!(f.verifier.recheck(&claims, &kid, NOW + 10), Ok(()));
+    // Expiry still applies (the leeway included), as does the key being trusted.
+    let after = claims.exp + f.verifier.leeway_secs();
+    assert_eq!(f.verifier.recheck(&claims, &kid, after), Err(Error::Expired));
+    let other = fixture();
+    assert_eq!(
+        other.verifier.recheck(&claims, &kid, NOW),
+        Err(Error::Invalid("unknown key id"))
+    );
+    // A verifier for another audience does not take them either.
+    let elsewhere = Verifier::new(f.issuer.public_key().clone(), ISS, "other-api");
+    assert_eq!(
+        elsewhere.recheck(&claims, &kid, NOW),
+        Err(Error::Invalid("wrong issuer or audience"))
+    );
+}

@@ -1,0 +1,67 @@
+//! Tokens already verified, remembered in the `token_cache` key-value store until they
+//! expire, so a token presented again costs a store read instead of an Ed25519 check in
+//! WASM (the largest part of `validate`'s time; BENCHMARKS.md).
+//!
+//! Entries are keyed by the SHA-256 of the whole token, so an altered token never finds
+//! one. A hit is still re-checked by the verifier at hand ([`Verifier::recheck`]): the
+//! signing key must still be trusted (a rotation drops old entries), issuer, audience
+//! and validity times must hold. Revocation is unaffected: callers check the logout
+//! denylist after this. Whoever may write the store can vouch for a token, so it is
+//! granted only to the components that verify tokens (`spin.toml`). A component
+//! without the grant simply verifies every time.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use spin_sdk::key_value::Store;
+use spinmesh_authn::{Claims, Error, Verifier};
+
+const STORE: &str = "token_cache";
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    /// The key whose signature verified the token.
+    kid: String,
+    claims: Claims,
+}
+
+/// [`Verifier::verify`], answered from the cache when `token` was verified before.
+pub(crate) fn verify(verifier: &Verifier, token: &str, now: u64) -> Result<Claims, Error> {
+    let store = Store::open(STORE).ok();
+    let key = cache_key(token);
+    if let Some(claims) = store.as_ref().and_then(|store| cached(store, &key, verifier, now)) {
+        return Ok(claims);
+    }
+    let (claims, kid) = verifier.verify_keyed(token, now)?;
+    if let Some(store) = &store {
+        // Best effort: a failed write only costs the next request a signature check.
+        if let Ok(entry) = serde_json::to_vec(&Entry { kid, claims: claims.clone() }) {
+            let _ = store.set(&key, &entry);
+        }
+    }
+    Ok(claims)
+}
+
+fn cached(store: &Store, key: &str, verifier: &Verifier, now: u64) -> Option<Claims> {
+    let entry: Entry = serde_json::from_slice(&store.get(key).ok()??).ok()?;
+    verifier.recheck(&entry.claims, &entry.kid, now).ok()?;
+    Some(entry.claims)
+}
+
+fn cache_key(token: &str) -> String {
+    format!("token:{}", URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_differ_for_any_change_to_the_token_and_stay_short() {
+        let key = cache_key("header.payload.signature");
+        assert_eq!(key, cache_key("header.payload.signature"));
+        assert_ne!(key, cache_key("header.payload.signaturf"));
+        assert_eq!(key.len(), "token:".len() + 43);
+    }
+}
