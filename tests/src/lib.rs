@@ -369,3 +369,14 @@ pub fn peak_rss_mib(pid: u32) -> Option<f64> {
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client")
 }
+
+/// [`client`] with requests sent from `ip`, another loopback address such as
+/// `127.0.0.2`: a different client address to the app's per-address limits.
+pub fn client_from(ip: &str) -> reqwest::blocking::Client {
+    let address: std::net::IpAddr = ip.parse().expect("an IP address");
+    reqwest::blocking::Client::builder()
+        .local_address(address)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("http client")
+}

@@ -1,7 +1,6 @@
 //! The auth components (register, login, validate) over real HTTP, served from the
 //! repository's spin.toml with freshly generated secrets.
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -12,7 +11,7 @@ use jwt_simple::prelude::{
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 use spinmesh_authn::{Issuer, Role, generate_key_pair, now_unix};
-use spinmesh_e2e::{App, ORDERS_CLIENT_ID, Reply, client, engine_available, send};
+use spinmesh_e2e::{App, client_from, ORDERS_CLIENT_ID, Reply, client, engine_available, send};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -583,16 +582,6 @@ fn expired_tampered_foreign_and_confused_tokens_are_rejected() {
 
     // The genuine token still passes after all that.
     auth.validate(&good).ok();
-}
-
-/// A client whose requests come from `ip` (another loopback address), so each address
-/// has its own throttle counter.
-fn client_from(ip: &str) -> Client {
-    Client::builder()
-        .local_address(ip.parse::<IpAddr>().unwrap())
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
 }
 
 #[test]

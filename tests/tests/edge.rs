@@ -1,13 +1,12 @@
 //! The edge every component passes (crates/api `edge`): CORS, request ids and the log
 //! line, rate limits per client address and per user, security headers — over real HTTP.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use reqwest::Method;
-use reqwest::blocking::{Client, Response};
+use reqwest::blocking::Response;
 use serde_json::json;
-use spinmesh_e2e::{App, Reply, client, engine_available, send};
+use spinmesh_e2e::{App, Reply, client, client_from, engine_available, send};
 
 const ALLOWED: &str = "https://app.example.com";
 const PASSWORD: &str = "correct horse battery";
@@ -280,15 +279,6 @@ fn assert_counted_down(replies: &[Reply], limit: u64) {
         refused.header("ratelimit-reset"),
         Some(retry_after.to_string().as_str())
     );
-}
-
-/// A client whose requests come from `ip` (another loopback address).
-fn client_from(ip: &str) -> Client {
-    Client::builder()
-        .local_address(ip.parse::<IpAddr>().unwrap())
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
 }
 
 #[test]
