@@ -78,7 +78,7 @@ impl AllowedHost {
             "*" => HostPattern::Any,
             h if h.starts_with("*.") => HostPattern::Suffix(h[1..].to_string()),
             h if h.contains('*') => bail!("`*` may only stand for a whole host or a leading label"),
-            h if h == "self" => bail!(
+            "self" => bail!(
                 "\"self\" is not supported; call other components at http://<id>.spin.internal"
             ),
             h => HostPattern::Exact(h.to_string()),

@@ -14,11 +14,12 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
+use crate::early::{self, Arrival, Layout};
 use crate::error::{Error, Result, error_response};
 use crate::job::{Job, NewJob};
 use crate::metrics::{Metrics, Rejection, Snapshot};
@@ -28,6 +29,7 @@ use crate::registry::Registry;
 use crate::spool::{Spool, remove_if_exists};
 use crate::store::Store;
 use crate::units::now_ms;
+use crate::worker::{self, WorkerContext};
 
 /// Shared state of the HTTP handlers.
 pub struct AppState {
@@ -41,6 +43,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub ffmpeg_version: String,
     pub workers: usize,
+    /// Lets an upload start its conversion while it is still arriving.
+    pub conversions: Arc<WorkerContext>,
 }
 
 pub const DEFAULT_PAGE: u32 = 50;
@@ -362,6 +366,11 @@ async fn create_job(
     let mut writer = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
     let mut received: u64 = 0;
     let mut next_disk_check = DISK_CHECK_EVERY;
+    // The first bytes, kept until they tell whether ffmpeg can start on a pipe now.
+    let mut head: Option<Vec<u8>> = Some(Vec::new());
+    // Set when a conversion started early; dropping it tells that conversion the
+    // upload was abandoned.
+    let mut arrival: Option<watch::Sender<Arrival>> = None;
 
     while let Some(chunk) = stream.next().await {
         let chunk = match chunk {
@@ -375,6 +384,7 @@ async fn create_job(
         received += chunk.len() as u64;
         if received > state.max_upload_bytes {
             state.metrics.upload_rejected(Rejection::TooLarge);
+            drop(arrival.take());
             drop(writer);
             drop(guard); // remove the partial file before draining
             drain(&mut stream).await;
@@ -383,6 +393,23 @@ async fn create_job(
             });
         }
         writer.write_all(&chunk).await?;
+        if let Some(bytes) = head.as_mut() {
+            let room = early::SNIFF_LIMIT.saturating_sub(bytes.len());
+            bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            match early::layout(bytes) {
+                Layout::Unknown => {}
+                Layout::NeedsSeeking => head = None,
+                Layout::Sequential => {
+                    head = None;
+                    arrival = start_early(&state, &id, &incoming).await;
+                }
+            }
+        }
+        if let Some(arrival) = &arrival {
+            // What the buffered writer still holds is not in the file yet.
+            let on_disk = received - writer.buffer().len() as u64;
+            arrival.send_replace(Arrival::Receiving { on_disk });
+        }
         if received >= next_disk_check {
             next_disk_check = received.saturating_add(DISK_CHECK_EVERY);
             if state.spool.free_space()? < state.min_free_disk {
@@ -400,6 +427,9 @@ async fn create_job(
         return Err(Error::bad_request("empty_upload", "Upload body is empty"));
     }
     writer.flush().await?;
+    if let Some(arrival) = &arrival {
+        arrival.send_replace(Arrival::Received { total: received });
+    }
     let file = writer.into_inner();
     file.sync_all().await?;
     drop(file);
@@ -415,17 +445,26 @@ async fn create_job(
         source_filename,
         size_bytes: received,
         created_at: now_ms(),
+        started_at: arrival
+            .is_some()
+            .then(|| now_ms() - started.elapsed().as_millis() as i64),
     };
     let job = state.store.run(move |s| s.insert(new_job)).await?;
     guard.disarm();
     state.metrics.upload_accepted(received);
-    state.wake.notify_one();
+    match arrival {
+        Some(arrival) => {
+            arrival.send_replace(Arrival::Recorded(Box::new(job.clone())));
+        }
+        None => state.wake.notify_one(),
+    }
     info!(
         job_id = %job.id,
         owner = %job.owner,
         size_bytes = received,
         seconds = started.elapsed().as_secs_f64(),
-        "upload received; job queued"
+        status = %job.status,
+        "upload received; job recorded"
     );
     let location = HeaderValue::from_str(&format!("/jobs/{}", job.id)).expect("job ids are ASCII");
     Ok((
@@ -434,6 +473,34 @@ async fn create_job(
         Json(job),
     )
         .into_response())
+}
+
+/// Starts converting the upload being written to `incoming` if a worker is free.
+/// Returns the channel that keeps that conversion informed.
+async fn start_early(
+    state: &AppState,
+    id: &str,
+    incoming: &std::path::Path,
+) -> Option<watch::Sender<Arrival>> {
+    let ctx = &state.conversions;
+    if ctx.early_start_patience.is_zero() || ctx.stop.is_cancelled() {
+        return None;
+    }
+    let slot = ctx.slots.clone().try_acquire_owned().ok()?;
+    // Opened here, before the handler can rename the file into `inputs/`.
+    let upload = match tokio::fs::File::open(incoming).await {
+        Ok(file) => file,
+        Err(err) => {
+            warn!(job_id = %id, error = %err, "cannot reopen the upload; converting it afterwards");
+            return None;
+        }
+    };
+    let (sender, receiver) = watch::channel(Arrival::Receiving { on_disk: 0 });
+    tokio::spawn(
+        worker::convert_arriving(ctx.clone(), id.to_string(), upload, receiver, slot)
+            .instrument(info_span!("job", job_id = %id, worker = "early")),
+    );
+    Some(sender)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -86,7 +86,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         max_attempts: config.max_attempts,
         retry_backoff: config.retry_backoff,
+        early_start_patience: config.early_start_patience,
         registry: registry.clone(),
+        slots: Arc::new(Semaphore::new(workers)),
         wake: wake.clone(),
         metrics: metrics.clone(),
         stop: stop.clone(),
@@ -115,6 +117,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics,
         ffmpeg_version,
         workers,
+        conversions: ctx.clone(),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -67,6 +67,13 @@ pub struct Config {
     #[arg(long, env = "RUNNER_SWEEP_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub sweep_interval: Duration,
 
+    /// Conversions start while the upload is still arriving when the container allows it
+    /// (MP4/MOV indexed first, AVI) and a worker is free. Such a conversion gives its
+    /// worker back (and the job is converted after the upload) once it has waited this
+    /// long in all for a slow client. 0 turns early starts off.
+    #[arg(long, env = "RUNNER_EARLY_START_PATIENCE", default_value = "2s", value_parser = parse_duration)]
+    pub early_start_patience: Duration,
+
     /// libmp3lame VBR quality: 0 (best, largest) to 9 (smallest).
     #[arg(long, env = "RUNNER_QUALITY", default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=9))]
     pub quality: u8,
@@ -133,6 +140,7 @@ mod tests {
         assert_eq!(c.max_attempts, 3);
         assert_eq!(c.retention, Duration::from_secs(86_400));
         assert_eq!(c.quality, 2);
+        assert_eq!(c.early_start_patience, Duration::from_secs(2));
         assert!(c.worker_count() >= 1);
         assert_eq!(c.validate().unwrap(), "t");
     }

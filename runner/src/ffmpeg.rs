@@ -291,9 +291,18 @@ pub enum Stopped {
     Shutdown,
 }
 
+/// Where ffmpeg reads the upload from.
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// The complete upload in the spool.
+    File(&'a Path),
+    /// A pipe fed while the upload is still arriving (see `early`).
+    Pipe(std::io::PipeReader),
+}
+
 /// The arguments passed to ffmpeg. Paths are given as `file:` URLs so that nothing in a
 /// path can be taken for another protocol or an option.
-pub fn ffmpeg_args(input: &Path, output: &Path, quality: u8) -> Vec<std::ffi::OsString> {
+pub fn ffmpeg_args(input: &Input<'_>, output: &Path, quality: u8) -> Vec<std::ffi::OsString> {
     let file_url = |p: &Path| {
         let mut s = std::ffi::OsString::from("file:");
         s.push(p.as_os_str());
@@ -303,7 +312,10 @@ pub fn ffmpeg_args(input: &Path, output: &Path, quality: u8) -> Vec<std::ffi::Os
         .into_iter()
         .map(Into::into)
         .collect();
-    args.push(file_url(input));
+    args.push(match input {
+        Input::File(path) => file_url(path),
+        Input::Pipe(_) => "pipe:0".into(),
+    });
     for a in ["-vn", "-sn", "-dn", "-c:a", "libmp3lame", "-q:a"] {
         args.push(a.into());
     }
@@ -319,7 +331,7 @@ pub fn ffmpeg_args(input: &Path, output: &Path, quality: u8) -> Vec<std::ffi::Os
 /// Kills ffmpeg on timeout, on `cancel` and on `shutdown`.
 pub async fn convert(
     settings: &ConvertSettings,
-    input: &Path,
+    input: Input<'_>,
     output: &Path,
     progress: &watch::Sender<u8>,
     cancel: &CancellationToken,
@@ -327,8 +339,11 @@ pub async fn convert(
 ) -> Result<(), Stopped> {
     let mut command = Command::new(&settings.ffmpeg);
     command
-        .args(ffmpeg_args(input, output, settings.quality))
-        .stdin(Stdio::null())
+        .args(ffmpeg_args(&input, output, settings.quality))
+        .stdin(match input {
+            Input::File(_) => Stdio::null(),
+            Input::Pipe(reader) => Stdio::from(reader),
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -350,6 +365,9 @@ pub async fn convert(
         tracing::warn!(error = %err, ffmpeg = %settings.ffmpeg.display(), "cannot start ffmpeg");
         Stopped::Failed(Failure::Transient("Could not start ffmpeg".into()))
     })?;
+    // The command holds our copy of a pipe's read end; while it lives, a feeder writing
+    // to a dead ffmpeg would block instead of failing.
+    drop(command);
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
 
@@ -576,17 +594,25 @@ mod tests {
 
     #[test]
     fn args_use_file_urls() {
-        let args = ffmpeg_args(
-            Path::new("/spool/inputs/job_1"),
-            Path::new("/spool/outputs/job_1.1.part"),
+        let to_strings = |args: Vec<std::ffi::OsString>| -> Vec<String> {
+            args.into_iter().map(|a| a.into_string().unwrap()).collect()
+        };
+        let output = Path::new("/spool/outputs/job_1.1.part");
+        let args = to_strings(ffmpeg_args(
+            &Input::File(Path::new("/spool/inputs/job_1")),
+            output,
             2,
-        );
-        let args: Vec<String> = args.into_iter().map(|a| a.into_string().unwrap()).collect();
+        ));
         assert_eq!(args[0], "-nostdin");
         assert!(args.contains(&"file:/spool/inputs/job_1".to_string()));
         assert_eq!(args.last().unwrap(), "file:/spool/outputs/job_1.1.part");
         let q = args.iter().position(|a| a == "-q:a").unwrap();
         assert_eq!(args[q + 1], "2");
+
+        let (reader, _writer) = std::io::pipe().unwrap();
+        let piped = to_strings(ffmpeg_args(&Input::Pipe(reader), output, 2));
+        let i = piped.iter().position(|a| a == "-i").unwrap();
+        assert_eq!(piped[i + 1], "pipe:0");
     }
 
     #[test]

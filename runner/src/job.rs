@@ -99,6 +99,9 @@ pub struct NewJob {
     pub filename: String,
     pub size_bytes: u64,
     pub created_at: i64,
+    /// Set when conversion started while the upload arrived: the job is recorded as
+    /// `running` (first attempt) instead of `queued`.
+    pub started_at: Option<i64>,
 }
 
 /// Aggregate numbers for `/stats`, `/healthz` and `/metrics`.

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod early;
 pub mod error;
 pub mod ffmpeg;
 pub mod job;

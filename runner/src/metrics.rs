@@ -30,6 +30,8 @@ pub struct Metrics {
     failed: AtomicU64,
     retried: AtomicU64,
     cancelled: AtomicU64,
+    started_early: AtomicU64,
+    early_fallbacks: AtomicU64,
     /// Cumulative counts per bucket are derived at render time.
     bucket_counts: [AtomicU64; DURATION_BUCKETS.len()],
     duration_count: AtomicU64,
@@ -73,6 +75,16 @@ impl Metrics {
 
     pub fn job_cancelled(&self) {
         self.cancelled.fetch_add(1, Relaxed);
+    }
+
+    /// A conversion started while its upload was still arriving.
+    pub fn started_early(&self) {
+        self.started_early.fetch_add(1, Relaxed);
+    }
+
+    /// An early conversion could not finish; the stored file is converted instead.
+    pub fn early_fell_back(&self) {
+        self.early_fallbacks.fetch_add(1, Relaxed);
     }
 
     fn observe_duration(&self, took: Duration) {
@@ -134,6 +146,18 @@ impl Metrics {
             "counter",
             "Uploads recorded as jobs since start.",
             self.uploads_accepted.load(Relaxed).to_string(),
+        );
+        simple(
+            "spinmesh_runner_conversions_started_early_total",
+            "counter",
+            "Conversions started while their upload was still arriving.",
+            self.started_early.load(Relaxed).to_string(),
+        );
+        simple(
+            "spinmesh_runner_early_start_fallbacks_total",
+            "counter",
+            "Early conversions that could not finish; the stored upload was converted instead.",
+            self.early_fallbacks.load(Relaxed).to_string(),
         );
         simple(
             "spinmesh_runner_stored_input_bytes",

@@ -34,7 +34,8 @@ pub struct Recovered {
 /// status, so racing callers (a worker finishing while a client cancels) cannot undo
 /// each other: the loser's update simply reports `false`.
 pub trait JobStore: Send + Sync + 'static {
-    /// Records a fully received upload as `queued`.
+    /// Records a fully received upload as `queued`, or as `running` when its conversion
+    /// already started (`started_at`).
     fn insert(&self, job: NewJob) -> Result<Job>;
     fn get(&self, id: &str) -> Result<Option<Job>>;
     /// Jobs newest first, optionally for one owner, plus the total matching count.
@@ -203,8 +204,10 @@ impl JobStore for SqliteJobStore {
         self.with_conn(|conn| {
             conn.query_row(
                 &format!(
-                    "INSERT INTO jobs (id, owner, status, filename, source_filename, size_bytes, created_at)
-                     VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6)
+                    "INSERT INTO jobs (id, owner, status, filename, source_filename, size_bytes,
+                                       created_at, started_at, attempts)
+                     VALUES (?1, ?2, CASE WHEN ?7 IS NULL THEN 'queued' ELSE 'running' END,
+                             ?3, ?4, ?5, ?6, ?7, CASE WHEN ?7 IS NULL THEN 0 ELSE 1 END)
                      RETURNING {COLUMNS}"
                 ),
                 params![
@@ -213,7 +216,8 @@ impl JobStore for SqliteJobStore {
                     job.filename,
                     job.source_filename,
                     job.size_bytes as i64,
-                    job.created_at
+                    job.created_at,
+                    job.started_at
                 ],
                 row_to_job,
             )
@@ -445,6 +449,7 @@ mod tests {
             filename: "a.mp3".into(),
             size_bytes: 1000,
             created_at,
+            started_at: None,
         }
     }
 
@@ -453,6 +458,26 @@ mod tests {
             Claim::Job(job) => Some(job),
             Claim::Idle { .. } => None,
         }
+    }
+
+    #[test]
+    fn a_job_converted_while_arriving_is_recorded_running_and_can_fall_back() {
+        let (_dir, store) = store();
+        let job = store
+            .insert(NewJob {
+                started_at: Some(5),
+                ..new_job("alice", 9)
+            })
+            .unwrap();
+        assert_eq!(job.status, JobStatus::Running);
+        assert_eq!((job.attempts, job.started_at), (1, Some(Timestamp(5))));
+        assert!(claim(&store, 10).is_none(), "nobody else may claim it");
+        assert!(store.set_progress(&job.id, 30).unwrap());
+
+        // The head start failed: the job goes to the queue without using up an attempt.
+        assert!(store.release(&job.id).unwrap());
+        let again = claim(&store, 20).unwrap();
+        assert_eq!((again.id.as_str(), again.attempts), (job.id.as_str(), 1));
     }
 
     #[test]

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::ffmpeg::{self, ConvertSettings, Failure, Stopped};
+use crate::early::{self, Arrival};
+use crate::ffmpeg::{self, ConvertSettings, Failure, Input, Stopped};
 use crate::job::{Job, JobStatus};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -28,7 +29,12 @@ pub struct WorkerContext {
     pub settings: ConvertSettings,
     pub max_attempts: u32,
     pub retry_backoff: Duration,
+    /// How long in all an early conversion waits for its client (0: no early starts).
+    pub early_start_patience: Duration,
     pub registry: Registry,
+    /// One permit per worker: held while converting, by a pool worker or by an upload
+    /// that started its conversion early.
+    pub slots: Arc<Semaphore>,
     /// Signalled when a job is queued.
     pub wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
@@ -47,6 +53,10 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
 /// One worker's loop: claim, convert, repeat, until `stop`.
 pub async fn run_worker(index: usize, ctx: Arc<WorkerContext>) {
     loop {
+        let slot = tokio::select! {
+            slot = ctx.slots.clone().acquire_owned() => slot.expect("the slot semaphore is never closed"),
+            _ = ctx.stop.cancelled() => break,
+        };
         if ctx.stop.is_cancelled() {
             break;
         }
@@ -54,8 +64,11 @@ pub async fn run_worker(index: usize, ctx: Arc<WorkerContext>) {
             Ok(Claim::Job(job)) => {
                 let span = info_span!("job", job_id = %job.id, worker = index);
                 process(&ctx, job).instrument(span).await;
+                drop(slot);
             }
             Ok(Claim::Idle { next_due }) => {
+                // Idle workers hold no slot, so an upload may start converting early.
+                drop(slot);
                 let wait = next_due
                     .map(|due| Duration::from_millis((due - now_ms()).clamp(0, i64::MAX) as u64))
                     .unwrap_or(IDLE_POLL)
@@ -67,6 +80,7 @@ pub async fn run_worker(index: usize, ctx: Arc<WorkerContext>) {
                 }
             }
             Err(err) => {
+                drop(slot);
                 error!(worker = index, error = %err, "cannot claim a job; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -84,7 +98,6 @@ async fn process(ctx: &WorkerContext, job: Job) {
     let cancel = running.cancel_token().clone();
     let input = ctx.spool.input(&id);
     let partial = ctx.spool.partial_output(&id, job.attempts);
-    let output = ctx.spool.output(&id);
     info!(
         attempt = job.attempts,
         size_bytes = job.size_bytes,
@@ -107,36 +120,15 @@ async fn process(ctx: &WorkerContext, job: Job) {
         return;
     }
 
-    // Progress: the converter publishes whole percents, a writer task persists them.
-    let (progress_tx, mut progress_rx) = watch::channel(0u8);
-    let writer = {
-        let store = ctx.store.clone();
-        let id = id.clone();
-        let cancel = cancel.clone();
-        tokio::spawn(
-            async move {
-                while progress_rx.changed().await.is_ok() {
-                    let pct = *progress_rx.borrow_and_update();
-                    let id = id.clone();
-                    match store.run(move |s| s.set_progress(&id, pct)).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            // Cancelled or otherwise taken away from us.
-                            cancel.cancel();
-                            break;
-                        }
-                        Err(err) => warn!(error = %err, "cannot record progress"),
-                    }
-                }
-            }
+    let (progress_tx, progress_rx) = watch::channel(0u8);
+    let writer = tokio::spawn(
+        record_progress(ctx.store.clone(), id.clone(), progress_rx, cancel.clone())
             .in_current_span(),
-        )
-    };
-
+    );
     let started = Instant::now();
     let result = ffmpeg::convert(
         &ctx.settings,
-        &input,
+        Input::File(&input),
         &partial,
         &progress_tx,
         &cancel,
@@ -147,24 +139,12 @@ async fn process(ctx: &WorkerContext, job: Job) {
     let _ = writer.await;
 
     match result {
-        Ok(()) => finish_converted(ctx, &job, &partial, &output, started.elapsed()).await,
+        Ok(()) => finish_converted(ctx, &job, &partial, started.elapsed()).await,
         Err(stopped) => {
             discard(&partial);
             match stopped {
-                Stopped::Cancelled => {
-                    ctx.metrics.job_cancelled();
-                    // The cancel handler owns the job's files and state now.
-                    info!("conversion cancelled");
-                }
-                Stopped::Shutdown => {
-                    let id2 = id.clone();
-                    match ctx.store.run(move |s| s.release(&id2)).await {
-                        Ok(_) => info!("conversion interrupted by shutdown; job re-queued"),
-                        Err(err) => {
-                            warn!(error = %err, "cannot re-queue job; it will be recovered at next start")
-                        }
-                    }
-                }
+                Stopped::Cancelled => cancelled(ctx),
+                Stopped::Shutdown => requeue(ctx, &id, "conversion interrupted by shutdown").await,
                 Stopped::TimedOut => finish_failed(ctx, &id, ffmpeg::REASON_TIMED_OUT).await,
                 Stopped::Failed(Failure::Permanent(reason)) => {
                     finish_failed(ctx, &id, &reason).await
@@ -178,13 +158,176 @@ async fn process(ctx: &WorkerContext, job: Job) {
     drop(running);
 }
 
+/// Converts an upload that is still arriving (see `early`), holding `slot` meanwhile.
+///
+/// The upload handler records the job as `running` once the last byte is stored; from
+/// then on this task owns it like a worker would. Whatever stops the head start short,
+/// the recorded job goes back to the queue and is converted from the stored file.
+pub async fn convert_arriving(
+    ctx: Arc<WorkerContext>,
+    id: String,
+    upload: tokio::fs::File,
+    arrival: watch::Receiver<Arrival>,
+    slot: OwnedSemaphorePermit,
+) {
+    let running = ctx.registry.register(&id);
+    let cancel = running.cancel_token().clone();
+    // Fired by the feeder when the head start is over; a client's cancel fires it too.
+    let give_up = cancel.child_token();
+    let partial = ctx.spool.partial_output(&id, 1);
+    ctx.metrics.started_early();
+    info!("conversion started while the upload is arriving");
+
+    let started = Instant::now();
+    let result = match std::io::pipe() {
+        Ok((reader, writer)) => {
+            let feeder = tokio::spawn(
+                feed_pipe(
+                    upload,
+                    arrival.clone(),
+                    writer,
+                    ctx.early_start_patience,
+                    give_up.clone(),
+                )
+                .in_current_span(),
+            );
+            let (progress_tx, progress_rx) = watch::channel(0u8);
+            let writer = tokio::spawn(
+                {
+                    let store = ctx.store.clone();
+                    let (id, cancel, arrival) = (id.clone(), cancel.clone(), arrival.clone());
+                    async move {
+                        // Nothing to update until the job exists.
+                        if early::recorded(arrival).await.is_some() {
+                            record_progress(store, id, progress_rx, cancel).await;
+                        }
+                    }
+                }
+                .in_current_span(),
+            );
+            let result = ffmpeg::convert(
+                &ctx.settings,
+                Input::Pipe(reader),
+                &partial,
+                &progress_tx,
+                &give_up,
+                &ctx.abort,
+            )
+            .await;
+            drop(progress_tx);
+            let _ = feeder.await;
+            writer.abort();
+            result
+        }
+        Err(err) => {
+            warn!(error = %err, "cannot create a pipe for ffmpeg");
+            Err(Stopped::Failed(Failure::Transient("no pipe".into())))
+        }
+    };
+
+    // ffmpeg is done: give the worker back now, even if the client is still sending.
+    let client_cancelled = cancel.is_cancelled();
+    drop(running);
+    drop(slot);
+
+    let Some(job) = early::recorded(arrival).await else {
+        discard(&partial);
+        info!("upload did not complete; early conversion dropped");
+        return;
+    };
+    match result {
+        Ok(()) => finish_converted(&ctx, &job, &partial, started.elapsed()).await,
+        Err(stopped) => {
+            discard(&partial);
+            match stopped {
+                Stopped::Cancelled if client_cancelled => cancelled(&ctx),
+                Stopped::Shutdown => requeue(&ctx, &id, "conversion interrupted by shutdown").await,
+                other => {
+                    ctx.metrics.early_fell_back();
+                    info!(outcome = ?other, "early conversion did not finish");
+                    requeue(&ctx, &id, "converting the stored upload instead").await;
+                    ctx.wake.notify_one();
+                }
+            }
+        }
+    }
+}
+
+/// The feeder of an early conversion: copies the growing spool file into ffmpeg's
+/// stdin, and calls the head start off (`give_up`) if it cannot deliver all of it.
+async fn feed_pipe(
+    upload: tokio::fs::File,
+    arrival: watch::Receiver<Arrival>,
+    writer: std::io::PipeWriter,
+    patience: Duration,
+    give_up: CancellationToken,
+) {
+    let sink = match tokio::net::unix::pipe::Sender::from_owned_fd(writer.into()) {
+        Ok(sink) => sink,
+        Err(err) => {
+            warn!(error = %err, "cannot use the pipe to ffmpeg");
+            give_up.cancel();
+            return;
+        }
+    };
+    match early::feed(upload, arrival, sink, patience).await {
+        Ok(_) => {}
+        // ffmpeg may stop reading once it has every audio sample; its exit status says
+        // whether that was success.
+        Err(early::FeedError::ReaderGone) => {}
+        Err(err) => {
+            info!(reason = %err, "early conversion gives its worker back");
+            give_up.cancel();
+        }
+    }
+}
+
+/// Persists the whole percents a conversion publishes. Stops, and cancels the
+/// conversion, if the job is no longer `running` (cancelled by a client).
+async fn record_progress(
+    store: Store,
+    id: String,
+    mut progress: watch::Receiver<u8>,
+    cancel: CancellationToken,
+) {
+    while progress.changed().await.is_ok() {
+        let pct = *progress.borrow_and_update();
+        let id = id.clone();
+        match store.run(move |s| s.set_progress(&id, pct)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                cancel.cancel();
+                break;
+            }
+            Err(err) => warn!(error = %err, "cannot record progress"),
+        }
+    }
+}
+
+fn cancelled(ctx: &WorkerContext) {
+    ctx.metrics.job_cancelled();
+    // The cancel handler owns the job's files and state now.
+    info!("conversion cancelled");
+}
+
+/// `running` → `queued` without counting the attempt.
+async fn requeue(ctx: &WorkerContext, id: &str, why: &str) {
+    let id = id.to_string();
+    match ctx.store.run(move |s| s.release(&id)).await {
+        Ok(_) => info!("{why}; job re-queued"),
+        Err(err) => {
+            warn!(error = %err, "cannot re-queue job; it will be recovered at next start")
+        }
+    }
+}
+
 async fn finish_converted(
     ctx: &WorkerContext,
     job: &Job,
     partial: &std::path::Path,
-    output: &std::path::Path,
     took: Duration,
 ) {
+    let output = &ctx.spool.output(&job.id);
     let size = match tokio::fs::metadata(partial).await {
         Ok(meta) => meta.len(),
         Err(err) => {

@@ -26,6 +26,10 @@ struct Media {
     clip: Vec<u8>,
     /// An hour of 8 kHz mono sine, no video: small, but slow enough to convert.
     long: Vec<u8>,
+    /// 8 s of tone and pattern with the index first (`+faststart`), as web tools write
+    /// MP4s: the runner can start converting it while it arrives. About 5 MB, so that
+    /// several of the upload component's 512 KiB batches reach the runner early.
+    faststart: Vec<u8>,
 }
 
 fn media() -> &'static Media {
@@ -60,9 +64,29 @@ fn media() -> &'static Media {
             "8k",
             long.to_str().unwrap(),
         ]);
+        let faststart = dir.path().join("faststart.mp4");
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=8",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x480:rate=25:duration=8",
+            "-shortest",
+            "-c:v",
+            "mpeg4",
+            "-q:v",
+            "1",
+            "-movflags",
+            "+faststart",
+            faststart.to_str().unwrap(),
+        ]);
         Media {
             clip: std::fs::read(&clip).unwrap(),
             long: std::fs::read(&long).unwrap(),
+            faststart: std::fs::read(&faststart).unwrap(),
             _dir: dir,
         }
     })
@@ -359,6 +383,70 @@ fn converts_an_upload_to_an_mp3_of_the_same_length() {
         format!("bytes */{}", mp3.len())
     );
     assert_error(response, 416, "range_not_satisfiable");
+}
+
+/// A request body the test hands over piece by piece.
+struct HeldBody(std::sync::mpsc::Receiver<Vec<u8>>, std::io::Cursor<Vec<u8>>);
+
+impl Read for HeldBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.1.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            match self.0.recv() {
+                Ok(piece) => self.1 = std::io::Cursor::new(piece),
+                Err(_) => return Ok(0), // the test dropped its sender: end of body
+            }
+        }
+    }
+}
+
+#[test]
+fn a_faststart_upload_is_converted_while_it_arrives() {
+    if !engine_available() {
+        return;
+    }
+    let mut app = start();
+    let users = users(&app);
+    let body = form("web.mp4", &media().faststart);
+    let (head, tail) = body.split_at(body.len() - 16 * 1024);
+
+    let (pieces, receiver) = std::sync::mpsc::channel();
+    let request = multipart_post(&app, "/api/upload", &users.alice)
+        .header("content-length", body.len())
+        .body(Body::new(HeldBody(receiver, Default::default())));
+    let sending = std::thread::spawn(move || request.send().unwrap());
+    pieces.send(head.to_vec()).unwrap();
+
+    // Through the host and the upload component, the runner already runs ffmpeg
+    // while the last 16 KiB are still with the client.
+    let deadline = Instant::now() + JOB_DEADLINE;
+    while !app
+        .runner_log()
+        .contains("conversion started while the upload is arriving")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no early start:\n{}",
+            app.runner_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pieces.send(tail.to_vec()).unwrap();
+    drop(pieces);
+    let accepted = json(sending.join().unwrap(), 202);
+    assert_eq!(accepted["status"], "queued", "the seed's contract");
+
+    let id = accepted["job_id"].as_str().unwrap();
+    let done = wait_until_finished(&app, &users.alice, id);
+    assert_eq!(done["status"], "completed", "{done}");
+    let (response, mp3) = download(&app, &format!("/api/jobs/{id}/download"), &users.alice);
+    assert_eq!(response.status(), 200);
+    let (format, seconds) = probe(&mp3);
+    assert_eq!(format, "mp3");
+    assert!((seconds - 8.0).abs() < 0.5, "MP3 lasts {seconds}s");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use clap::Args;
 use spinmesh_e2e::{App, AppBuilder, Engine};
 
 use crate::bench_baseline::Baseline;
-use crate::bench_report::{Figures, LoadSettings, Machine, Outcome, Report, Row, Stack, key, render};
+use crate::bench_report::{ClipLayout, Figures, LoadSettings, Machine, Outcome, Report, Row, Stack, key, render};
 use crate::build::{build_all, root};
 use crate::setup::ensure_tool;
 
@@ -80,7 +80,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         rows.push(measure(Stack::Spinmesh, scenario, &load));
     }
     let (clip_seconds, runs) = if args.quick { (10, 3) } else { (60, 5) };
-    let conversion = crate::bench_media::conversion(&mut app, &session.token, clip_seconds, runs).map_err(|err| format!("{err:#}"));
+    let conversions = [ClipLayout::IndexFirst, ClipLayout::IndexLast]
+        .into_iter()
+        .map(|layout| {
+            let figures = crate::bench_media::conversion(&mut app, &session.token, clip_seconds, runs, layout);
+            (layout, figures.map_err(|err| format!("{err:#}")))
+        })
+        .collect();
     let upload = crate::bench_media::upload_memory(&app, &session.token, if args.quick { 20 } else { 100 }).map_err(|err| format!("{err:#}"));
     let secrets = app.secrets().clone();
     drop(app);
@@ -113,7 +119,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         load,
         rows,
         native_hash_ms: native_hash_ms(),
-        conversion,
+        conversions,
         upload,
         app_variables,
         profile,

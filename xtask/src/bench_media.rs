@@ -11,8 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use spinmesh_e2e::{App, client, multipart_body};
+use spinmesh_runner::ffmpeg::Input;
 
-use crate::bench_report::{Conversion, UploadMemory, median};
+use crate::bench_report::{ClipLayout, Conversion, UploadMemory, median};
 use crate::build::root;
 
 const BOUNDARY: &str = "spinmesh-bench-boundary";
@@ -21,18 +22,25 @@ const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Converts a `seconds`-long clip `runs` times each way, alternating so both
 /// see the same machine load.
-pub fn conversion(app: &mut App, token: &str, seconds: u32, runs: usize) -> Result<Conversion> {
-    let clip = phone_clip(seconds)?;
+pub fn conversion(app: &mut App, token: &str, seconds: u32, runs: usize, layout: ClipLayout) -> Result<Conversion> {
+    let clip = phone_clip(seconds, layout)?;
     let bytes = std::fs::read(&clip)?;
     let scratch = tempfile_dir()?;
     let quality = runner_quality()?;
-    let bare_args = spinmesh_runner::ffmpeg::ffmpeg_args(&clip, &scratch.join("bare.mp3"), quality);
+    let bare_args = spinmesh_runner::ffmpeg::ffmpeg_args(&Input::File(&clip), &scratch.join("bare.mp3"), quality);
     let mut figures = Conversion {
+        layout,
         clip: format!("{seconds} s, 1280×720 30 fps H.264 at 6 Mb/s + stereo 48 kHz AAC at 192 kb/s"),
         clip_bytes: bytes.len() as u64,
         ffmpeg_command: format!("ffmpeg {}", bare_args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")),
         poll_interval_ms: POLL_INTERVAL.as_millis() as u64,
-        ..Conversion::default()
+        bare: Vec::new(),
+        end_to_end: Vec::new(),
+        client_seen: Vec::new(),
+        upload: Vec::new(),
+        queue: Vec::new(),
+        runner_ffmpeg: Vec::new(),
+        finish: Vec::new(),
     };
     for _ in 0..runs {
         let started = Instant::now();
@@ -60,7 +68,8 @@ pub fn conversion(app: &mut App, token: &str, seconds: u32, runs: usize) -> Resu
     }
     let _ = std::fs::remove_dir_all(&scratch);
     println!(
-        "convert {seconds} s clip ({:.0} MB): bare ffmpeg {:.3} s, upload→completed {:.3} s (upload {:.3} s, queue {:.3} s, runner's ffmpeg {:.3} s), medians of {runs}",
+        "convert {seconds} s clip, {} ({:.0} MB): bare ffmpeg {:.3} s, upload→completed {:.3} s (upload {:.3} s, queue {:.3} s, runner's ffmpeg {:.3} s), medians of {runs}",
+        layout.label(),
         figures.clip_bytes as f64 / 1e6,
         median(&figures.bare).unwrap_or_default(),
         median(&figures.end_to_end).unwrap_or_default(),
@@ -79,14 +88,39 @@ fn runner_quality() -> Result<u8> {
 
 /// A clip like a phone's: 720p H.264 at a phone's bitrate with stereo 48 kHz
 /// AAC, so the conversion decodes real AAC and encodes stereo MP3. Made once and
-/// kept under `target/bench-media/`.
-fn phone_clip(seconds: u32) -> Result<PathBuf> {
+/// kept under `target/bench-media/`; the index-last copy is the same streams remuxed.
+fn phone_clip(seconds: u32, layout: ClipLayout) -> Result<PathBuf> {
     let dir = root().join("target/bench-media");
     std::fs::create_dir_all(&dir)?;
     let clip = dir.join(format!("phone-720p-{seconds}s.mp4"));
-    if clip.exists() {
-        return Ok(clip);
+    if !clip.exists() {
+        encode_clip(&dir, &clip, seconds)?;
     }
+    match layout {
+        ClipLayout::IndexFirst => Ok(clip),
+        ClipLayout::IndexLast => {
+            let remuxed = dir.join(format!("phone-720p-{seconds}s-index-last.mp4"));
+            if !remuxed.exists() {
+                let partial = dir.join(format!("phone-720p-{seconds}s-index-last.partial.mp4"));
+                let status = Command::new("ffmpeg")
+                    .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i"])
+                    .arg(&clip)
+                    .args(["-c", "copy", "-map", "0"])
+                    .arg(&partial)
+                    .status()
+                    .context("cannot run ffmpeg")?;
+                if !status.success() {
+                    bail!("ffmpeg failed remuxing {}", clip.display());
+                }
+                std::fs::rename(&partial, &remuxed)?;
+            }
+            Ok(remuxed)
+        }
+    }
+}
+
+/// Encodes the index-first clip.
+fn encode_clip(dir: &std::path::Path, clip: &std::path::Path, seconds: u32) -> Result<()> {
     let partial = dir.join(format!("phone-720p-{seconds}s.partial.mp4"));
     // Two tones with noise in each channel: AAC has real work to do, unlike silence.
     let audio = format!(
@@ -104,8 +138,8 @@ fn phone_clip(seconds: u32) -> Result<PathBuf> {
     if !status.success() {
         bail!("ffmpeg failed making {}", clip.display());
     }
-    std::fs::rename(&partial, &clip)?;
-    Ok(clip)
+    std::fs::rename(&partial, clip)?;
+    Ok(())
 }
 
 /// The job's timings from the runner's log. The runner logs completion just after

@@ -47,7 +47,7 @@ pub struct Accepted {
     pub message: &'static str,
     pub job_id: String,
     pub filename: String,
-    pub status: String,
+    pub status: &'static str,
 }
 
 impl RunnerJob {
@@ -73,7 +73,9 @@ impl RunnerJob {
             message: "File uploaded successfully",
             job_id: self.id,
             filename: self.source_filename,
-            status: self.status,
+            // Seed 001's contract: an accepted upload is `queued`, even when the runner
+            // has already started converting it while it arrived.
+            status: "queued",
         }
     }
 }
@@ -141,7 +143,7 @@ mod tests {
     #[test]
     fn accepted_has_the_seed_upload_shape() {
         let mut job = job();
-        job.status = "queued".into();
+        job.status = "running".into();
         assert_eq!(
             serde_json::to_value(job.accepted()).unwrap(),
             json!({

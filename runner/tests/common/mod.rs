@@ -237,6 +237,89 @@ pub async fn upload_chunked(
         .expect("upload request")
 }
 
+/// An upload whose body the test hands over piece by piece, so it can look at the
+/// runner while the upload is still arriving.
+pub struct HeldUpload {
+    body: tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+    response: tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+}
+
+impl HeldUpload {
+    pub fn start(runner: &Runner, owner: &str, filename: &str) -> HeldUpload {
+        let (body, rx) = tokio::sync::mpsc::channel(4);
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let request = auth(client().post(runner.url("/jobs")))
+            .header("x-owner-id", owner)
+            .header("x-filename", percent_encode(filename))
+            .body(reqwest::Body::wrap_stream(stream));
+        HeldUpload {
+            body,
+            response: tokio::spawn(request.send()),
+        }
+    }
+
+    /// Sends `data` in 64 KiB pieces.
+    pub async fn send(&self, data: &[u8]) {
+        for piece in data.chunks(64 * 1024) {
+            self.body
+                .send(Ok(bytes::Bytes::copy_from_slice(piece)))
+                .await
+                .expect("the request is still sending");
+        }
+    }
+
+    /// Ends the body and returns the runner's answer.
+    pub async fn finish(self) -> reqwest::Response {
+        drop(self.body);
+        self.response.await.unwrap().expect("upload request")
+    }
+
+    /// Breaks the body off with an error, as a client that goes away does.
+    pub async fn abort(self) -> reqwest::Result<reqwest::Response> {
+        let _ = self
+            .body
+            .send(Err(std::io::Error::other("client gave up")))
+            .await;
+        drop(self.body);
+        self.response.await.unwrap()
+    }
+}
+
+/// The value of an unlabelled metric on the runner's `/metrics`.
+pub async fn metric(runner: &Runner, name: &str) -> f64 {
+    let text = auth(client().get(runner.url("/metrics")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Polls an unlabelled metric until it equals `want`.
+pub async fn metric_reaches(runner: &Runner, name: &str, want: f64) {
+    let end = Instant::now() + JOB_DEADLINE;
+    loop {
+        let value = metric(runner, name).await;
+        if value == want {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "{name} stayed at {value}, expected {want}\n{}",
+            runner.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Percent-encodes everything but unreserved characters.
 pub fn percent_encode(s: &str) -> String {
     s.bytes()
@@ -314,12 +397,23 @@ pub fn ffmpeg(args: &[&str]) {
     );
 }
 
-/// A small MP4 with a tone and a test pattern, `seconds` long.
+/// A small MP4 with a tone and a test pattern, `seconds` long. ffmpeg writes the index
+/// (`moov`) last, as cameras do, so it cannot be read from a pipe.
 pub fn make_video(dir: &Path, name: &str, seconds: u32) -> PathBuf {
+    make_video_with(dir, name, seconds, &[])
+}
+
+/// Like [`make_video`] with the index first (`-movflags +faststart`), as web tools
+/// write MP4s: ffmpeg can read it front to back while it arrives.
+pub fn make_faststart_video(dir: &Path, name: &str, seconds: u32) -> PathBuf {
+    make_video_with(dir, name, seconds, &["-movflags", "+faststart"])
+}
+
+fn make_video_with(dir: &Path, name: &str, seconds: u32, extra: &[&str]) -> PathBuf {
     let path = dir.join(name);
     let sine = format!("sine=frequency=440:sample_rate=44100:duration={seconds}");
     let video = format!("testsrc=size=160x120:rate=10:duration={seconds}");
-    ffmpeg(&[
+    let mut args = vec![
         "-f",
         "lavfi",
         "-i",
@@ -333,8 +427,10 @@ pub fn make_video(dir: &Path, name: &str, seconds: u32) -> PathBuf {
         "-c:a",
         "aac",
         "-shortest",
-        path.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    args.push(path.to_str().unwrap());
+    ffmpeg(&args);
     path
 }
 
