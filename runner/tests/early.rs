@@ -18,6 +18,17 @@ fn split_tail(data: &[u8]) -> (&[u8], &[u8]) {
     data.split_at(data.len() - 64 * 1024)
 }
 
+/// Starts uploading a 6 s MP4 indexed first, sends all but its last 64 KiB and waits
+/// until the runner converts it. Returns the upload and the part held back.
+async fn held_faststart_upload(runner: &Runner, tmp: &std::path::Path) -> (HeldUpload, Vec<u8>) {
+    let data = std::fs::read(make_faststart_video(tmp, "clip.mp4", 6)).unwrap();
+    let (body, tail) = split_tail(&data);
+    let upload = HeldUpload::start(runner, "u1", "clip.mp4");
+    upload.send(body).await;
+    metric_reaches(runner, BUSY, 1.0).await;
+    (upload, tail.to_vec())
+}
+
 async fn job_of(resp: reqwest::Response) -> Value {
     assert_eq!(resp.status(), 202);
     resp.json().await.unwrap()
@@ -41,16 +52,11 @@ async fn a_faststart_mp4_is_converted_while_it_arrives() {
     // Patience well beyond any pause a loaded machine puts between our requests.
     let runner = Runner::start(&["--early-start-patience", "10m"]);
     let tmp = tempfile::tempdir().unwrap();
-    let data = std::fs::read(make_faststart_video(tmp.path(), "clip.mp4", 6)).unwrap();
-    let (body, tail) = split_tail(&data);
-
-    let upload = HeldUpload::start(&runner, "u1", "clip.mp4");
-    upload.send(body).await;
     // ffmpeg is running before the upload has finished.
-    metric_reaches(&runner, BUSY, 1.0).await;
+    let (upload, tail) = held_faststart_upload(&runner, tmp.path()).await;
     assert_eq!(metric(&runner, STARTED_EARLY).await, 1.0);
     assert!(runner.spool_files("inputs").is_empty(), "still arriving");
-    upload.send(tail).await;
+    upload.send(&tail).await;
     let job = job_of(upload.finish().await).await;
     assert_eq!(job["status"], "running", "{job}");
     assert_eq!(job["attempts"], 1);
@@ -96,12 +102,7 @@ async fn an_mp4_indexed_at_the_end_waits_for_the_whole_upload() {
 async fn an_abandoned_upload_stops_its_ffmpeg_and_leaves_nothing() {
     let runner = Runner::start(&["--early-start-patience", "10m"]);
     let tmp = tempfile::tempdir().unwrap();
-    let data = std::fs::read(make_faststart_video(tmp.path(), "clip.mp4", 6)).unwrap();
-    let (body, _) = split_tail(&data);
-
-    let upload = HeldUpload::start(&runner, "u1", "clip.mp4");
-    upload.send(body).await;
-    metric_reaches(&runner, BUSY, 1.0).await;
+    let (upload, _) = held_faststart_upload(&runner, tmp.path()).await;
     // ffmpeg's command line names its output in the spool; the runner's does not.
     let outputs = runner.spool.join("outputs").to_string_lossy().into_owned();
     assert!(
@@ -122,27 +123,18 @@ async fn an_abandoned_upload_stops_its_ffmpeg_and_leaves_nothing() {
             .all(|dir| runner.spool_files(dir).is_empty())
     })
     .await;
-    let resp = auth(client().get(runner.url("/jobs")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.headers()["x-total-count"], "0");
+    assert_eq!(job_count(&runner).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalling_client_loses_the_head_start_but_not_the_job() {
     let runner = Runner::start(&["--early-start-patience", "300ms"]);
     let tmp = tempfile::tempdir().unwrap();
-    let data = std::fs::read(make_faststart_video(tmp.path(), "clip.mp4", 6)).unwrap();
-    let (body, tail) = split_tail(&data);
-
-    let upload = HeldUpload::start(&runner, "u1", "clip.mp4");
-    upload.send(body).await;
-    metric_reaches(&runner, BUSY, 1.0).await;
+    let (upload, tail) = held_faststart_upload(&runner, tmp.path()).await;
     // The client goes quiet for longer than the runner's patience: the worker is given
     // back while the upload is still open.
     metric_reaches(&runner, BUSY, 0.0).await;
-    upload.send(tail).await;
+    upload.send(&tail).await;
     let job = job_of(upload.finish().await).await;
     let id = job["id"].as_str().unwrap();
 

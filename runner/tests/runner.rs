@@ -160,13 +160,7 @@ async fn converts_uploaded_video_and_serves_the_mp3() {
     assert_eq!(stats["total"], 1);
     assert_eq!(stats["bytes_out"], mp3.len() as u64);
 
-    let text = auth(client().get(runner.url("/metrics")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&runner).await;
     assert!(
         text.contains("spinmesh_runner_jobs{state=\"completed\"} 1"),
         "{text}"
@@ -302,11 +296,7 @@ async fn oversized_uploads_are_refused_and_leave_nothing() {
 
     assert!(runner.spool_files("incoming").is_empty());
     assert!(runner.spool_files("inputs").is_empty());
-    let resp = auth(client().get(runner.url("/jobs")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.headers()["x-total-count"], "0");
+    assert_eq!(job_count(&runner).await, 0);
 
     // Just under the limit is fine.
     let resp = upload_chunked(&runner, "u", "ok.bin", vec![7u8; 1 << 20]).await;
@@ -336,11 +326,7 @@ async fn aborted_uploads_leave_nothing_behind() {
     })
     .await;
     assert!(runner.spool_files("inputs").is_empty());
-    let resp = auth(client().get(runner.url("/jobs")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.headers()["x-total-count"], "0");
+    assert_eq!(job_count(&runner).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -517,13 +503,7 @@ async fn transient_failures_are_retried_then_reported() {
         job["error"],
         "Conversion process was terminated unexpectedly"
     );
-    let text = auth(client().get(runner.url("/metrics")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&runner).await;
     assert!(
         text.contains("spinmesh_runner_job_outcomes_total{outcome=\"retried\"} 2"),
         "{text}"

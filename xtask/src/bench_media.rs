@@ -25,6 +25,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(10);
 pub fn conversion(app: &mut App, token: &str, seconds: u32, runs: usize, layout: ClipLayout) -> Result<Conversion> {
     let clip = phone_clip(seconds, layout)?;
     let bytes = std::fs::read(&clip)?;
+    let form = multipart_body(BOUNDARY, &[("file", Some("clip.mp4"), &bytes)]);
     let scratch = tempfile_dir()?;
     let quality = runner_quality()?;
     let bare_args = spinmesh_runner::ffmpeg::ffmpeg_args(&Input::File(&clip), &scratch.join("bare.mp3"), quality);
@@ -50,9 +51,11 @@ pub fn conversion(app: &mut App, token: &str, seconds: u32, runs: usize, layout:
             bail!("bare ffmpeg failed on {}", clip.display());
         }
 
+        // The form is built before the clock starts: timing starts as the client sends.
+        let body = form.clone();
         let started_at = SystemTime::now();
         let started = Instant::now();
-        let job = upload(app, token, "clip.mp4", bytes.clone())?;
+        let job = upload(app, token, body)?;
         let uploaded = started.elapsed().as_secs_f64();
         wait_for_completion(app, token, &job)?;
         figures.client_seen.push(started.elapsed().as_secs_f64());
@@ -205,8 +208,10 @@ pub fn upload_memory(app: &App, token: &str, megabytes: usize) -> Result<UploadM
             (host_peak, runner_peak)
         })
     };
+    let body = multipart_body(BOUNDARY, &[("file", Some("big.mp4"), &bytes)]);
+    drop(bytes);
     let started = Instant::now();
-    let uploaded = upload(app, token, "big.mp4", bytes);
+    let uploaded = upload(app, token, body);
     let elapsed = started.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
     let (host_peak, runner_peak) = sampler.join().expect("the memory sampler does not panic");
@@ -233,9 +238,8 @@ fn rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn upload(app: &App, token: &str, filename: &str, bytes: Vec<u8>) -> Result<String> {
-    let body = multipart_body(BOUNDARY, &[("file", Some(filename), &bytes)]);
-    drop(bytes);
+/// Sends a multipart form built by [`multipart_body`] with [`BOUNDARY`].
+fn upload(app: &App, token: &str, body: Vec<u8>) -> Result<String> {
     let response = client()
         .post(app.url("/api/upload"))
         .bearer_auth(token)

@@ -287,15 +287,15 @@ impl HeldUpload {
     }
 }
 
+/// The runner's `/metrics` text.
+pub async fn metrics_text(runner: &Runner) -> String {
+    let resp = auth(client().get(runner.url("/metrics"))).send().await.unwrap();
+    resp.text().await.unwrap()
+}
+
 /// The value of an unlabelled metric on the runner's `/metrics`.
 pub async fn metric(runner: &Runner, name: &str) -> f64 {
-    let text = auth(client().get(runner.url("/metrics")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(runner).await;
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
@@ -318,6 +318,12 @@ pub async fn metric_reaches(runner: &Runner, name: &str, want: f64) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// How many jobs the runner has, all owners.
+pub async fn job_count(runner: &Runner) -> u64 {
+    let resp = auth(client().get(runner.url("/jobs"))).send().await.unwrap();
+    resp.headers()["x-total-count"].to_str().unwrap().parse().unwrap()
 }
 
 /// Percent-encodes everything but unreserved characters.
