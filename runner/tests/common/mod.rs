@@ -289,7 +289,10 @@ impl HeldUpload {
 
 /// The runner's `/metrics` text.
 pub async fn metrics_text(runner: &Runner) -> String {
-    let resp = auth(client().get(runner.url("/metrics"))).send().await.unwrap();
+    let resp = auth(client().get(runner.url("/metrics")))
+        .send()
+        .await
+        .unwrap();
     resp.text().await.unwrap()
 }
 
@@ -322,8 +325,15 @@ pub async fn metric_reaches(runner: &Runner, name: &str, want: f64) {
 
 /// How many jobs the runner has, all owners.
 pub async fn job_count(runner: &Runner) -> u64 {
-    let resp = auth(client().get(runner.url("/jobs"))).send().await.unwrap();
-    resp.headers()["x-total-count"].to_str().unwrap().parse().unwrap()
+    let resp = auth(client().get(runner.url("/jobs")))
+        .send()
+        .await
+        .unwrap();
+    resp.headers()["x-total-count"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// Percent-encodes everything but unreserved characters.
