@@ -302,14 +302,25 @@ mod tests {
         assert_eq!(got, data);
     }
 
-    #[tokio::test]
-    async fn an_abandoned_upload_stops_the_feed() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A spool file holding the first three bytes of an upload still arriving.
+    async fn three_bytes_arrived(
+        dir: &tempfile::TempDir,
+    ) -> (
+        tokio::fs::File,
+        watch::Sender<Arrival>,
+        watch::Receiver<Arrival>,
+    ) {
         let path = dir.path().join("upload");
         std::fs::write(&path, b"abc").unwrap();
         let (tx, rx) = watch::channel(Arrival::Receiving { on_disk: 3 });
+        (tokio::fs::File::open(&path).await.unwrap(), tx, rx)
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_upload_stops_the_feed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, tx, rx) = three_bytes_arrived(&dir).await;
         let (_reader, writer) = tokio::io::duplex(64);
-        let file = tokio::fs::File::open(&path).await.unwrap();
         let feeder = tokio::spawn(feed(file, rx, writer, Duration::from_secs(30)));
         tokio::task::yield_now().await;
         drop(tx);
@@ -319,11 +330,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_client_that_stalls_too_long_loses_the_head_start() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("upload");
-        std::fs::write(&path, b"abc").unwrap();
-        let (tx, rx) = watch::channel(Arrival::Receiving { on_disk: 3 });
+        let (file, tx, rx) = three_bytes_arrived(&dir).await;
         let (_reader, writer) = tokio::io::duplex(64);
-        let file = tokio::fs::File::open(&path).await.unwrap();
         let result = feed(file, rx, writer, Duration::from_secs(2)).await;
         assert!(matches!(result, Err(FeedError::Stalled(_))), "{result:?}");
         drop(tx);

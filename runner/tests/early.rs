@@ -29,6 +29,15 @@ async fn held_faststart_upload(runner: &Runner, tmp: &std::path::Path) -> (HeldU
     (upload, tail.to_vec())
 }
 
+/// Checks that `job` was queued as usual and converted without an early start.
+async fn converted_after_the_upload(runner: &Runner, job: Value) {
+    assert_eq!(job["status"], "queued");
+    let id = job["id"].as_str().unwrap();
+    let done = poll_job(runner, id, is_finished).await.pop().unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(metric(runner, STARTED_EARLY).await, 0.0);
+}
+
 async fn job_of(resp: reqwest::Response) -> Value {
     assert_eq!(resp.status(), 202);
     resp.json().await.unwrap()
@@ -91,11 +100,7 @@ async fn an_mp4_indexed_at_the_end_waits_for_the_whole_upload() {
     assert_eq!(metric(&runner, BUSY).await, 0.0);
     upload.send(tail).await;
     let job = job_of(upload.finish().await).await;
-    assert_eq!(job["status"], "queued");
-    let id = job["id"].as_str().unwrap();
-    let done = poll_job(&runner, id, is_finished).await.pop().unwrap();
-    assert_eq!(done["status"], "completed", "{done}");
-    assert_eq!(metric(&runner, STARTED_EARLY).await, 0.0);
+    converted_after_the_upload(&runner, job).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,11 +157,7 @@ async fn early_starts_can_be_turned_off() {
     let tmp = tempfile::tempdir().unwrap();
     let data = std::fs::read(make_faststart_video(tmp.path(), "clip.mp4", 2)).unwrap();
     let job = job_of(upload_chunked(&runner, "u", "clip.mp4", data).await).await;
-    assert_eq!(job["status"], "queued");
-    let id = job["id"].as_str().unwrap();
-    let done = poll_job(&runner, id, is_finished).await.pop().unwrap();
-    assert_eq!(done["status"], "completed", "{done}");
-    assert_eq!(metric(&runner, STARTED_EARLY).await, 0.0);
+    converted_after_the_upload(&runner, job).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
