@@ -215,7 +215,8 @@ pub async fn convert_arriving(
             )
             .await;
             drop(progress_tx);
-            let _ = feeder.await;
+            // ffmpeg has exited: whatever the feeder still waits for is of no use.
+            feeder.abort();
             writer.abort();
             result
         }
