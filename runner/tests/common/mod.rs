@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod postgres;
+
 pub const TOKEN: &str = "test-runner-token-0123456789";
 pub const BIN: &str = env!("CARGO_BIN_EXE_spinmesh-runner");
 
