@@ -58,11 +58,13 @@ impl Runner {
             format!("127.0.0.1:{port}"),
             "--spool-dir".into(),
             spool.display().to_string(),
-            "--workers".into(),
-            "2".into(),
             "--shutdown-grace".into(),
             "2s".into(),
         ];
+        // Two workers unless the test chooses (clap refuses a flag given twice).
+        if !extra.contains(&"--workers") {
+            args.extend(["--workers".into(), "2".into()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = Command::new(BIN)
             .args(&args)
