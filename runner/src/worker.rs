@@ -14,13 +14,16 @@ use crate::job::JobStatus;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::spool::{Spool, remove_if_exists};
-use crate::store::{Claim, Lease, Leased, Store};
+use crate::store::{Claim, JobStore, Lease, Leased, Store};
 use crate::units::now_ms;
 
 /// Longest wait between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Idle workers look for due work at least this often, even without a wake-up.
 const IDLE_POLL: Duration = Duration::from_secs(30);
+/// While the job store is unreachable, workers try again after these delays, doubling.
+const STORE_RETRY_FIRST: Duration = Duration::from_millis(200);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Everything a worker needs; shared by all workers.
 pub struct WorkerContext {
@@ -54,6 +57,7 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
 
 /// One worker's loop: claim, convert, repeat, until `stop`.
 pub async fn run_worker(index: usize, ctx: Arc<WorkerContext>) {
+    let mut store_retry = STORE_RETRY_FIRST;
     loop {
         let slot = tokio::select! {
             slot = ctx.slots.clone().acquire_owned() => slot.expect("the slot semaphore is never closed"),
@@ -62,7 +66,11 @@ pub async fn run_worker(index: usize, ctx: Arc<WorkerContext>) {
         if ctx.stop.is_cancelled() {
             break;
         }
-        match ctx.store.run(|s| s.claim_next(now_ms())).await {
+        let claim = ctx.store.run(|s| s.claim_next(now_ms())).await;
+        if claim.is_ok() {
+            store_retry = STORE_RETRY_FIRST;
+        }
+        match claim {
             Ok(Claim::Job(leased)) => {
                 let span = info_span!("job", job_id = %leased.job.id, worker = index);
                 process(&ctx, *leased).instrument(span).await;
@@ -83,11 +91,12 @@ pub async fn run_worker(index: usize, ctx: Arc<WorkerContext>) {
             }
             Err(err) => {
                 drop(slot);
-                error!(worker = index, error = %err, "cannot claim a job; retrying");
+                error!(worker = index, error = %err, retry_in_ms = store_retry.as_millis() as u64, "cannot claim a job; retrying");
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = tokio::time::sleep(store_retry) => {}
                     _ = ctx.stop.cancelled() => break,
                 }
+                store_retry = (store_retry * 2).min(STORE_RETRY_MAX);
             }
         }
     }
@@ -348,10 +357,32 @@ async fn cancelled(ctx: &WorkerContext, id: &str) {
     }
 }
 
+/// Runs the write that ends a lease, retrying while the job store is unreachable for as
+/// long as the lease could still be ours: a short database outage then does not make
+/// a finished conversion run again.
+async fn persist<R, F>(ctx: &WorkerContext, write: F) -> crate::Result<R>
+where
+    R: Send + 'static,
+    F: Fn(&dyn JobStore) -> crate::Result<R> + Clone + Send + 'static,
+{
+    let give_up = Instant::now() + ctx.lease_renewal * 3;
+    let mut delay = STORE_RETRY_FIRST;
+    loop {
+        match ctx.store.run(write.clone()).await {
+            Err(err) if err.is_store_unreachable() && Instant::now() + delay < give_up => {
+                warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "job store unreachable; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(STORE_RETRY_MAX);
+            }
+            result => return result,
+        }
+    }
+}
+
 /// `running` → `queued` without counting the attempt.
 async fn requeue(ctx: &WorkerContext, lease: &Lease, why: &str) {
     let lease = lease.clone();
-    match ctx.store.run(move |s| s.release(&lease)).await {
+    match persist(ctx, move |s| s.release(&lease)).await {
         Ok(_) => info!("{why}; job re-queued"),
         Err(err) => {
             warn!(error = %err, "cannot re-queue job; the reaper will once its lease expires")
@@ -394,11 +425,7 @@ async fn finish_converted(
         return;
     }
     let held = lease.clone();
-    match ctx
-        .store
-        .run(move |s| s.complete(&held, size, now_ms()))
-        .await
-    {
+    match persist(ctx, move |s| s.complete(&held, size, now_ms())).await {
         Ok(true) => {
             ctx.metrics.job_completed(took);
             discard(&ctx.spool.input(&job.id));
@@ -427,11 +454,7 @@ async fn finish_converted(
 
 async fn finish_failed(ctx: &WorkerContext, lease: &Lease, reason: &str) {
     let (held, reason_owned) = (lease.clone(), reason.to_string());
-    match ctx
-        .store
-        .run(move |s| s.fail(&held, &reason_owned, now_ms()))
-        .await
-    {
+    match persist(ctx, move |s| s.fail(&held, &reason_owned, now_ms())).await {
         Ok(true) => {
             ctx.metrics.job_failed();
             discard(&ctx.spool.input(&lease.job_id));
@@ -451,7 +474,7 @@ async fn retry_or_fail(ctx: &WorkerContext, leased: &Leased, reason: &str) {
     let delay = backoff(ctx.retry_backoff, job.attempts);
     let not_before = now_ms().saturating_add(delay.as_millis() as i64);
     let held = lease.clone();
-    match ctx.store.run(move |s| s.retry_later(&held, not_before)).await {
+    match persist(ctx, move |s| s.retry_later(&held, not_before)).await {
         Ok(true) => {
             ctx.metrics.job_retried();
             warn!(
