@@ -40,8 +40,10 @@ pub enum Error {
     Postgres(#[from] tokio_postgres::Error),
     #[error("job store connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("job store: {0}")]
-    StoreSetup(String),
+    /// The database returned something the runner cannot use (or the pool could not be
+    /// set up).
+    #[error("job database: {0}")]
+    Database(String),
     #[error("background task: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error("i/o: {0}")]
@@ -155,7 +157,7 @@ impl Error {
             Error::Store(_)
             | Error::Postgres(_)
             | Error::Pool(_)
-            | Error::StoreSetup(_)
+            | Error::Database(_)
             | Error::Task(_)
             | Error::Io(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -98,7 +98,7 @@ impl PgJobStore {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .recycle_timeout(Some(POOL_TIMEOUT))
             .build()
-            .map_err(|err| Error::StoreSetup(err.to_string()))?;
+            .map_err(|err| Error::Database(err.to_string()))?;
         let mut client = pool.get().await?;
         migrate(&mut client).await?;
         drop(client);
@@ -179,7 +179,7 @@ async fn notify(tx: &Transaction<'_>, channel: &str, payload: &str) -> Result<()
 fn row_to_job(row: &Row) -> Result<Job> {
     let status: String = row.try_get(2)?;
     let status = JobStatus::parse(&status)
-        .ok_or_else(|| Error::StoreSetup(format!("unknown job status {status:?}")))?;
+        .ok_or_else(|| Error::Database(format!("unknown job status {status:?}")))?;
     let progress: i32 = row.try_get(3)?;
     let size: i64 = row.try_get(6)?;
     let output: Option<i64> = row.try_get(7)?;
@@ -577,14 +577,11 @@ async fn listen_once(
     let (sender, mut notifications) = mpsc::channel(NOTIFICATION_BACKLOG);
     let driver = tokio::spawn(async move {
         while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
-            match message? {
-                AsyncMessage::Notification(n) => {
-                    if sender.send(n).await.is_err() {
-                        break;
-                    }
-                }
-                // Notices are logged by the server already.
-                _ => {}
+            // Notices are logged by the server already; only notifications matter.
+            if let AsyncMessage::Notification(n) = message?
+                && sender.send(n).await.is_err()
+            {
+                break;
             }
         }
         Ok::<_, tokio_postgres::Error>(())
