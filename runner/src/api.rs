@@ -27,7 +27,7 @@ use crate::names;
 use crate::range::{RangeDecision, parse_range};
 use crate::registry::Registry;
 use crate::spool::{Spool, remove_if_exists};
-use crate::store::Store;
+use crate::store::{Leased, Store};
 use crate::units::now_ms;
 use crate::worker::{self, WorkerContext};
 
@@ -142,8 +142,8 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
             warn!(error = %err, "health check: job store unavailable");
             error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "Job store is unavailable".into(),
+                "degraded",
+                "Degraded: the job store is unreachable; the runner keeps retrying".into(),
             )
         }
     }
@@ -449,14 +449,22 @@ async fn create_job(
             .is_some()
             .then(|| now_ms() - started.elapsed().as_millis() as i64),
     };
-    let job = state.store.run(move |s| s.insert(new_job)).await?;
+    let (job, lease) = state
+        .store
+        .run(move |s| s.insert(new_job, now_ms()))
+        .await?;
     guard.disarm();
     state.metrics.upload_accepted(received);
-    match arrival {
-        Some(arrival) => {
-            arrival.send_replace(Arrival::Recorded(Box::new(job.clone())));
+    match (arrival, lease) {
+        (Some(arrival), Some(lease)) => {
+            let leased = Leased {
+                job: job.clone(),
+                lease,
+            };
+            arrival.send_replace(Arrival::Recorded(Box::new(leased)));
         }
-        None => state.wake.notify_one(),
+        // Without a lease nobody converts it early; a queued job wakes a worker.
+        _ => state.wake.notify_one(),
     }
     info!(
         job_id = %job.id,

@@ -13,9 +13,10 @@ use crate::api::{AppState, router};
 use crate::config::Config;
 use crate::ffmpeg::{self, ConvertSettings};
 use crate::metrics::Metrics;
+use crate::pg::{self, PgJobStore};
 use crate::registry::Registry;
-use crate::spool::Spool;
-use crate::store::{SqliteJobStore, Store};
+use crate::spool::{Sharing, Spool};
+use crate::store::{LeaseHolder, SqliteJobStore, Store};
 use crate::units::{format_duration, now_ms};
 use crate::worker::{self, WorkerContext};
 
@@ -34,32 +35,60 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let ffmpeg_version = ffmpeg::check(&ffmpeg_path).await?;
     info!(ffmpeg = %ffmpeg_path.display(), version = %ffmpeg_version, "found ffmpeg");
 
-    let spool = Arc::new(Spool::open(&config.spool_dir)?);
-    let sqlite = SqliteJobStore::open(&spool.db_path())
-        .with_context(|| format!("cannot open the job database in {}", spool.root().display()))?;
-    let store = Store::new(Arc::new(sqlite));
+    let workers = config.worker_count();
+    let holder = LeaseHolder {
+        runner_id: config.runner_id(),
+        ttl: config.lease_ttl,
+    };
+    let runner_id = holder.runner_id.clone();
+    let pg_config = config.database_url.as_deref().map(pg::parse_url).transpose()?;
+    let sharing = match pg_config {
+        Some(_) => Sharing::Shared,
+        None => Sharing::Exclusive,
+    };
+    let spool_dir = config.spool_dir.clone();
+    let spool = Arc::new(
+        tokio::task::spawn_blocking(move || Spool::open(&spool_dir, sharing)).await??,
+    );
+    let store = match &pg_config {
+        Some(pg_config) => {
+            // Workers, uploads and the API share the pool; a few spare connections keep
+            // the API responsive while every worker writes progress.
+            let pg = PgJobStore::connect(pg_config.clone(), workers + 8, holder)
+                .await
+                .context("cannot connect to the job database (--database-url)")?;
+            Store::new(Arc::new(pg))
+        }
+        None => {
+            let sqlite = SqliteJobStore::open(&spool.db_path(), holder).with_context(|| {
+                format!("cannot open the job database in {}", spool.root().display())
+            })?;
+            Store::new(Arc::new(sqlite))
+        }
+    };
 
-    // Crash recovery: nothing else can be using this spool (we hold its lock).
-    let leftovers = spool
-        .remove_leftovers()
-        .context("cannot clean the spool directory")?;
-    if leftovers > 0 {
-        info!(
-            files = leftovers,
-            "removed partial uploads and outputs left by a previous run"
-        );
+    let cleaner = spool.clone();
+    match tokio::task::spawn_blocking(move || cleaner.remove_leftovers())
+        .await?
+        .context("cannot clean the spool directory")?
+    {
+        Some(0) => {}
+        Some(files) => info!(files, "removed partial uploads and outputs left by a previous run"),
+        None => info!("other runners share the spool; leaving its partial files alone"),
     }
+    // With SQLite, the exclusive spool lock proves that whoever holds a lease in this
+    // database is gone, so every lease counts as expired now. With PostgreSQL, other
+    // runners' leases are honoured until they expire.
+    let reap_now = match sharing {
+        Sharing::Exclusive => i64::MAX,
+        Sharing::Shared => now_ms(),
+    };
     let max_attempts = config.max_attempts;
-    let recovered = store
-        .run(move |s| s.recover_interrupted(max_attempts, now_ms()))
+    let reaped = store
+        .run(move |s| s.reap_expired(max_attempts, reap_now))
         .await
         .context("cannot recover interrupted jobs")?;
-    for id in &recovered.requeued {
-        info!(job_id = %id, "re-queued job interrupted by a previous shutdown or crash");
-    }
-    for id in &recovered.failed {
-        warn!(job_id = %id, "job was interrupted too many times; marked failed");
-    }
+    worker::log_reaped(&reaped);
     let free = spool.free_space().unwrap_or(0);
     if free < config.min_free_disk {
         warn!(
@@ -69,7 +98,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
 
-    let workers = config.worker_count();
     let metrics = Arc::new(Metrics::default());
     let registry = Registry::default();
     let wake = Arc::new(Notify::new());
@@ -86,6 +114,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         max_attempts: config.max_attempts,
         retry_backoff: config.retry_backoff,
+        lease_renewal: config.lease_ttl / 3,
         early_start_patience: config.early_start_patience,
         registry: registry.clone(),
         slots: Arc::new(Semaphore::new(workers)),
@@ -98,6 +127,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for index in 0..workers {
         worker_tasks.spawn(worker::run_worker(index, ctx.clone()));
     }
+    let reaper = tokio::spawn(worker::run_reaper(
+        store.clone(),
+        config.max_attempts,
+        config.lease_ttl / 2,
+        wake.clone(),
+        stop.clone(),
+    ));
+    // Stays up through shutdown: cancels must still reach conversions that are draining.
+    let notifications = pg_config.map(|pg_config| {
+        tokio::spawn(pg::listen(pg_config, wake.clone(), registry.clone()))
+    });
     let sweeper = tokio::spawn(worker::run_sweeper(
         store.clone(),
         spool.clone(),
@@ -130,6 +170,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     info!(
         %addr,
         spool = %spool.root().display(),
+        store = if notifications.is_some() { "postgres" } else { "sqlite" },
+        runner_id = %runner_id,
         workers,
         max_upload_bytes = config.max_upload_bytes,
         job_timeout = %format_duration(config.job_timeout),
@@ -160,6 +202,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     info!(grace = %format_duration(grace), "shutting down: no new connections or jobs; waiting for running conversions");
     stop.cancel();
     sweeper.abort();
+    reaper.abort();
 
     let drain_workers = async {
         if tokio::time::timeout(grace, async {
@@ -183,6 +226,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     tokio::join!(drain_workers, drain_server);
+    if let Some(notifications) = notifications {
+        notifications.abort();
+    }
     info!("stopped");
     Ok(())
 }
@@ -193,7 +239,7 @@ async fn watch_signals(shutdown: CancellationToken) {
     info!("shutdown signal received");
     shutdown.cancel();
     wait_for_signal().await;
-    warn!("second signal: exiting immediately; running jobs will be recovered at next start");
+    warn!("second signal: exiting immediately; running jobs are re-queued once their leases expire");
     std::process::exit(130);
 }
 

@@ -31,6 +31,23 @@ pub struct Config {
     #[arg(long, env = "RUNNER_SPOOL_DIR", default_value = ".spin/runner")]
     pub spool_dir: PathBuf,
 
+    /// Job store shared by several runners: `postgres://user@host:port/db`. Without it the
+    /// jobs live in SQLite inside the spool directory and only one runner may use it.
+    /// Runners sharing a database must share the spool directory too.
+    #[arg(long, env = "RUNNER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// How long a claimed job stays this runner's without a renewal. Running conversions
+    /// renew it every third of this; once it expires, the reaper hands the job to
+    /// whichever runner claims it next.
+    #[arg(long, env = "RUNNER_LEASE_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+
+    /// Name this runner's leases are recorded under (default: host name, process id and
+    /// a random suffix).
+    #[arg(long, env = "RUNNER_ID")]
+    pub runner_id: Option<String>,
+
     /// ffmpeg executable (a path, or a name looked up on PATH). Default: ffmpeg on PATH.
     #[arg(long, env = "RUNNER_FFMPEG")]
     pub ffmpeg: Option<PathBuf>,
@@ -105,10 +122,37 @@ impl Config {
         if self.job_timeout.is_zero() {
             bail!("--job-timeout must be greater than 0");
         }
+        if self.lease_ttl < Duration::from_secs(1) {
+            bail!("--lease-ttl must be at least 1s");
+        }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            bail!("--database-url must be a postgres:// or postgresql:// URL");
+        }
+        if let Some(id) = &self.runner_id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        {
+            bail!("--runner-id must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_' or '.'");
+        }
         if self.sweep_interval.is_zero() {
             bail!("--sweep-interval must be greater than 0");
         }
         Ok(token)
+    }
+
+    /// The configured runner id, or one unique to this process.
+    pub fn runner_id(&self) -> String {
+        self.runner_id.clone().unwrap_or_else(|| {
+            let host = nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "runner".into());
+            let suffix = uuid::Uuid::new_v4().simple().to_string();
+            format!("{host}-{}-{}", std::process::id(), &suffix[..8])
+        })
     }
 
     pub fn worker_count(&self) -> usize {
@@ -141,6 +185,8 @@ mod tests {
         assert_eq!(c.retention, Duration::from_secs(86_400));
         assert_eq!(c.quality, 2);
         assert_eq!(c.early_start_patience, Duration::from_secs(2));
+        assert_eq!(c.lease_ttl, Duration::from_secs(30));
+        assert!(c.database_url.is_none());
         assert!(c.worker_count() >= 1);
         assert_eq!(c.validate().unwrap(), "t");
     }
@@ -183,5 +229,16 @@ mod tests {
                 .validate()
                 .is_err()
         );
+        for bad in [
+            &["--database-url", "mysql://x"][..],
+            &["--lease-ttl", "500ms"],
+            &["--runner-id", "has space"],
+        ] {
+            let mut args = vec!["--token", "t"];
+            args.extend_from_slice(bad);
+            assert!(parse(&args).validate().is_err(), "{bad:?}");
+        }
+        let c = parse(&["--token", "t", "--database-url", "postgres://u@127.0.0.1:5/db"]);
+        assert!(c.validate().is_ok());
     }
 }

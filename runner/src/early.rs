@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::job::Job;
+use crate::store::Leased;
 
 /// Give up sniffing (and convert after the upload) if the container's layout is not
 /// known within this many bytes.
@@ -98,7 +98,7 @@ pub enum Arrival {
     /// Every byte is in the spool file; the job is not recorded yet.
     Received { total: u64 },
     /// The job is recorded (as `running`, owned by the early conversion).
-    Recorded(Box<Job>),
+    Recorded(Box<Leased>),
 }
 
 impl Arrival {
@@ -106,7 +106,7 @@ impl Arrival {
         match self {
             Arrival::Receiving { on_disk } => Some(*on_disk),
             Arrival::Received { total } => Some(*total),
-            Arrival::Recorded(job) => Some(job.size_bytes),
+            Arrival::Recorded(leased) => Some(leased.job.size_bytes),
         }
     }
 
@@ -181,13 +181,13 @@ where
 }
 
 /// Waits until the upload handler has recorded the job (`Some`) or given up (`None`).
-pub async fn recorded(mut arrival: watch::Receiver<Arrival>) -> Option<Job> {
+pub async fn recorded(mut arrival: watch::Receiver<Arrival>) -> Option<Leased> {
     let state = arrival
         .wait_for(|a| matches!(a, Arrival::Recorded(_)))
         .await
         .ok()?;
     match &*state {
-        Arrival::Recorded(job) => Some((**job).clone()),
+        Arrival::Recorded(leased) => Some((**leased).clone()),
         _ => None,
     }
 }

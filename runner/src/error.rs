@@ -36,6 +36,14 @@ pub enum Error {
     UploadIncomplete(String),
     #[error("job store: {0}")]
     Store(#[from] rusqlite::Error),
+    #[error("job store: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("job store connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// The database returned something the runner cannot use (or the pool could not be
+    /// set up).
+    #[error("job database: {0}")]
+    Database(String),
     #[error("background task: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error("i/o: {0}")]
@@ -67,6 +75,20 @@ impl Error {
             Error::Store(rusqlite::Error::SqliteFailure(err, _))
                 if matches!(err.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
         )
+    }
+
+    /// Whether the job store cannot be reached (connection lost, server shutting down or
+    /// starting): worth retrying, unlike an error the server reports about a query.
+    pub fn is_store_unreachable(&self) -> bool {
+        match self {
+            Error::Pool(_) => true,
+            Error::Postgres(err) => match err.as_db_error() {
+                None => true,
+                // Classes 08 (connection exception) and 57 (operator intervention).
+                Some(db) => matches!(&db.code().code()[..2], "08" | "57"),
+            },
+            _ => false,
+        }
     }
 
     /// HTTP status, stable code and a client-safe message (no paths, SQL or internals).
@@ -127,7 +149,17 @@ impl Error {
                 "store_busy",
                 "Job store is busy; retry shortly".into(),
             ),
-            Error::Store(_) | Error::Task(_) | Error::Io(_) => (
+            err if err.is_store_unreachable() => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "Job store is unavailable; retry shortly".into(),
+            ),
+            Error::Store(_)
+            | Error::Postgres(_)
+            | Error::Pool(_)
+            | Error::Database(_)
+            | Error::Task(_)
+            | Error::Io(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
                 "Internal server error".into(),

@@ -13,6 +13,7 @@ pub mod ffmpeg;
 pub mod job;
 pub mod metrics;
 pub mod names;
+pub mod pg;
 pub mod range;
 pub mod registry;
 pub mod spool;

@@ -1,7 +1,8 @@
 //! The spool directory: where uploads, inputs, outputs and the job database live.
 //!
 //! ```text
-//! <spool>/runner.lock          exclusive lock: one runner per spool
+//! <spool>/runner.lock          lock: one runner per spool with SQLite (exclusive), any
+//!                              number sharing a PostgreSQL job store (shared)
 //! <spool>/jobs.db              job store (SQLite, WAL)
 //! <spool>/incoming/<id>.part   uploads still being received
 //! <spool>/inputs/<id>          complete uploads waiting for / under conversion
@@ -14,19 +15,36 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
+
+/// How a runner holds the spool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// The only runner on it (its SQLite job store lives inside).
+    Exclusive,
+    /// One of several runners whose job store is elsewhere (PostgreSQL).
+    Shared,
+}
+
+/// A shared lock waits this long for a runner that is briefly alone on the spool
+/// (cleaning up at start) before giving up.
+const SHARED_LOCK_PATIENCE: Duration = Duration::from_secs(30);
 
 pub struct Spool {
     root: PathBuf,
-    _lock: Flock<File>,
+    sharing: Sharing,
+    lock: Flock<File>,
 }
 
 impl Spool {
     /// Creates the directory layout under `dir`, makes the path absolute and takes the
-    /// spool lock so two runners never share (and "recover") each other's jobs.
-    pub fn open(dir: &Path) -> anyhow::Result<Spool> {
+    /// spool lock, exclusive or shared, so a SQLite runner never shares its spool (and
+    /// the jobs in it) with another runner.
+    pub fn open(dir: &Path, sharing: Sharing) -> anyhow::Result<Spool> {
         fs::create_dir_all(dir)
             .with_context(|| format!("cannot create spool directory {}", dir.display()))?;
         let root = fs::canonicalize(dir)
@@ -42,15 +60,49 @@ impl Spool {
             .write(true)
             .open(&lock_path)
             .with_context(|| format!("cannot open {}", lock_path.display()))?;
-        let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => lock,
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => bail!(
-                "spool directory {} is in use by another spinmesh-runner; stop it or pass a different --spool-dir",
-                root.display()
-            ),
-            Err((_, errno)) => bail!("cannot lock {}: {errno}", lock_path.display()),
+        let in_use = || {
+            anyhow::anyhow!(
+                "spool directory {} is in use by another spinmesh-runner{}; stop it or pass a different --spool-dir",
+                root.display(),
+                match sharing {
+                    Sharing::Exclusive => "",
+                    Sharing::Shared => " that keeps its jobs in SQLite",
+                }
+            )
         };
-        Ok(Spool { root, _lock: lock })
+        let lock = match sharing {
+            Sharing::Exclusive => match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => lock,
+                Err((_, Errno::EWOULDBLOCK)) => return Err(in_use()),
+                Err((_, errno)) => bail!("cannot lock {}: {errno}", lock_path.display()),
+            },
+            Sharing::Shared => {
+                let deadline = Instant::now() + SHARED_LOCK_PATIENCE;
+                let mut file = file;
+                loop {
+                    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+                        Ok(lock) => break lock,
+                        Err((_, errno)) if errno != Errno::EWOULDBLOCK => {
+                            bail!("cannot lock {}: {errno}", lock_path.display())
+                        }
+                        Err(_) if Instant::now() > deadline => return Err(in_use()),
+                        Err((back, _)) => {
+                            file = back;
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                    }
+                }
+            }
+        };
+        Ok(Spool {
+            root,
+            sharing,
+            lock,
+        })
+    }
+
+    pub fn sharing(&self) -> Sharing {
+        self.sharing
     }
 
     pub fn root(&self) -> &Path {
@@ -94,9 +146,26 @@ impl Spool {
         Ok(())
     }
 
-    /// At start-up (with the lock held, so nobody is writing): drops half-received
-    /// uploads and partial ffmpeg outputs a previous process left behind.
-    pub fn remove_leftovers(&self) -> io::Result<usize> {
+    /// At start-up, if no other runner is on the spool: drops half-received uploads and
+    /// partial ffmpeg outputs a previous process left behind. A shared holder takes the
+    /// lock exclusively for the clean-up, and leaves everything alone (`None`) when
+    /// another runner is on the spool, as those files may be its work in progress.
+    pub fn remove_leftovers(&self) -> io::Result<Option<usize>> {
+        if self.sharing == Sharing::Exclusive {
+            return self.remove_leftovers_alone().map(Some);
+        }
+        match self.lock.relock(FlockArg::LockExclusiveNonblock) {
+            Ok(()) => {}
+            Err(Errno::EWOULDBLOCK) => return Ok(None),
+            Err(errno) => return Err(errno.into()),
+        }
+        let removed = self.remove_leftovers_alone();
+        // Blocks only while another runner cleans up alone, which it does briefly.
+        self.lock.relock(FlockArg::LockShared)?;
+        removed.map(Some)
+    }
+
+    fn remove_leftovers_alone(&self) -> io::Result<usize> {
         let mut removed = 0;
         for entry in fs::read_dir(self.root.join("incoming"))? {
             let entry = entry?;
@@ -133,21 +202,41 @@ mod tests {
     #[test]
     fn layout_lock_and_cleanup() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(&dir.path().join("spool")).unwrap();
+        let spool = Spool::open(&dir.path().join("spool"), Sharing::Exclusive).unwrap();
         assert!(spool.root().is_absolute());
-        let err = Spool::open(&dir.path().join("spool")).err().unwrap();
-        assert!(err.to_string().contains("in use by another"), "{err}");
+        for sharing in [Sharing::Exclusive, Sharing::Shared] {
+            let err = Spool::open(&dir.path().join("spool"), sharing).err().unwrap();
+            assert!(err.to_string().contains("in use by another"), "{err}");
+        }
 
         let id = crate::names::new_job_id();
         fs::write(spool.incoming(&id), b"x").unwrap();
         fs::write(spool.partial_output(&id, 1), b"x").unwrap();
         fs::write(spool.output(&id), b"x").unwrap();
         fs::write(spool.input(&id), b"x").unwrap();
-        assert_eq!(spool.remove_leftovers().unwrap(), 2);
+        assert_eq!(spool.remove_leftovers().unwrap(), Some(2));
         assert!(spool.output(&id).exists());
         spool.remove_job_files(&id).unwrap();
         spool.remove_job_files(&id).unwrap();
         assert!(!spool.output(&id).exists() && !spool.input(&id).exists());
         assert!(spool.free_space().unwrap() > 0);
+    }
+
+    #[test]
+    fn shared_runners_clean_up_only_when_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Spool::open(&dir.path().join("s"), Sharing::Shared).unwrap();
+        let second = Spool::open(&dir.path().join("s"), Sharing::Shared).unwrap();
+        let err = Spool::open(&dir.path().join("s"), Sharing::Exclusive).err().unwrap();
+        assert!(err.to_string().contains("in use by another"), "{err}");
+
+        let id = crate::names::new_job_id();
+        fs::write(first.incoming(&id), b"x").unwrap();
+        assert_eq!(first.remove_leftovers().unwrap(), None);
+        assert!(first.incoming(&id).exists(), "another runner may be receiving it");
+        drop(second);
+        assert_eq!(first.remove_leftovers().unwrap(), Some(1));
+        // Back to shared: another runner can still join.
+        Spool::open(&dir.path().join("s"), Sharing::Shared).unwrap();
     }
 }

@@ -1,9 +1,13 @@
 //! Durable job store.
 //!
-//! [`JobStore`] is the small synchronous interface the rest of the runner depends on, so
-//! a shared backend (DESIGN.md §8) can replace SQLite later. [`Store`] is the async
-//! facade: every call runs on tokio's blocking pool, so a slow disk or a busy database
-//! never stalls the async workers and no lock is held across an `.await`.
+//! [`JobStore`] is the small synchronous interface the rest of the runner depends on;
+//! [`SqliteJobStore`] (the default) and [`crate::pg::PgJobStore`] implement it. [`Store`]
+//! is the async facade: every call runs on tokio's blocking pool, so a slow disk or a
+//! busy database never stalls the async workers and no lock is held across an `.await`.
+//!
+//! A running job is held under a lease: the claiming runner's id, a token unique to the
+//! claim, and an expiry that progress writes push forward. Every transition of a running
+//! job names the lease, so a runner whose lease was reaped cannot overwrite the job.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -14,50 +18,88 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use crate::error::Result;
 use crate::job::{Job, JobStatus, NewJob, Stats, Timestamp};
 
+/// Proof that the caller holds a running job: only the claim that issued `token` may
+/// move the job on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub job_id: String,
+    pub token: String,
+}
+
+/// A running job together with the caller's lease on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leased {
+    pub job: Job,
+    pub lease: Lease,
+}
+
 /// Outcome of asking for work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// This job is now `running` and belongs to the caller.
-    Job(Job),
+    /// This job is now `running` and leased to the caller.
+    Job(Box<Leased>),
     /// Nothing is runnable now; `next_due` is when a backed-off job becomes runnable.
     Idle { next_due: Option<i64> },
 }
 
-/// What start-up recovery did with jobs a previous process left `running`.
+/// What the reaper did with jobs whose lease expired.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Recovered {
+pub struct Reaped {
     pub requeued: Vec<String>,
     pub failed: Vec<String>,
 }
 
+/// Who takes leases through a store, and for how long each lease (or renewal) lasts.
+#[derive(Debug, Clone)]
+pub struct LeaseHolder {
+    pub runner_id: String,
+    pub ttl: Duration,
+}
+
+impl LeaseHolder {
+    pub(crate) fn expiry(&self, now: i64) -> i64 {
+        now.saturating_add(self.ttl.as_millis().min(i64::MAX as u128) as i64)
+    }
+
+    pub(crate) fn new_token(&self) -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+}
+
+/// The reason recorded on a job the reaper gives up on.
+pub const REASON_INTERRUPTED: &str = "Conversion was interrupted too many times";
+
 /// Storage operations on jobs. All state transitions are conditional on the current
-/// status, so racing callers (a worker finishing while a client cancels) cannot undo
-/// each other: the loser's update simply reports `false`.
+/// status (and, for running jobs, on the lease), so racing callers (a worker finishing
+/// while a client cancels, two runners) cannot undo each other: the loser's update
+/// simply reports `false`.
 pub trait JobStore: Send + Sync + 'static {
-    /// Records a fully received upload as `queued`, or as `running` when its conversion
-    /// already started (`started_at`).
-    fn insert(&self, job: NewJob) -> Result<Job>;
+    /// Records a fully received upload as `queued`, or as `running` and leased to the
+    /// caller when its conversion already started (`started_at`).
+    fn insert(&self, job: NewJob, now: i64) -> Result<(Job, Option<Lease>)>;
     fn get(&self, id: &str) -> Result<Option<Job>>;
     /// Jobs newest first, optionally for one owner, plus the total matching count.
     fn list(&self, owner: Option<&str>, limit: u32, offset: u64) -> Result<(Vec<Job>, u64)>;
-    /// Atomically moves the oldest runnable `queued` job to `running` (attempts + 1).
+    /// Atomically moves the oldest runnable `queued` job to `running` (attempts + 1),
+    /// leased to the caller.
     fn claim_next(&self, now: i64) -> Result<Claim>;
-    /// Updates progress of a running job; `false` when the job is no longer running.
-    fn set_progress(&self, id: &str, progress: u8) -> Result<bool>;
+    /// Extends the lease, recording `progress` if given; `false` when the lease is gone
+    /// (the job was cancelled, or reaped and perhaps claimed by another runner).
+    fn renew(&self, lease: &Lease, progress: Option<u8>, now: i64) -> Result<bool>;
     /// `running` → `completed`.
-    fn complete(&self, id: &str, output_bytes: u64, now: i64) -> Result<bool>;
+    fn complete(&self, lease: &Lease, output_bytes: u64, now: i64) -> Result<bool>;
     /// `running` → `failed` with a human-readable reason.
-    fn fail(&self, id: &str, reason: &str, now: i64) -> Result<bool>;
+    fn fail(&self, lease: &Lease, reason: &str, now: i64) -> Result<bool>;
     /// `running` → `queued`, runnable again at `not_before` (retry with backoff).
-    fn retry_later(&self, id: &str, not_before: i64) -> Result<bool>;
+    fn retry_later(&self, lease: &Lease, not_before: i64) -> Result<bool>;
     /// `running` → `queued` without counting the attempt (shutdown interrupted it).
-    fn release(&self, id: &str) -> Result<bool>;
+    fn release(&self, lease: &Lease) -> Result<bool>;
     /// `queued`/`running` → `cancelled`; any job is marked as having no files any more.
     /// Returns the updated job, or `None` if it does not exist.
     fn cancel(&self, id: &str, now: i64) -> Result<Option<Job>>;
-    /// At start-up: jobs left `running` go back to `queued`, or to `failed` once they
-    /// have used `max_attempts`.
-    fn recover_interrupted(&self, max_attempts: u32, now: i64) -> Result<Recovered>;
+    /// Jobs whose lease expired before `now` go back to `queued`, or to `failed` once
+    /// they have used `max_attempts`.
+    fn reap_expired(&self, max_attempts: u32, now: i64) -> Result<Reaped>;
     /// Finished jobs whose files still exist and that finished before `cutoff`.
     fn finished_before(&self, cutoff: i64, limit: u32) -> Result<Vec<String>>;
     /// Records that a job's files were removed.
@@ -85,33 +127,33 @@ impl Store {
     }
 }
 
-const COLUMNS: &str = "id, owner, status, progress, filename, source_filename, size_bytes, \
+/// Columns in the order [`crate::job::Job`] is read from, shared by both backends.
+pub(crate) const COLUMNS: &str = "id, owner, status, progress, filename, source_filename, size_bytes, \
      output_bytes, created_at, started_at, completed_at, error, attempts, expired";
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS jobs (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-    id              TEXT NOT NULL UNIQUE,
-    owner           TEXT NOT NULL,
-    status          TEXT NOT NULL
-                    CHECK (status IN ('queued', 'running', 'completed', 'failed', 'cancelled')),
-    progress        INTEGER NOT NULL DEFAULT 0,
-    filename        TEXT NOT NULL,
-    source_filename TEXT NOT NULL,
-    size_bytes      INTEGER NOT NULL,
-    output_bytes    INTEGER,
-    created_at      INTEGER NOT NULL,
-    started_at      INTEGER,
-    completed_at    INTEGER,
-    error           TEXT,
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    not_before      INTEGER NOT NULL DEFAULT 0,
-    expired         INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, seq);
-CREATE INDEX IF NOT EXISTS jobs_runnable ON jobs (status, not_before, seq);
-CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (expired, completed_at);
-";
+/// Adds one `GROUP BY status` row (count and byte sums) to `stats`; both backends read
+/// their statistics this way.
+pub(crate) fn add_status_row(
+    stats: &mut Stats,
+    status: &str,
+    count: i64,
+    bytes_in: i64,
+    bytes_out: i64,
+) {
+    if let Some(status) = JobStatus::parse(status) {
+        *stats.count_mut(status) += count.max(0) as u64;
+    }
+    stats.total += count.max(0) as u64;
+    stats.bytes_in += bytes_in.max(0) as u64;
+    stats.bytes_out += bytes_out.max(0) as u64;
+}
+
+/// Schema versions of the SQLite database, applied in order; `PRAGMA user_version`
+/// records the last one applied.
+const SQLITE_MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_jobs.sql"),
+    include_str!("../migrations/sqlite/0002_leases.sql"),
+];
 
 /// Keep at most this many idle connections; more are opened on demand under load.
 const MAX_IDLE_CONNECTIONS: usize = 8;
@@ -119,17 +161,28 @@ const MAX_IDLE_CONNECTIONS: usize = 8;
 /// [`JobStore`] on a SQLite file in WAL mode, with a small connection pool.
 pub struct SqliteJobStore {
     path: PathBuf,
+    holder: LeaseHolder,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl SqliteJobStore {
-    /// Opens (creating and migrating if needed) the database at `path`.
-    pub fn open(path: &Path) -> Result<Self> {
-        let conn = Self::connect(path)?;
-        conn.execute_batch(SCHEMA)?;
-        conn.pragma_update(None, "user_version", 1)?;
+    /// Opens (creating and migrating if needed) the database at `path`; leases taken
+    /// through this handle belong to `holder`.
+    pub fn open(path: &Path, holder: LeaseHolder) -> Result<Self> {
+        let mut conn = Self::connect(path)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let applied: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        for (index, sql) in SQLITE_MIGRATIONS.iter().enumerate() {
+            let version = index as i64 + 1;
+            if version > applied {
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", version)?;
+            }
+        }
+        tx.commit()?;
         Ok(SqliteJobStore {
             path: path.to_path_buf(),
+            holder,
             idle: Mutex::new(vec![conn]),
         })
     }
@@ -157,7 +210,22 @@ impl SqliteJobStore {
         }
         Ok(result?)
     }
+
+    /// Runs one conditional update of a leased job; `true` if the lease still held.
+    fn leased_update(&self, sql: &str, lease: &Lease, rest: &[&dyn rusqlite::ToSql]) -> Result<bool> {
+        self.with_conn(|conn| {
+            let mut values: Vec<&dyn rusqlite::ToSql> = vec![&lease.job_id, &lease.token];
+            values.extend_from_slice(rest);
+            let n = conn.execute(sql, values.as_slice())?;
+            Ok(n > 0)
+        })
+    }
 }
+
+/// Clears the lease columns; spliced into every update that ends a lease.
+const SQLITE_NO_LEASE: &str = "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL";
+/// The condition every leased update starts with (`?1` job id, `?2` token).
+const SQLITE_HOLDS_LEASE: &str = "id = ?1 AND status = 'running' AND lease_token = ?2";
 
 fn row_to_job(row: &Row<'_>) -> rusqlite::Result<Job> {
     let status: String = row.get(2)?;
@@ -200,14 +268,23 @@ fn fetch(conn: &Connection, id: &str) -> rusqlite::Result<Option<Job>> {
 }
 
 impl JobStore for SqliteJobStore {
-    fn insert(&self, job: NewJob) -> Result<Job> {
-        self.with_conn(|conn| {
+    fn insert(&self, job: NewJob, now: i64) -> Result<(Job, Option<Lease>)> {
+        let lease = job.started_at.map(|_| Lease {
+            job_id: job.id.clone(),
+            token: self.holder.new_token(),
+        });
+        let expires = lease.as_ref().map(|_| self.holder.expiry(now));
+        let owner = lease.as_ref().map(|_| self.holder.runner_id.as_str());
+        let token = lease.as_ref().map(|l| l.token.as_str());
+        let job = self.with_conn(|conn| {
             conn.query_row(
                 &format!(
                     "INSERT INTO jobs (id, owner, status, filename, source_filename, size_bytes,
-                                       created_at, started_at, attempts)
+                                       created_at, started_at, attempts,
+                                       lease_owner, lease_token, lease_expires_at)
                      VALUES (?1, ?2, CASE WHEN ?7 IS NULL THEN 'queued' ELSE 'running' END,
-                             ?3, ?4, ?5, ?6, ?7, CASE WHEN ?7 IS NULL THEN 0 ELSE 1 END)
+                             ?3, ?4, ?5, ?6, ?7, CASE WHEN ?7 IS NULL THEN 0 ELSE 1 END,
+                             ?8, ?9, ?10)
                      RETURNING {COLUMNS}"
                 ),
                 params![
@@ -217,11 +294,15 @@ impl JobStore for SqliteJobStore {
                     job.source_filename,
                     job.size_bytes as i64,
                     job.created_at,
-                    job.started_at
+                    job.started_at,
+                    owner,
+                    token,
+                    expires
                 ],
                 row_to_job,
             )
-        })
+        })?;
+        Ok((job, lease))
     }
 
     fn get(&self, id: &str) -> Result<Option<Job>> {
@@ -253,6 +334,8 @@ impl JobStore for SqliteJobStore {
     }
 
     fn claim_next(&self, now: i64) -> Result<Claim> {
+        let token = self.holder.new_token();
+        let expires = self.holder.expiry(now);
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let claimed = tx
@@ -260,18 +343,25 @@ impl JobStore for SqliteJobStore {
                     &format!(
                         "UPDATE jobs
                          SET status = 'running', attempts = attempts + 1, progress = 0,
-                             started_at = ?1, error = NULL
+                             started_at = ?1, error = NULL,
+                             lease_owner = ?2, lease_token = ?3, lease_expires_at = ?4
                          WHERE seq = (SELECT seq FROM jobs
                                       WHERE status = 'queued' AND not_before <= ?1
                                       ORDER BY seq LIMIT 1)
                          RETURNING {COLUMNS}"
                     ),
-                    [now],
+                    params![now, self.holder.runner_id, token, expires],
                     row_to_job,
                 )
                 .optional()?;
             let claim = match claimed {
-                Some(job) => Claim::Job(job),
+                Some(job) => Claim::Job(Box::new(Leased {
+                    lease: Lease {
+                        job_id: job.id.clone(),
+                        token,
+                    },
+                    job,
+                })),
                 None => Claim::Idle {
                     next_due: tx.query_row(
                         "SELECT MIN(not_before) FROM jobs WHERE status = 'queued'",
@@ -285,68 +375,72 @@ impl JobStore for SqliteJobStore {
         })
     }
 
-    fn set_progress(&self, id: &str, progress: u8) -> Result<bool> {
-        self.with_conn(|conn| {
-            let n = conn.execute(
-                "UPDATE jobs SET progress = ?2 WHERE id = ?1 AND status = 'running'",
-                params![id, progress.min(100)],
-            )?;
-            Ok(n > 0)
-        })
+    fn renew(&self, lease: &Lease, progress: Option<u8>, now: i64) -> Result<bool> {
+        self.leased_update(
+            &format!(
+                "UPDATE jobs SET progress = COALESCE(?3, progress), lease_expires_at = ?4
+                 WHERE {SQLITE_HOLDS_LEASE}"
+            ),
+            lease,
+            &[&progress.map(|p| p.min(100)), &self.holder.expiry(now)],
+        )
     }
 
-    fn complete(&self, id: &str, output_bytes: u64, now: i64) -> Result<bool> {
-        self.with_conn(|conn| {
-            let n = conn.execute(
-                "UPDATE jobs SET status = 'completed', progress = 100, output_bytes = ?2,
-                     completed_at = ?3, error = NULL
-                 WHERE id = ?1 AND status = 'running'",
-                params![id, output_bytes as i64, now],
-            )?;
-            Ok(n > 0)
-        })
+    fn complete(&self, lease: &Lease, output_bytes: u64, now: i64) -> Result<bool> {
+        self.leased_update(
+            &format!(
+                "UPDATE jobs SET status = 'completed', progress = 100, output_bytes = ?3,
+                     completed_at = ?4, error = NULL, {SQLITE_NO_LEASE}
+                 WHERE {SQLITE_HOLDS_LEASE}"
+            ),
+            lease,
+            &[&(output_bytes as i64), &now],
+        )
     }
 
-    fn fail(&self, id: &str, reason: &str, now: i64) -> Result<bool> {
-        self.with_conn(|conn| {
-            let n = conn.execute(
-                "UPDATE jobs SET status = 'failed', completed_at = ?3, error = ?2
-                 WHERE id = ?1 AND status = 'running'",
-                params![id, reason, now],
-            )?;
-            Ok(n > 0)
-        })
+    fn fail(&self, lease: &Lease, reason: &str, now: i64) -> Result<bool> {
+        self.leased_update(
+            &format!(
+                "UPDATE jobs SET status = 'failed', completed_at = ?4, error = ?3, {SQLITE_NO_LEASE}
+                 WHERE {SQLITE_HOLDS_LEASE}"
+            ),
+            lease,
+            &[&reason, &now],
+        )
     }
 
-    fn retry_later(&self, id: &str, not_before: i64) -> Result<bool> {
-        self.with_conn(|conn| {
-            let n = conn.execute(
-                "UPDATE jobs SET status = 'queued', progress = 0, not_before = ?2
-                 WHERE id = ?1 AND status = 'running'",
-                params![id, not_before],
-            )?;
-            Ok(n > 0)
-        })
+    fn retry_later(&self, lease: &Lease, not_before: i64) -> Result<bool> {
+        self.leased_update(
+            &format!(
+                "UPDATE jobs SET status = 'queued', progress = 0, not_before = ?3, {SQLITE_NO_LEASE}
+                 WHERE {SQLITE_HOLDS_LEASE}"
+            ),
+            lease,
+            &[&not_before],
+        )
     }
 
-    fn release(&self, id: &str) -> Result<bool> {
-        self.with_conn(|conn| {
-            let n = conn.execute(
+    fn release(&self, lease: &Lease) -> Result<bool> {
+        self.leased_update(
+            &format!(
                 "UPDATE jobs SET status = 'queued', progress = 0, started_at = NULL,
-                     attempts = MAX(attempts - 1, 0)
-                 WHERE id = ?1 AND status = 'running'",
-                [id],
-            )?;
-            Ok(n > 0)
-        })
+                     attempts = MAX(attempts - 1, 0), {SQLITE_NO_LEASE}
+                 WHERE {SQLITE_HOLDS_LEASE}"
+            ),
+            lease,
+            &[],
+        )
     }
 
     fn cancel(&self, id: &str, now: i64) -> Result<Option<Job>> {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
-                "UPDATE jobs SET status = 'cancelled', completed_at = ?2, error = NULL
-                 WHERE id = ?1 AND status IN ('queued', 'running')",
+                &format!(
+                    "UPDATE jobs SET status = 'cancelled', completed_at = ?2, error = NULL,
+                         {SQLITE_NO_LEASE}
+                     WHERE id = ?1 AND status IN ('queued', 'running')"
+                ),
                 params![id, now],
             )?;
             tx.execute("UPDATE jobs SET expired = 1 WHERE id = ?1", [id])?;
@@ -356,30 +450,34 @@ impl JobStore for SqliteJobStore {
         })
     }
 
-    fn recover_interrupted(&self, max_attempts: u32, now: i64) -> Result<Recovered> {
+    fn reap_expired(&self, max_attempts: u32, now: i64) -> Result<Reaped> {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let failed = {
-                let mut stmt = tx.prepare(
-                    "UPDATE jobs SET status = 'failed', completed_at = ?2,
-                         error = 'Conversion was interrupted too many times'
-                     WHERE status = 'running' AND attempts >= ?1
-                     RETURNING id",
-                )?;
-                stmt.query_map(params![max_attempts, now], |row| row.get(0))?
-                    .collect::<rusqlite::Result<Vec<String>>>()?
+                let mut stmt = tx.prepare(&format!(
+                    "UPDATE jobs SET status = 'failed', completed_at = ?2, error = ?3,
+                         {SQLITE_NO_LEASE}
+                     WHERE status = 'running' AND COALESCE(lease_expires_at, 0) < ?2
+                       AND attempts >= ?1
+                     RETURNING id"
+                ))?;
+                stmt.query_map(params![max_attempts, now, REASON_INTERRUPTED], |row| {
+                    row.get(0)
+                })?
+                .collect::<rusqlite::Result<Vec<String>>>()?
             };
             let requeued = {
-                let mut stmt = tx.prepare(
-                    "UPDATE jobs SET status = 'queued', progress = 0, not_before = 0
-                     WHERE status = 'running'
-                     RETURNING id",
-                )?;
-                stmt.query_map([], |row| row.get(0))?
+                let mut stmt = tx.prepare(&format!(
+                    "UPDATE jobs SET status = 'queued', progress = 0, not_before = 0,
+                         {SQLITE_NO_LEASE}
+                     WHERE status = 'running' AND COALESCE(lease_expires_at, 0) < ?1
+                     RETURNING id"
+                ))?;
+                stmt.query_map([now], |row| row.get(0))?
                     .collect::<rusqlite::Result<Vec<String>>>()?
             };
             tx.commit()?;
-            Ok(Recovered { requeued, failed })
+            Ok(Reaped { requeued, failed })
         })
     }
 
@@ -413,231 +511,9 @@ impl JobStore for SqliteJobStore {
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
                 let status: String = row.get(0)?;
-                let count: i64 = row.get(1)?;
-                let bytes_in: i64 = row.get(2)?;
-                let bytes_out: i64 = row.get(3)?;
-                if let Some(status) = JobStatus::parse(&status) {
-                    *stats.count_mut(status) += count.max(0) as u64;
-                }
-                stats.total += count.max(0) as u64;
-                stats.bytes_in += bytes_in.max(0) as u64;
-                stats.bytes_out += bytes_out.max(0) as u64;
+                add_status_row(&mut stats, &status, row.get(1)?, row.get(2)?, row.get(3)?);
             }
             Ok(stats)
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashSet;
-
-    use super::*;
-    use crate::names::new_job_id;
-
-    fn store() -> (tempfile::TempDir, SqliteJobStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteJobStore::open(&dir.path().join("jobs.db")).unwrap();
-        (dir, store)
-    }
-
-    fn new_job(owner: &str, created_at: i64) -> NewJob {
-        NewJob {
-            id: new_job_id(),
-            owner: owner.into(),
-            source_filename: "a.mp4".into(),
-            filename: "a.mp3".into(),
-            size_bytes: 1000,
-            created_at,
-            started_at: None,
-        }
-    }
-
-    fn claim(store: &SqliteJobStore, now: i64) -> Option<Job> {
-        match store.claim_next(now).unwrap() {
-            Claim::Job(job) => Some(job),
-            Claim::Idle { .. } => None,
-        }
-    }
-
-    #[test]
-    fn a_job_converted_while_arriving_is_recorded_running_and_can_fall_back() {
-        let (_dir, store) = store();
-        let job = store
-            .insert(NewJob {
-                started_at: Some(5),
-                ..new_job("alice", 9)
-            })
-            .unwrap();
-        assert_eq!(job.status, JobStatus::Running);
-        assert_eq!((job.attempts, job.started_at), (1, Some(Timestamp(5))));
-        assert!(claim(&store, 10).is_none(), "nobody else may claim it");
-        assert!(store.set_progress(&job.id, 30).unwrap());
-
-        // The head start failed: the job goes to the queue without using up an attempt.
-        assert!(store.release(&job.id).unwrap());
-        let again = claim(&store, 20).unwrap();
-        assert_eq!((again.id.as_str(), again.attempts), (job.id.as_str(), 1));
-    }
-
-    #[test]
-    fn lifecycle() {
-        let (_dir, store) = store();
-        let job = store.insert(new_job("alice", 1)).unwrap();
-        assert_eq!(job.status, JobStatus::Queued);
-        assert_eq!(job.attempts, 0);
-
-        let running = claim(&store, 10).unwrap();
-        assert_eq!(running.id, job.id);
-        assert_eq!(running.status, JobStatus::Running);
-        assert_eq!(running.attempts, 1);
-        assert_eq!(running.started_at, Some(Timestamp(10)));
-        assert!(claim(&store, 10).is_none());
-
-        assert!(store.set_progress(&job.id, 42).unwrap());
-        assert!(store.complete(&job.id, 500, 20).unwrap());
-        let done = store.get(&job.id).unwrap().unwrap();
-        assert_eq!(done.status, JobStatus::Completed);
-        assert_eq!(done.progress, 100);
-        assert_eq!(done.output_bytes, Some(500));
-        assert!(!store.set_progress(&job.id, 50).unwrap());
-        assert!(!store.fail(&job.id, "x", 30).unwrap());
-
-        let stats = store.stats().unwrap();
-        assert_eq!(
-            (
-                stats.completed,
-                stats.total,
-                stats.bytes_in,
-                stats.bytes_out
-            ),
-            (1, 1, 1000, 500)
-        );
-    }
-
-    #[test]
-    fn retries_wait_for_their_backoff() {
-        let (_dir, store) = store();
-        let job = store.insert(new_job("a", 1)).unwrap();
-        claim(&store, 10).unwrap();
-        assert!(store.retry_later(&job.id, 100).unwrap());
-        assert_eq!(
-            store.claim_next(50).unwrap(),
-            Claim::Idle {
-                next_due: Some(100)
-            }
-        );
-        let again = claim(&store, 100).unwrap();
-        assert_eq!(again.attempts, 2);
-        assert!(store.release(&job.id).unwrap());
-        assert_eq!(store.get(&job.id).unwrap().unwrap().attempts, 1);
-    }
-
-    #[test]
-    fn cancel_wins_over_a_late_completion() {
-        let (_dir, store) = store();
-        let job = store.insert(new_job("a", 1)).unwrap();
-        claim(&store, 10).unwrap();
-        let cancelled = store.cancel(&job.id, 15).unwrap().unwrap();
-        assert_eq!(cancelled.status, JobStatus::Cancelled);
-        assert!(cancelled.expired);
-        assert!(!store.complete(&job.id, 1, 20).unwrap());
-        assert_eq!(
-            store.get(&job.id).unwrap().unwrap().status,
-            JobStatus::Cancelled
-        );
-        assert!(store.cancel("job_missing", 1).unwrap().is_none());
-    }
-
-    #[test]
-    fn recovery_requeues_or_gives_up() {
-        let (_dir, store) = store();
-        let a = store.insert(new_job("a", 1)).unwrap();
-        let b = store.insert(new_job("a", 2)).unwrap();
-        claim(&store, 10).unwrap();
-        claim(&store, 10).unwrap();
-        // b has been interrupted twice already.
-        store.release(&b.id).unwrap();
-        claim(&store, 10).unwrap();
-        store.retry_later(&b.id, 0).unwrap();
-        claim(&store, 10).unwrap();
-        let recovered = store.recover_interrupted(2, 99).unwrap();
-        assert_eq!(recovered.requeued, vec![a.id.clone()]);
-        assert_eq!(recovered.failed, vec![b.id.clone()]);
-        assert_eq!(store.get(&a.id).unwrap().unwrap().status, JobStatus::Queued);
-        assert_eq!(store.get(&b.id).unwrap().unwrap().status, JobStatus::Failed);
-    }
-
-    #[test]
-    fn list_is_newest_first_and_filtered() {
-        let (_dir, store) = store();
-        let ids: Vec<String> = (0..5)
-            .map(|i| {
-                store
-                    .insert(new_job(if i % 2 == 0 { "even" } else { "odd" }, i))
-                    .unwrap()
-                    .id
-            })
-            .collect();
-        let (all, total) = store.list(None, 10, 0).unwrap();
-        assert_eq!(total, 5);
-        assert_eq!(
-            all.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
-            ids.iter().rev().cloned().collect::<Vec<_>>()
-        );
-        let (even, total) = store.list(Some("even"), 2, 1).unwrap();
-        assert_eq!(total, 3);
-        assert_eq!(
-            even.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
-            vec![ids[2].clone(), ids[0].clone()]
-        );
-    }
-
-    #[test]
-    fn retention_candidates() {
-        let (_dir, store) = store();
-        let old = store.insert(new_job("a", 1)).unwrap();
-        let fresh = store.insert(new_job("a", 2)).unwrap();
-        claim(&store, 5).unwrap();
-        claim(&store, 5).unwrap();
-        store.complete(&old.id, 1, 100).unwrap();
-        store.fail(&fresh.id, "bad", 300).unwrap();
-        assert_eq!(
-            store.finished_before(200, 10).unwrap(),
-            vec![old.id.clone()]
-        );
-        store.mark_expired(&old.id).unwrap();
-        assert!(store.finished_before(200, 10).unwrap().is_empty());
-        assert!(store.get(&old.id).unwrap().unwrap().expired);
-    }
-
-    #[test]
-    fn concurrent_claims_never_share_a_job() {
-        let (_dir, store) = store();
-        let store = Arc::new(store);
-        for i in 0..40 {
-            store.insert(new_job("a", i)).unwrap();
-        }
-        let handles: Vec<_> = (0..4)
-            .map(|_| {
-                let store = Arc::clone(&store);
-                std::thread::spawn(move || {
-                    let mut mine = Vec::new();
-                    while let Some(job) = claim(&store, 1000) {
-                        mine.push(job.id);
-                    }
-                    mine
-                })
-            })
-            .collect();
-        let mut seen = HashSet::new();
-        let mut count = 0;
-        for handle in handles {
-            for id in handle.join().unwrap() {
-                count += 1;
-                assert!(seen.insert(id), "a job was claimed twice");
-            }
-        }
-        assert_eq!(count, 40);
     }
 }

@@ -1,5 +1,5 @@
 //! The worker pool: claims queued jobs, runs ffmpeg, records the outcome; plus the
-//! retention sweep.
+//! lease reaper and the retention sweep.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,17 +10,20 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::early::{self, Arrival};
 use crate::ffmpeg::{self, ConvertSettings, Failure, Input, Stopped};
-use crate::job::{Job, JobStatus};
+use crate::job::JobStatus;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::spool::{Spool, remove_if_exists};
-use crate::store::{Claim, Store};
+use crate::store::{Claim, JobStore, Lease, Leased, Store};
 use crate::units::now_ms;
 
 /// Longest wait between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Idle workers look for due work at least this often, even without a wake-up.
 const IDLE_POLL: Duration = Duration::from_secs(30);
+/// While the job store is unreachable, workers try again after these delays, doubling.
+const STORE_RETRY_FIRST: Duration = Duration::from_millis(200);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Everything a worker needs; shared by all workers.
 pub struct WorkerContext {
@@ -29,6 +32,8 @@ pub struct WorkerContext {
     pub settings: ConvertSettings,
     pub max_attempts: u32,
     pub retry_backoff: Duration,
+    /// How often a running conversion renews its lease when progress is not enough.
+    pub lease_renewal: Duration,
     /// How long in all an early conversion waits for its client (0: no early starts).
     pub early_start_patience: Duration,
     pub registry: Registry,
@@ -52,6 +57,7 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
 
 /// One worker's loop: claim, convert, repeat, until `stop`.
 pub async fn run_worker(index: usize, ctx: Arc<WorkerContext>) {
+    let mut store_retry = STORE_RETRY_FIRST;
     loop {
         let slot = tokio::select! {
             slot = ctx.slots.clone().acquire_owned() => slot.expect("the slot semaphore is never closed"),
@@ -60,10 +66,14 @@ pub async fn run_worker(index: usize, ctx: Arc<WorkerContext>) {
         if ctx.stop.is_cancelled() {
             break;
         }
-        match ctx.store.run(|s| s.claim_next(now_ms())).await {
-            Ok(Claim::Job(job)) => {
-                let span = info_span!("job", job_id = %job.id, worker = index);
-                process(&ctx, job).instrument(span).await;
+        let claim = ctx.store.run(|s| s.claim_next(now_ms())).await;
+        if claim.is_ok() {
+            store_retry = STORE_RETRY_FIRST;
+        }
+        match claim {
+            Ok(Claim::Job(leased)) => {
+                let span = info_span!("job", job_id = %leased.job.id, worker = index);
+                process(&ctx, *leased).instrument(span).await;
                 drop(slot);
             }
             Ok(Claim::Idle { next_due }) => {
@@ -81,18 +91,20 @@ pub async fn run_worker(index: usize, ctx: Arc<WorkerContext>) {
             }
             Err(err) => {
                 drop(slot);
-                error!(worker = index, error = %err, "cannot claim a job; retrying");
+                error!(worker = index, error = %err, retry_in_ms = store_retry.as_millis() as u64, "cannot claim a job; retrying");
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = tokio::time::sleep(store_retry) => {}
                     _ = ctx.stop.cancelled() => break,
                 }
+                store_retry = (store_retry * 2).min(STORE_RETRY_MAX);
             }
         }
     }
 }
 
 /// Runs one claimed job to its next state.
-async fn process(ctx: &WorkerContext, job: Job) {
+async fn process(ctx: &WorkerContext, leased: Leased) {
+    let Leased { job, lease } = leased;
     let id = job.id.clone();
     let running = ctx.registry.register(&id);
     let cancel = running.cancel_token().clone();
@@ -116,14 +128,20 @@ async fn process(ctx: &WorkerContext, job: Job) {
     }
 
     if !input.exists() {
-        finish_failed(ctx, &id, "Input file is missing").await;
+        finish_failed(ctx, &lease, "Input file is missing").await;
         return;
     }
 
     let (progress_tx, progress_rx) = watch::channel(0u8);
     let writer = tokio::spawn(
-        record_progress(ctx.store.clone(), id.clone(), progress_rx, cancel.clone())
-            .in_current_span(),
+        record_progress(
+            ctx.store.clone(),
+            lease.clone(),
+            progress_rx,
+            cancel.clone(),
+            ctx.lease_renewal,
+        )
+        .in_current_span(),
     );
     let started = Instant::now();
     let result = ffmpeg::convert(
@@ -138,19 +156,23 @@ async fn process(ctx: &WorkerContext, job: Job) {
     drop(progress_tx);
     let _ = writer.await;
 
+    let leased = Leased { job, lease };
     match result {
-        Ok(()) => finish_converted(ctx, &job, &partial, started.elapsed()).await,
+        Ok(()) => finish_converted(ctx, &leased, &partial, started.elapsed()).await,
         Err(stopped) => {
             discard(&partial);
+            let lease = &leased.lease;
             match stopped {
-                Stopped::Cancelled => cancelled(ctx),
-                Stopped::Shutdown => requeue(ctx, &id, "conversion interrupted by shutdown").await,
-                Stopped::TimedOut => finish_failed(ctx, &id, ffmpeg::REASON_TIMED_OUT).await,
+                Stopped::Cancelled => cancelled(ctx, &id).await,
+                Stopped::Shutdown => {
+                    requeue(ctx, lease, "conversion interrupted by shutdown").await
+                }
+                Stopped::TimedOut => finish_failed(ctx, lease, ffmpeg::REASON_TIMED_OUT).await,
                 Stopped::Failed(Failure::Permanent(reason)) => {
-                    finish_failed(ctx, &id, &reason).await
+                    finish_failed(ctx, lease, &reason).await
                 }
                 Stopped::Failed(Failure::Transient(reason)) => {
-                    retry_or_fail(ctx, &job, &reason).await;
+                    retry_or_fail(ctx, &leased, &reason).await;
                 }
             }
         }
@@ -195,11 +217,13 @@ pub async fn convert_arriving(
             let writer = tokio::spawn(
                 {
                     let store = ctx.store.clone();
-                    let (id, cancel, arrival) = (id.clone(), cancel.clone(), arrival.clone());
+                    let (cancel, arrival) = (cancel.clone(), arrival.clone());
+                    let renewal = ctx.lease_renewal;
                     async move {
                         // Nothing to update until the job exists.
-                        if early::recorded(arrival).await.is_some() {
-                            record_progress(store, id, progress_rx, cancel).await;
+                        if let Some(leased) = early::recorded(arrival).await {
+                            record_progress(store, leased.lease, progress_rx, cancel, renewal)
+                                .await;
                         }
                     }
                 }
@@ -231,22 +255,24 @@ pub async fn convert_arriving(
     drop(running);
     drop(slot);
 
-    let Some(job) = early::recorded(arrival).await else {
+    let Some(leased) = early::recorded(arrival).await else {
         discard(&partial);
         info!("upload did not complete; early conversion dropped");
         return;
     };
     match result {
-        Ok(()) => finish_converted(&ctx, &job, &partial, started.elapsed()).await,
+        Ok(()) => finish_converted(&ctx, &leased, &partial, started.elapsed()).await,
         Err(stopped) => {
             discard(&partial);
             match stopped {
-                Stopped::Cancelled if client_cancelled => cancelled(&ctx),
-                Stopped::Shutdown => requeue(&ctx, &id, "conversion interrupted by shutdown").await,
+                Stopped::Cancelled if client_cancelled => cancelled(&ctx, &id).await,
+                Stopped::Shutdown => {
+                    requeue(&ctx, &leased.lease, "conversion interrupted by shutdown").await
+                }
                 other => {
                     ctx.metrics.early_fell_back();
                     info!(outcome = ?other, "early conversion did not finish");
-                    requeue(&ctx, &id, "converting the stored upload instead").await;
+                    requeue(&ctx, &leased.lease, "converting the stored upload instead").await;
                     ctx.wake.notify_one();
                 }
             }
@@ -283,77 +309,123 @@ async fn feed_pipe(
     }
 }
 
-/// Persists the whole percents a conversion publishes. Stops, and cancels the
-/// conversion, if the job is no longer `running` (cancelled by a client).
+/// Persists the whole percents a conversion publishes, each write renewing the lease,
+/// and renews it every `renewal` meanwhile. Stops, and cancels the conversion, once the
+/// lease is gone (a client cancelled the job, or it was reaped from this runner).
 async fn record_progress(
     store: Store,
-    id: String,
+    lease: Lease,
     mut progress: watch::Receiver<u8>,
     cancel: CancellationToken,
+    renewal: Duration,
 ) {
-    while progress.changed().await.is_ok() {
-        let pct = *progress.borrow_and_update();
-        let id = id.clone();
-        match store.run(move |s| s.set_progress(&id, pct)).await {
-            Ok(true) => {}
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renewal, renewal);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let pct = tokio::select! {
+            changed = progress.changed() => match changed {
+                Ok(()) => Some(*progress.borrow_and_update()),
+                Err(_) => break,
+            },
+            _ = renew.tick() => None,
+        };
+        let held = lease.clone();
+        match store.run(move |s| s.renew(&held, pct, now_ms())).await {
+            Ok(true) => renew.reset(),
             Ok(false) => {
                 cancel.cancel();
                 break;
             }
-            Err(err) => warn!(error = %err, "cannot record progress"),
+            Err(err) => warn!(error = %err, "cannot renew the lease or record progress"),
         }
     }
 }
 
-fn cancelled(ctx: &WorkerContext) {
-    ctx.metrics.job_cancelled();
-    // The cancel handler owns the job's files and state now.
-    info!("conversion cancelled");
+/// The conversion was stopped because its lease is gone: by a client's cancel, or
+/// because the lease expired and the job went back to the queue.
+async fn cancelled(ctx: &WorkerContext, id: &str) {
+    let lookup = id.to_string();
+    match ctx.store.run(move |s| s.get(&lookup)).await {
+        Ok(Some(job)) if job.status != JobStatus::Cancelled => {
+            warn!(status = %job.status, "lost the job's lease; leaving it to whoever holds it now");
+        }
+        _ => {
+            ctx.metrics.job_cancelled();
+            // The cancel handler owns the job's files and state now.
+            info!("conversion cancelled");
+        }
+    }
+}
+
+/// Runs the write that ends a lease, retrying while the job store is unreachable for as
+/// long as the lease could still be ours: a short database outage then does not make
+/// a finished conversion run again.
+async fn persist<R, F>(ctx: &WorkerContext, write: F) -> crate::Result<R>
+where
+    R: Send + 'static,
+    F: Fn(&dyn JobStore) -> crate::Result<R> + Clone + Send + 'static,
+{
+    let give_up = Instant::now() + ctx.lease_renewal * 3;
+    let mut delay = STORE_RETRY_FIRST;
+    loop {
+        match ctx.store.run(write.clone()).await {
+            Err(err) if err.is_store_unreachable() && Instant::now() + delay < give_up => {
+                warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "job store unreachable; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(STORE_RETRY_MAX);
+            }
+            result => return result,
+        }
+    }
 }
 
 /// `running` → `queued` without counting the attempt.
-async fn requeue(ctx: &WorkerContext, id: &str, why: &str) {
-    let id = id.to_string();
-    match ctx.store.run(move |s| s.release(&id)).await {
+async fn requeue(ctx: &WorkerContext, lease: &Lease, why: &str) {
+    let lease = lease.clone();
+    match persist(ctx, move |s| s.release(&lease)).await {
         Ok(_) => info!("{why}; job re-queued"),
         Err(err) => {
-            warn!(error = %err, "cannot re-queue job; it will be recovered at next start")
+            warn!(error = %err, "cannot re-queue job; the reaper will once its lease expires")
         }
     }
 }
 
 async fn finish_converted(
     ctx: &WorkerContext,
-    job: &Job,
+    leased: &Leased,
     partial: &std::path::Path,
     took: Duration,
 ) {
+    let Leased { job, lease } = leased;
     let output = &ctx.spool.output(&job.id);
     let size = match tokio::fs::metadata(partial).await {
         Ok(meta) => meta.len(),
         Err(err) => {
             warn!(error = %err, "ffmpeg succeeded but its output is unreadable");
-            retry_or_fail(ctx, job, "Runner could not read the converted file").await;
+            retry_or_fail(ctx, leased, "Runner could not read the converted file").await;
             return;
         }
     };
     if size == 0 {
         discard(partial);
-        finish_failed(ctx, &job.id, ffmpeg::REASON_EMPTY_OUTPUT).await;
+        finish_failed(ctx, lease, ffmpeg::REASON_EMPTY_OUTPUT).await;
+        return;
+    }
+    // Another runner may own the job by now; its output must not be replaced.
+    let held = lease.clone();
+    if let Ok(false) = ctx.store.run(move |s| s.renew(&held, None, now_ms())).await {
+        discard(partial);
+        cancelled(ctx, &job.id).await;
         return;
     }
     if let Err(err) = tokio::fs::rename(partial, output).await {
         warn!(error = %err, "cannot move output into place");
         discard(partial);
-        retry_or_fail(ctx, job, "Runner could not store the converted file").await;
+        retry_or_fail(ctx, leased, "Runner could not store the converted file").await;
         return;
     }
-    let id = job.id.clone();
-    match ctx
-        .store
-        .run(move |s| s.complete(&id, size, now_ms()))
-        .await
-    {
+    let held = lease.clone();
+    match persist(ctx, move |s| s.complete(&held, size, now_ms())).await {
         Ok(true) => {
             ctx.metrics.job_completed(took);
             discard(&ctx.spool.input(&job.id));
@@ -364,27 +436,28 @@ async fn finish_converted(
             );
         }
         Ok(false) => {
-            // Cancelled while we were finishing: do not leave the output behind.
-            discard(output);
-            info!("conversion finished after the job was cancelled; output discarded");
+            // Cancelled while we were finishing: do not leave the output behind. (If the
+            // lease went to another runner that completed the job, the output is its.)
+            let lookup = job.id.clone();
+            let now = ctx.store.run(move |s| s.get(&lookup)).await;
+            if !matches!(now, Ok(Some(ref j)) if j.status == JobStatus::Completed) {
+                discard(output);
+            }
+            info!("conversion finished after the job was cancelled or reaped; not recorded");
         }
         Err(err) => {
-            // Leave the job `running`: start-up recovery will convert it again.
+            // Leave the job `running`: the reaper re-queues it once the lease expires.
             error!(error = %err, "cannot record completion");
         }
     }
 }
 
-async fn finish_failed(ctx: &WorkerContext, id: &str, reason: &str) {
-    let (id_owned, reason_owned) = (id.to_string(), reason.to_string());
-    match ctx
-        .store
-        .run(move |s| s.fail(&id_owned, &reason_owned, now_ms()))
-        .await
-    {
+async fn finish_failed(ctx: &WorkerContext, lease: &Lease, reason: &str) {
+    let (held, reason_owned) = (lease.clone(), reason.to_string());
+    match persist(ctx, move |s| s.fail(&held, &reason_owned, now_ms())).await {
         Ok(true) => {
             ctx.metrics.job_failed();
-            discard(&ctx.spool.input(id));
+            discard(&ctx.spool.input(&lease.job_id));
             info!(reason, "conversion failed");
         }
         Ok(false) => info!("job changed state before it could be marked failed"),
@@ -392,15 +465,16 @@ async fn finish_failed(ctx: &WorkerContext, id: &str, reason: &str) {
     }
 }
 
-async fn retry_or_fail(ctx: &WorkerContext, job: &Job, reason: &str) {
+async fn retry_or_fail(ctx: &WorkerContext, leased: &Leased, reason: &str) {
+    let Leased { job, lease } = leased;
     if job.attempts >= ctx.max_attempts {
-        finish_failed(ctx, &job.id, reason).await;
+        finish_failed(ctx, lease, reason).await;
         return;
     }
     let delay = backoff(ctx.retry_backoff, job.attempts);
     let not_before = now_ms().saturating_add(delay.as_millis() as i64);
-    let id = job.id.clone();
-    match ctx.store.run(move |s| s.retry_later(&id, not_before)).await {
+    let held = lease.clone();
+    match persist(ctx, move |s| s.retry_later(&held, not_before)).await {
         Ok(true) => {
             ctx.metrics.job_retried();
             warn!(
@@ -418,6 +492,41 @@ async fn retry_or_fail(ctx: &WorkerContext, job: &Job, reason: &str) {
 fn discard(path: &std::path::Path) {
     if let Err(err) = remove_if_exists(path) {
         warn!(error = %err, file = %path.display(), "cannot remove file");
+    }
+}
+
+/// Re-queues (or fails, past `max_attempts`) jobs whose lease expired, now and then
+/// every `interval` until `stop`, waking a worker for each job it re-queued.
+pub async fn run_reaper(
+    store: Store,
+    max_attempts: u32,
+    interval: Duration,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    loop {
+        match store.run(move |s| s.reap_expired(max_attempts, now_ms())).await {
+            Ok(reaped) => {
+                log_reaped(&reaped);
+                for _ in &reaped.requeued {
+                    wake.notify_one();
+                }
+            }
+            Err(err) => warn!(error = %err, "cannot look for expired leases"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+pub fn log_reaped(reaped: &crate::store::Reaped) {
+    for id in &reaped.requeued {
+        info!(job_id = %id, "re-queued job whose runner stopped renewing its lease");
+    }
+    for id in &reaped.failed {
+        warn!(job_id = %id, "job was interrupted too many times; marked failed");
     }
 }
 

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod postgres;
+
 pub const TOKEN: &str = "test-runner-token-0123456789";
 pub const BIN: &str = env!("CARGO_BIN_EXE_spinmesh-runner");
 
@@ -56,11 +58,13 @@ impl Runner {
             format!("127.0.0.1:{port}"),
             "--spool-dir".into(),
             spool.display().to_string(),
-            "--workers".into(),
-            "2".into(),
             "--shutdown-grace".into(),
             "2s".into(),
         ];
+        // Two workers unless the test chooses (clap refuses a flag given twice).
+        if !extra.contains(&"--workers") {
+            args.extend(["--workers".into(), "2".into()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = Command::new(BIN)
             .args(&args)

@@ -1,0 +1,227 @@
+//! Several real runner processes sharing one PostgreSQL job store and one spool
+//! directory: crash take-over, cancels across runners, no job lost or done twice, and a
+//! database restart.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::postgres::PgCluster;
+use common::*;
+use serde_json::Value;
+
+/// Short leases, so a crashed runner's job is taken over within seconds.
+const LEASE_TTL: &str = "3s";
+
+/// A PostgreSQL cluster and a spool directory for runners to share.
+struct Shared {
+    postgres: PgCluster,
+    tmp: tempfile::TempDir,
+}
+
+impl Shared {
+    fn new() -> Shared {
+        Shared {
+            postgres: PgCluster::start(),
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn spool(&self) -> PathBuf {
+        self.tmp.path().join("spool")
+    }
+
+    /// Starts a runner with one worker on the shared database and spool.
+    fn runner(&self, extra: &[&str]) -> Runner {
+        let url = self.postgres.url();
+        let mut args = vec![
+            "--database-url",
+            &url,
+            "--lease-ttl",
+            LEASE_TTL,
+            "--workers",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        Runner::start_on(&self.spool(), &args, self.tmp.path())
+    }
+}
+
+async fn upload(runner: &Runner, path: &std::path::Path) -> String {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let resp = upload_chunked(runner, "u", name, std::fs::read(path).unwrap()).await;
+    assert_eq!(resp.status(), 202, "{}", runner.log_text());
+    resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn download_duration(runner: &Runner, id: &str, dir: &std::path::Path) -> f64 {
+    let resp = auth(client().get(runner.url(&format!("/jobs/{id}/output"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let out = dir.join(format!("{id}.mp3"));
+    std::fs::write(&out, resp.bytes().await.unwrap()).unwrap();
+    let (codec, duration) = probe(&out);
+    assert_eq!(codec, "mp3");
+    duration
+}
+
+/// Lines of a runner's log saying a job's conversion completed.
+fn completions(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|line| line.contains("conversion completed"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_other_runner_finishes_the_job_of_a_killed_one() {
+    let shared = Shared::new();
+    let slow = slow_ffmpeg();
+    let mut first = shared.runner(&["--ffmpeg", slow.to_str().unwrap()]);
+    let audio = make_audio(shared.tmp.path(), "long.mp3", 20);
+    let id = upload(&first, &audio).await;
+    poll_job(&first, &id, |j| {
+        status_is(j, "running") && j["progress"].as_u64() > Some(0)
+    })
+    .await;
+
+    // The second runner joins while the first holds the job, then the first dies.
+    let second = shared.runner(&[]);
+    first.kill();
+    let job = poll_job(&second, &id, is_finished).await.pop().unwrap();
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+    assert!(
+        second.log_text().contains("re-queued job whose runner stopped renewing its lease"),
+        "{}",
+        second.log_text()
+    );
+    let duration = download_duration(&second, &id, shared.tmp.path()).await;
+    assert!((duration - 20.0).abs() < 1.0, "duration {duration}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reaches_the_runner_that_holds_the_job() {
+    let shared = Shared::new();
+    let slow = slow_ffmpeg();
+    let holder = shared.runner(&["--ffmpeg", slow.to_str().unwrap()]);
+    let other = shared.runner(&[]);
+    let audio = make_audio(shared.tmp.path(), "long.mp3", 120);
+    let id = upload(&holder, &audio).await;
+    poll_job(&holder, &id, |j| {
+        status_is(j, "running") && j["progress"].as_u64() > Some(0)
+    })
+    .await;
+    assert!(!processes_mentioning(&id).is_empty(), "ffmpeg should be running");
+
+    let resp = auth(client().delete(other.url(&format!("/jobs/{id}"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["status"], "cancelled");
+    // The notification normally arrives in milliseconds; the bound is for a busy machine.
+    eventually("ffmpeg on the holding runner killed", Duration::from_secs(20), || {
+        processes_mentioning(&id).is_empty()
+    })
+    .await;
+    eventually("files removed", Duration::from_secs(30), || {
+        holder.files_of(&id).is_empty()
+    })
+    .await;
+    let (_, job) = get_json(&holder, &format!("/jobs/{id}")).await;
+    assert_eq!(job["status"], "cancelled");
+    metric_reaches(&holder, "spinmesh_runner_workers_busy", 0.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_uploads_to_two_runners_complete_exactly_once() {
+    const UPLOADS: usize = 20;
+    let shared = Shared::new();
+    let runners = [shared.runner(&[]), shared.runner(&[])];
+    let video = make_video(shared.tmp.path(), "clip.mp4", 1);
+    let data = std::fs::read(&video).unwrap();
+
+    let uploads = (0..UPLOADS).map(|n| {
+        let (runner, data) = (&runners[n % 2], data.clone());
+        async move {
+            let resp = upload_chunked(runner, "u", "clip.mp4", data).await;
+            assert_eq!(resp.status(), 202);
+            resp.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    });
+    let ids = futures_util::future::join_all(uploads).await;
+    for id in &ids {
+        let job = poll_job(&runners[0], id, is_finished).await.pop().unwrap();
+        assert_eq!(job["status"], "completed", "{job}");
+    }
+    let (_, list) = get_json(&runners[1], "/jobs?limit=100").await;
+    assert_eq!(list.as_array().unwrap().len(), UPLOADS);
+
+    // Each job's conversion was recorded as completed by exactly one runner, once.
+    let logs: Vec<String> = runners.iter().map(|r| r.log_text()).collect();
+    let lines: Vec<String> = logs.iter().flat_map(|log| completions(log)).collect();
+    assert_eq!(lines.len(), UPLOADS, "{lines:#?}");
+    for id in &ids {
+        let count = lines.iter().filter(|line| line.contains(id.as_str())).count();
+        assert_eq!(count, 1, "{id} completed {count} times");
+    }
+    assert!(
+        logs.iter().all(|log| !completions(log).is_empty()),
+        "both runners should have converted some of the jobs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runners_ride_out_a_postgres_restart() {
+    let shared = Shared::new();
+    let slow = slow_ffmpeg();
+    let converting = shared.runner(&["--ffmpeg", slow.to_str().unwrap()]);
+    let other = shared.runner(&[]);
+    let audio = make_audio(shared.tmp.path(), "long.mp3", 8);
+    let id = upload(&converting, &audio).await;
+    poll_job(&converting, &id, |j| {
+        status_is(j, "running") && j["progress"].as_u64() > Some(0)
+    })
+    .await;
+
+    shared.postgres.stop();
+    for runner in [&converting, &other] {
+        let end = std::time::Instant::now() + JOB_DEADLINE;
+        loop {
+            let resp = client().get(runner.url("/healthz")).send().await.unwrap();
+            if resp.status() == 503 {
+                let body: Value = resp.json().await.unwrap();
+                assert_eq!(body["code"], "degraded", "{body}");
+                assert_eq!(body["status"], "503", "{body}");
+                break;
+            }
+            assert!(std::time::Instant::now() < end, "/healthz never reported degraded");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    shared.postgres.resume();
+
+    // Both runners serve again, the interrupted job completes, and new uploads work.
+    let job = poll_job(&other, &id, is_finished).await.pop().unwrap();
+    assert_eq!(job["status"], "completed", "{job}");
+    let video = make_video(shared.tmp.path(), "clip.mp4", 1);
+    let later = upload(&other, &video).await;
+    let job = poll_job(&converting, &later, is_finished).await.pop().unwrap();
+    assert_eq!(job["status"], "completed", "{job}");
+    for runner in [&converting, &other] {
+        let resp = client().get(runner.url("/healthz")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let duration = download_duration(&converting, &id, shared.tmp.path()).await;
+    assert!((duration - 8.0).abs() < 1.0, "duration {duration}");
+}
