@@ -1,63 +1,35 @@
-//! The loaded application: compiled components, routes, stores and variables,
-//! and the request path from a routed HTTP request to a fresh component
-//! instance and back.
+//! The loaded application and its dispatch: which component serves a request
+//! (public route or service chaining), the Spin headers it gets, the
+//! concurrency bound, metrics and the access log.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use hyper::body::Body;
-use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
-use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime::Engine;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::invoke::Runnable;
+use crate::limits::Limits;
 use crate::manifest::Manifest;
-use crate::metrics::{ComponentMetrics, HostMetrics, Rejection, RouteMetrics, Source};
+use crate::metrics::{HostMetrics, Rejection, RouteMetrics, Source};
 use crate::outbound::OutboundPolicy;
+use crate::responses::empty_response;
 use crate::routes::{RouteMatch, RouteTable};
-use crate::runtime_config::{RuntimeConfig, Stores};
-use crate::server::empty_response;
-use crate::state::{ComponentContext, RequestState};
+use crate::runtime_config::RuntimeConfig;
+use crate::state::{ComponentContext, InternalResponse, ServiceChain, Shared};
 use crate::variables::{Providers, ResolvedVariables};
 
-/// How often the epoch ticks; request deadlines are counted in ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Service-chaining hops allowed before a request is treated as a loop.
 const MAX_CHAIN_DEPTH: u32 = 8;
-
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Linear memory a component instance may grow to.
-    pub memory_bytes: usize,
-    /// Core instances a component may create (a component is several).
-    pub instances_per_request: usize,
-    /// Wall-clock limit for one request, including streaming its body.
-    pub request_timeout: Duration,
-    /// Public requests served at once; more wait their turn.
-    pub max_concurrent_requests: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            memory_bytes: 128 << 20,
-            instances_per_request: 64,
-            request_timeout: Duration::from_secs(60),
-            max_concurrent_requests: 128,
-        }
-    }
-}
 
 pub struct AppOptions {
     pub manifest: PathBuf,
@@ -73,9 +45,7 @@ pub struct App {
     engine: Engine,
     components: HashMap<String, LoadedComponent>,
     routes: RouteTable,
-    pub stores: Stores,
-    pub variables: ResolvedVariables,
-    pub limits: Limits,
+    shared: Arc<Shared>,
     concurrency: Semaphore,
     metrics: HostMetrics,
     /// Indexed by [`RouteMatch::public_index`].
@@ -83,10 +53,7 @@ pub struct App {
 }
 
 struct LoadedComponent {
-    pre: ProxyPre<RequestState>,
-    context: Arc<ComponentContext>,
-    /// Shared with the task running each instance.
-    metrics: Arc<ComponentMetrics>,
+    runnable: Runnable,
     /// Requests reaching it through service chaining.
     internal_metrics: RouteMetrics,
 }
@@ -99,14 +66,10 @@ impl App {
         let variables = ResolvedVariables::resolve(&manifest, &options.providers)?;
         let runtime_config = RuntimeConfig::load(options.runtime_config.as_deref(), &options.state_dir)?;
         let stores = runtime_config.open_stores(&manifest)?;
-        let routes = RouteTable::build(&manifest.http_triggers, |warning| tracing::warn!("{warning}"))?;
+        let routes = RouteTable::build(manifest.public_routes(), |warning| tracing::warn!("{warning}"))?;
 
-        let engine = build_engine(&options.limits)?;
-        let mut linker = Linker::<RequestState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        crate::platform::add_to_linker(&mut linker)?;
-
+        let engine = crate::engine::start(&options.limits)?;
+        let linker = crate::invoke::linker(&engine)?;
         let metrics = HostMetrics::new()?;
         let route_metrics = routes
             .public_routes()
@@ -114,23 +77,15 @@ impl App {
             .collect();
         let mut components = HashMap::new();
         for (id, component) in &manifest.components {
-            let compiled = load_component(&engine, &options.cache_dir, id, &component.source)?;
-            let pre = linker
-                .instantiate_pre(&compiled)
-                .and_then(ProxyPre::new)
-                .map_err(|err| anyhow!("component {id:?} cannot run on this host: {err:#}"))?;
+            let compiled = crate::engine::load_component(&engine, &options.cache_dir, id, &component.source)?;
             let outbound = OutboundPolicy::resolve(&component.allowed_outbound_hosts, variables.app_values())
                 .with_context(|| format!("component {id:?}: allowed_outbound_hosts"))?;
-            let context = Arc::new(ComponentContext::new(component, outbound, &options.state_dir.join("logs"))?);
+            let context = ComponentContext::new(component, outbound, &options.state_dir.join("logs"))?;
+            let runnable = Runnable::new(&linker, &compiled, context, metrics.component(id))?;
             let internal_route = RouteTable::route_internal(id, "/").raw_route;
             components.insert(
                 id.clone(),
-                LoadedComponent {
-                    pre,
-                    context,
-                    metrics: Arc::new(metrics.component(id)),
-                    internal_metrics: metrics.route(id, &internal_route, Source::Internal),
-                },
+                LoadedComponent { runnable, internal_metrics: metrics.route(id, &internal_route, Source::Internal) },
             );
         }
 
@@ -139,17 +94,11 @@ impl App {
             engine,
             components,
             routes,
-            stores,
-            variables,
             concurrency: Semaphore::new(options.limits.max_concurrent_requests),
-            limits: options.limits,
+            shared: Arc::new(Shared { stores, variables, limits: options.limits }),
             metrics,
             route_metrics,
         }))
-    }
-
-    pub fn engine(&self) -> &Engine {
-        &self.engine
     }
 
     pub fn metrics(&self) -> &HostMetrics {
@@ -191,28 +140,28 @@ impl App {
     }
 
     /// Serves a request a component sent to `http://<target>.spin.internal`.
-    pub async fn handle_internal(
-        self: &Arc<Self>,
-        target: &str,
+    async fn handle_internal(
+        self: Arc<Self>,
+        target: String,
         mut request: http::Request<wasmtime_wasi_http::WasiBody>,
         depth: u32,
-    ) -> wasmtime_wasi_http::Result<http::Response<HyperOutgoingBody>> {
+    ) -> InternalResponse {
         let started = Instant::now();
         if depth > MAX_CHAIN_DEPTH {
             self.metrics.rejected(Rejection::ChainTooDeep);
             return Err(wasmtime_wasi_http::Error::LoopDetected);
         }
-        let Some(loaded) = self.components.get(target) else {
+        let Some(loaded) = self.components.get(&target) else {
             self.metrics.rejected(Rejection::NoRoute);
             return Err(wasmtime_wasi_http::Error::DestinationNotFound);
         };
-        let route = RouteTable::route_internal(target, request.uri().path());
+        let route = RouteTable::route_internal(&target, request.uri().path());
         // Spin drops the `*.spin.internal` Host, so the callee's full URL says localhost.
         request.headers_mut().remove(http::header::HOST);
         let uri = request.uri().clone();
         set_spin_headers(request.headers_mut(), &uri, &route, "0.0.0.0:0");
         let method = request.method().clone();
-        let response = self.respond(target, request, depth).await;
+        let response = self.respond(&target, request, depth).await;
         loaded.internal_metrics.record(&method, response.status(), started.elapsed());
         Ok(response)
     }
@@ -224,7 +173,14 @@ impl App {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        match self.invoke(component, request, depth).await {
+        let result = match self.components.get(component) {
+            Some(loaded) => {
+                let chain: Arc<dyn ServiceChain> = Arc::clone(self) as Arc<dyn ServiceChain>;
+                loaded.runnable.invoke(&self.engine, &self.shared, chain, request, depth).await
+            }
+            None => Err(anyhow::anyhow!("unknown component")),
+        };
+        match result {
             Ok(response) => response,
             Err(err) => {
                 tracing::error!(component, "request failed: {err:#}");
@@ -232,133 +188,17 @@ impl App {
             }
         }
     }
+}
 
-    async fn invoke<B>(self: &Arc<Self>, component: &str, request: http::Request<B>, depth: u32) -> Result<http::Response<HyperOutgoingBody>>
-    where
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<wasmtime_wasi_http::Error>,
-    {
-        let loaded = self.components.get(component).context("unknown component")?;
-        let state = RequestState::new(Arc::clone(self), Arc::clone(&loaded.context), depth);
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limits);
-        let ticks = (self.limits.request_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
-
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let incoming = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
-        let outparam = store.data_mut().http().new_response_outparam(sender)?;
-        let pre = loaded.pre.clone();
-        let timeout = self.limits.request_timeout;
-        let id = component.to_string();
-        let metrics = Arc::clone(&loaded.metrics);
-        // The guest keeps running after it hands over the response head (it may
-        // still be streaming the body), so it runs in its own task.
-        let task = tokio::spawn(async move {
-            let run = async {
-                let proxy = pre.instantiate_async(&mut store).await?;
-                let _running = metrics.instance_started();
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
-            };
-            let result = match tokio::time::timeout(timeout, run).await {
-                Ok(result) => result,
-                Err(_) => Err(wasmtime::Error::new(TimedOut { component: id, timeout })),
-            };
-            // Counted here because a failure after the response head reaches nobody else.
-            if let Err(err) = &result {
-                // A guest stuck in its own code is stopped by the epoch deadline instead.
-                let interrupted = err.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt);
-                if interrupted || err.is::<TimedOut>() {
-                    metrics.timed_out();
-                } else {
-                    metrics.failed();
-                }
-            }
-            result
-        });
-
-        match receiver.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => {
-                loaded.metrics.failed();
-                bail!("component answered with an error: {code:?}")
-            }
-            Err(_) => match task.await {
-                Ok(Ok(())) => {
-                    loaded.metrics.failed();
-                    bail!("component returned without setting a response")
-                }
-                Ok(Err(err)) => Err(err.into()),
-                Err(join) => {
-                    loaded.metrics.failed();
-                    Err(anyhow!("component task failed: {join}"))
-                }
-            },
-        }
+impl ServiceChain for App {
+    fn call(
+        self: Arc<Self>,
+        target: String,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        depth: u32,
+    ) -> Pin<Box<dyn Future<Output = InternalResponse> + Send>> {
+        Box::pin(self.handle_internal(target, request, depth))
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("component {component:?} exceeded the {timeout:?} request timeout")]
-struct TimedOut {
-    component: String,
-    timeout: Duration,
-}
-
-fn build_engine(limits: &Limits) -> Result<Engine> {
-    let mut config = Config::new();
-    config.wasm_component_model(true);
-    // Epoch interruption lets a request deadline stop a guest stuck in a loop.
-    config.epoch_interruption(true);
-    let instances = (limits.max_concurrent_requests * 2) as u32;
-    let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(instances)
-        .total_core_instances(instances * 8)
-        .total_memories(instances * 2)
-        .total_tables(instances * 8)
-        .max_memory_size(limits.memory_bytes)
-        .max_core_instances_per_component(limits.instances_per_request as u32)
-        .max_tables_per_component(limits.instances_per_request as u32)
-        .max_memories_per_component(4);
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Ok(Engine::new(&config)?)
-}
-
-/// Compiles a component, or loads its machine code from the on-disk cache.
-/// The cache key covers the `.wasm` bytes and the engine's configuration.
-fn load_component(engine: &Engine, cache_dir: &Path, id: &str, source: &Path) -> Result<Component> {
-    let bytes = std::fs::read(source).map_err(|err| {
-        anyhow!(
-            "component {id:?}: cannot read {} ({err}); build the components first (`cargo xtask build` or `spin build`)",
-            source.display()
-        )
-    })?;
-    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut engine_hash);
-    let key = format!("{:x}-{:016x}", Sha256::digest(&bytes), engine_hash.finish());
-    let cached = cache_dir.join(format!("{}.cwasm", &key[..48]));
-    if cached.exists() {
-        // SAFETY: the file was written by `precompile_component` of an engine
-        // with the same compatibility hash (part of the file name), in the
-        // host's own state directory.
-        match unsafe { Component::deserialize_file(engine, &cached) } {
-            Ok(component) => return Ok(component),
-            Err(err) => tracing::warn!("ignoring unusable cache entry {}: {err}", cached.display()),
-        }
-    }
-    let started = Instant::now();
-    let precompiled = engine
-        .precompile_component(&bytes)
-        .map_err(|err| anyhow!("component {id:?}: {} is not a valid component: {err}", source.display()))?;
-    tracing::info!(component = id, "compiled in {:?}", started.elapsed());
-    std::fs::create_dir_all(cache_dir)?;
-    // Several hosts may share a cache (tests do): write privately, rename atomically.
-    let temp = cached.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&temp, &precompiled)?;
-    std::fs::rename(&temp, &cached)?;
-    // SAFETY: produced just above by this engine.
-    Ok(unsafe { Component::deserialize(engine, &precompiled)? })
 }
 
 /// Headers Spin passes to a component about how its request was routed.

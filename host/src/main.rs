@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use spinmesh_host::app::{App, AppOptions, EPOCH_TICK, Limits};
+use spinmesh_host::app::{App, AppOptions};
+use spinmesh_host::limits::Limits;
 use spinmesh_host::variables::{Providers, parse_cli_variable};
 
 #[derive(Parser)]
@@ -91,15 +92,6 @@ async fn run(args: Args) -> Result<()> {
         providers: Providers::from_process_env(cli_variables),
         limits,
     })?;
-
-    // Advances the epoch that request deadlines are measured in.
-    let engine = app.engine().clone();
-    std::thread::spawn(move || {
-        loop {
-            std::thread::sleep(EPOCH_TICK);
-            engine.increment_epoch();
-        }
-    });
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::variables::validate_variable_name;
+use crate::template::{template_references, validate_variable_name};
 
 /// A validated application manifest.
 #[derive(Debug)]
@@ -148,6 +148,14 @@ struct RawComponent {
 }
 
 impl Manifest {
+    /// `(route, component)` for each public HTTP trigger, in declaration order.
+    pub fn public_routes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.http_triggers.iter().filter_map(|trigger| match &trigger.route {
+            Route::Public(route) => Some((route.as_str(), trigger.component.as_str())),
+            Route::Private => None,
+        })
+    }
+
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read manifest {}", path.display()))?;
@@ -227,7 +235,7 @@ fn parse_component(
     let _ = raw.description;
     for (name, template) in &raw.variables {
         validate_variable_name(name).with_context(|| format!("in `variables`: `{name}`"))?;
-        for reference in crate::variables::template_references(template)
+        for reference in template_references(template)
             .with_context(|| format!("in `variables.{name}`"))?
         {
             if !app_variables.contains_key(&reference) {
@@ -336,6 +344,7 @@ source = "hidden.wasm"
         assert_eq!(manifest.http_triggers.len(), 2);
         assert_eq!(manifest.http_triggers[0].route, Route::Public("/hello/...".into()));
         assert_eq!(manifest.http_triggers[1].route, Route::Private);
+        assert_eq!(manifest.public_routes().collect::<Vec<_>>(), [("/hello/...", "hello")]);
         let hello = &manifest.components["hello"];
         assert_eq!(hello.source, Path::new("/app/target/hello.wasm"));
         assert_eq!(hello.key_value_stores, ["default"]);

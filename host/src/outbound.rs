@@ -1,4 +1,5 @@
-//! `allowed_outbound_hosts`: which URLs a component may call.
+//! `allowed_outbound_hosts`: which URLs a component may call, and the check
+//! every outbound request a component makes goes through.
 //!
 //! Entries are `scheme://host[:port]`, where the scheme may be `*`, the host `*`
 //! or `*.suffix`, and the port a number, a range `a..b` (end exclusive) or `*`.
@@ -34,10 +35,10 @@ enum PortPattern {
 impl AllowedHost {
     /// Checks the syntax of an entry that may still contain templates.
     pub fn parse_template(entry: &str) -> Result<()> {
-        let references = crate::variables::template_references(entry)?;
+        let references = crate::template::template_references(entry)?;
         let placeholders: HashMap<String, String> =
             references.into_iter().map(|name| (name, "placeholder".to_string())).collect();
-        let expanded = crate::variables::expand_template(entry, &placeholders)?;
+        let expanded = crate::template::expand_template(entry, &placeholders)?;
         if placeholders.is_empty() {
             Self::parse(&expanded)?;
         }
@@ -46,7 +47,7 @@ impl AllowedHost {
 
     /// Expands templates, then parses.
     pub fn resolve(entry: &str, values: &HashMap<String, String>) -> Result<Self> {
-        let expanded = crate::variables::expand_template(entry, values)?;
+        let expanded = crate::template::expand_template(entry, values)?;
         Self::parse(&expanded).with_context(|| format!("`{entry}` expands to `{expanded}`"))
     }
 
@@ -156,6 +157,36 @@ impl OutboundPolicy {
         };
         self.allowed.iter().any(|allowed| allowed.allows(scheme, host, port))
     }
+
+    /// Enforces the policy on one outbound request of `component`: a URL the
+    /// allow-list does not cover is logged and refused as wasi:http's
+    /// `HttpRequestDenied`; an allowed one is either in-app or external.
+    pub fn authorize(&self, component: &str, uri: &http::Uri) -> Result<Destination, wasmtime_wasi_http::Error> {
+        let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
+        let host = uri.host().unwrap_or_default().to_ascii_lowercase();
+        let port = uri.port_u16();
+        if !self.allows(&scheme, &host, port) {
+            tracing::warn!(
+                component,
+                "outbound request to {scheme}://{host}{} denied: not in allowed_outbound_hosts",
+                port.map(|p| format!(":{p}")).unwrap_or_default()
+            );
+            return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+        }
+        Ok(match host.strip_suffix(".spin.internal") {
+            Some(target) => Destination::Internal(target.to_string()),
+            None => Destination::External,
+        })
+    }
+}
+
+/// Where an allowed outbound request goes.
+#[derive(Debug, PartialEq)]
+pub enum Destination {
+    /// `http://<component>.spin.internal`: served in-process by that component.
+    Internal(String),
+    /// Anywhere else: sent over the network.
+    External,
 }
 
 #[cfg(test)]
@@ -203,6 +234,18 @@ mod tests {
         }
         assert!(AllowedHost::parse("*://example.com").is_err(), "wildcard scheme needs a port");
         AllowedHost::parse_template("http://{{ runner_host }}").unwrap();
+    }
+
+    #[test]
+    fn authorize_refuses_or_says_where_a_request_goes() {
+        let p = policy(&["http://*.spin.internal", "https://api.example.com"]);
+        let uri = |s: &str| s.parse::<http::Uri>().unwrap();
+        assert_eq!(p.authorize("c", &uri("http://Users.spin.internal/x")).unwrap(), Destination::Internal("users".into()));
+        assert_eq!(p.authorize("c", &uri("https://api.example.com/v1")).unwrap(), Destination::External);
+        assert!(matches!(
+            p.authorize("c", &uri("http://api.example.com/v1")),
+            Err(wasmtime_wasi_http::Error::HttpRequestDenied)
+        ));
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl key_value::HostStore for RequestState {
         if !self.component.key_value_stores.contains(&label) {
             return Ok(Err(key_value::Error::AccessDenied));
         }
-        let Some(file) = self.app.stores.key_value.get(&label).cloned() else {
+        let Some(file) = self.shared.stores.key_value.get(&label).cloned() else {
             return Ok(Err(key_value::Error::NoSuchStore));
         };
         Ok(Ok(self.table.push(KeyValueStore { label, file })?))
@@ -153,7 +153,7 @@ impl sqlite::HostConnection for RequestState {
         if !self.component.sqlite_databases.contains(&database) {
             return Ok(Err(sqlite::Error::AccessDenied));
         }
-        let Some(file) = self.app.stores.sqlite.get(&database).cloned() else {
+        let Some(file) = self.shared.stores.sqlite.get(&database).cloned() else {
             return Ok(Err(sqlite::Error::NoSuchDatabase));
         };
         match blocking(move || file.checkout()).await? {
@@ -230,7 +230,7 @@ fn execute_statement(
 impl variables::Host for RequestState {
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, variables::Error>> {
         use crate::variables::VariableError;
-        Ok(self.app.variables.get(&self.component.id, &name).map_err(|err| match err {
+        Ok(self.shared.variables.get(&self.component.id, &name).map_err(|err| match err {
             VariableError::InvalidName(name) => variables::Error::InvalidName(name),
             VariableError::Undefined(name) => variables::Error::Undefined(name),
         }))

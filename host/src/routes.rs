@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use anyhow::{Result, anyhow, bail};
 use routefinder::{RouteSpec, Router};
 
-use crate::manifest::{HttpTrigger, Route};
 
 /// Checks that a manifest route is one Spin accepts.
 pub fn validate_route(route: &str) -> Result<()> {
@@ -74,18 +73,19 @@ pub struct RouteMatch {
 }
 
 impl RouteTable {
-    /// Builds the table; `warn` receives a message for each overridden route.
-    pub fn build(triggers: &[HttpTrigger], mut warn: impl FnMut(String)) -> Result<Self> {
+    /// Builds the table from `(route, component)` pairs in declaration order;
+    /// `warn` receives a message for each overridden route.
+    pub fn build<'a>(
+        public_routes: impl IntoIterator<Item = (&'a str, &'a str)>,
+        mut warn: impl FnMut(String),
+    ) -> Result<Self> {
         let mut routes: BTreeMap<String, RouteEntry> = BTreeMap::new();
-        for trigger in triggers {
-            let Route::Public(raw) = &trigger.route else {
-                continue;
-            };
-            let entry = RouteEntry { component: trigger.component.clone(), raw: raw.clone(), index: 0 };
+        for (raw, component) in public_routes {
+            let entry = RouteEntry { component: component.to_string(), raw: raw.to_string(), index: 0 };
             if let Some(previous) = routes.insert(to_pattern(raw), entry) {
                 warn(format!(
-                    "route {raw:?} is declared twice: component {:?} replaces {:?}",
-                    trigger.component, previous.component
+                    "route {raw:?} is declared twice: component {component:?} replaces {:?}",
+                    previous.component
                 ));
             }
         }
@@ -148,15 +148,8 @@ mod tests {
     use super::*;
 
     fn table(routes: &[(&str, &str)]) -> (RouteTable, Vec<String>) {
-        let triggers: Vec<HttpTrigger> = routes
-            .iter()
-            .map(|(route, component)| HttpTrigger {
-                route: if *route == "private" { Route::Private } else { Route::Public(route.to_string()) },
-                component: component.to_string(),
-            })
-            .collect();
         let mut warnings = Vec::new();
-        let table = RouteTable::build(&triggers, |w| warnings.push(w)).unwrap();
+        let table = RouteTable::build(routes.iter().copied(), |w| warnings.push(w)).unwrap();
         (table, warnings)
     }
 
@@ -229,8 +222,8 @@ mod tests {
     }
 
     #[test]
-    fn private_components_are_not_public() {
-        let (t, _) = table(&[("private", "hidden"), ("/a", "visible")]);
+    fn components_without_a_route_are_reached_only_internally() {
+        let (t, _) = table(&[("/a", "visible")]);
         assert_eq!(component_for(&t, "/hidden"), None);
         let m = RouteTable::route_internal("hidden", "/anything");
         assert_eq!(m.component, "hidden");

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -19,6 +17,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::app::App;
 use crate::metrics::{self, Rejection};
+use crate::responses::{empty_response, text_response};
 
 /// How long shutdown waits for in-flight requests before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -140,18 +139,4 @@ fn admin_route<B>(app: &App, request: &http::Request<B>) -> http::Response<Hyper
             empty_response(500)
         }
     }
-}
-
-pub fn empty_response(status: u16) -> http::Response<HyperOutgoingBody> {
-    http::Response::builder()
-        .status(status)
-        .body(Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync())
-        .expect("valid status")
-}
-
-fn text_response(status: u16, text: impl Into<Bytes>) -> http::Response<HyperOutgoingBody> {
-    http::Response::builder()
-        .status(status)
-        .body(Full::new(text.into()).map_err(|never| match never {}).boxed_unsync())
-        .expect("valid status")
 }

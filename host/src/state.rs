@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
@@ -12,10 +13,12 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use crate::app::App;
+use crate::limits::Limits;
 use crate::logs::ComponentOutput;
 use crate::manifest::Component;
-use crate::outbound::OutboundPolicy;
+use crate::outbound::{Destination, OutboundPolicy};
+use crate::runtime_config::Stores;
+use crate::variables::ResolvedVariables;
 
 /// What the host knows about a component, fixed at start-up.
 #[derive(Debug)]
@@ -43,8 +46,29 @@ impl ComponentContext {
     }
 }
 
+/// What every instance of the app shares.
+pub struct Shared {
+    pub stores: Stores,
+    pub variables: ResolvedVariables,
+    pub limits: Limits,
+}
+
+pub type InternalResponse = wasmtime_wasi_http::Result<http::Response<HyperOutgoingBody>>;
+
+/// Serves a request a component sends to `http://<target>.spin.internal`.
+/// The app implements it; instances only hold it, so this module needs no
+/// knowledge of routing or dispatch.
+pub trait ServiceChain: Send + Sync {
+    fn call(
+        self: Arc<Self>,
+        target: String,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        depth: u32,
+    ) -> Pin<Box<dyn Future<Output = InternalResponse> + Send>>;
+}
+
 pub struct RequestState {
-    pub app: Arc<App>,
+    pub shared: Arc<Shared>,
     pub component: Arc<ComponentContext>,
     pub table: ResourceTable,
     pub limits: StoreLimits,
@@ -55,19 +79,19 @@ pub struct RequestState {
 
 impl RequestState {
     /// `depth` counts service-chaining hops, to stop request loops.
-    pub fn new(app: Arc<App>, component: Arc<ComponentContext>, depth: u32) -> Self {
+    pub fn new(shared: Arc<Shared>, component: Arc<ComponentContext>, chain: Arc<dyn ServiceChain>, depth: u32) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(component.stdout.clone())
             .stderr(component.stderr.clone())
             .envs(&component.environment)
             .build();
         let limits = StoreLimitsBuilder::new()
-            .memory_size(app.limits.memory_bytes)
-            .instances(app.limits.instances_per_request)
+            .memory_size(shared.limits.memory_bytes)
+            .instances(shared.limits.instances_per_request)
             .build();
-        let hooks = OutboundHooks { app: Arc::clone(&app), component: Arc::clone(&component), depth };
+        let hooks = OutboundHooks { chain, component: Arc::clone(&component), depth };
         RequestState {
-            app,
+            shared,
             component,
             table: ResourceTable::new(),
             limits,
@@ -90,10 +114,10 @@ impl WasiHttpView for RequestState {
     }
 }
 
-/// Outbound HTTP: the component's allow-list is enforced here, and
+/// Outbound HTTP: every request passes the component's outbound policy;
 /// `*.spin.internal` requests are served in-process by the target component.
 struct OutboundHooks {
-    app: Arc<App>,
+    chain: Arc<dyn ServiceChain>,
     component: Arc<ComponentContext>,
     depth: u32,
 }
@@ -108,32 +132,24 @@ impl WasiHttpHooks for OutboundHooks {
         options: Option<wasmtime_wasi_http::RequestOptions>,
         fut: BoxedIo,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
-        let uri = request.uri();
-        let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
-        let host = uri.host().unwrap_or_default().to_ascii_lowercase();
-        let port = uri.port_u16();
-        if !self.component.outbound.allows(&scheme, &host, port) {
-            tracing::warn!(
-                component = %self.component.id,
-                "outbound request to {scheme}://{host}{} denied: not in allowed_outbound_hosts",
-                port.map(|p| format!(":{p}")).unwrap_or_default()
-            );
-            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        match self.component.outbound.authorize(&self.component.id, request.uri()) {
+            Err(denied) => Box::new(async { Err(denied) }),
+            Ok(Destination::Internal(target)) => {
+                let chain = Arc::clone(&self.chain);
+                let depth = self.depth + 1;
+                Box::new(async move {
+                    let response = chain.call(target, request, depth).await?;
+                    Ok((response, Box::new(async { Ok(()) }) as BoxedIo))
+                })
+            }
+            Ok(Destination::External) => {
+                let _ = fut;
+                Box::new(async move {
+                    use http_body_util::BodyExt;
+                    let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+                    Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as BoxedIo))
+                })
+            }
         }
-        if let Some(target) = host.strip_suffix(".spin.internal") {
-            let app = Arc::clone(&self.app);
-            let target = target.to_string();
-            let depth = self.depth + 1;
-            return Box::new(async move {
-                let response = app.handle_internal(&target, request, depth).await?;
-                Ok((response, Box::new(async { Ok(()) }) as BoxedIo))
-            });
-        }
-        let _ = fut;
-        Box::new(async move {
-            use http_body_util::BodyExt;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as BoxedIo))
-        })
     }
 }

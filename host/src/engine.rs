@@ -1,0 +1,90 @@
+//! The wasmtime engine: its configuration (pooling allocator sized from the
+//! limits, epoch interruption), the epoch ticker request deadlines count in,
+//! and the on-disk cache of compiled components.
+
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::limits::Limits;
+
+/// How often the epoch ticks; request deadlines are counted in ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Builds the engine and starts the thread that advances its epoch.
+pub fn start(limits: &Limits) -> Result<Engine> {
+    let engine = build(limits)?;
+    let ticking = engine.clone();
+    std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
+        loop {
+            std::thread::sleep(EPOCH_TICK);
+            ticking.increment_epoch();
+        }
+    })?;
+    Ok(engine)
+}
+
+/// A request deadline in epoch ticks (at least one).
+pub fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+}
+
+fn build(limits: &Limits) -> Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    // Epoch interruption lets a request deadline stop a guest stuck in a loop.
+    config.epoch_interruption(true);
+    let instances = (limits.max_concurrent_requests * 2) as u32;
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances * 8)
+        .total_memories(instances * 2)
+        .total_tables(instances * 8)
+        .max_memory_size(limits.memory_bytes)
+        .max_core_instances_per_component(limits.instances_per_request as u32)
+        .max_tables_per_component(limits.instances_per_request as u32)
+        .max_memories_per_component(4);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Ok(Engine::new(&config)?)
+}
+
+/// Compiles a component, or loads its machine code from the on-disk cache.
+/// The cache key covers the `.wasm` bytes and the engine's configuration.
+pub fn load_component(engine: &Engine, cache_dir: &Path, id: &str, source: &Path) -> Result<Component> {
+    let bytes = std::fs::read(source).map_err(|err| {
+        anyhow!(
+            "component {id:?}: cannot read {} ({err}); build the components first (`cargo xtask build` or `spin build`)",
+            source.display()
+        )
+    })?;
+    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    let key = format!("{:x}-{:016x}", Sha256::digest(&bytes), engine_hash.finish());
+    let cached = cache_dir.join(format!("{}.cwasm", &key[..48]));
+    if cached.exists() {
+        // SAFETY: the file was written by `precompile_component` of an engine
+        // with the same compatibility hash (part of the file name), in the
+        // host's own state directory.
+        match unsafe { Component::deserialize_file(engine, &cached) } {
+            Ok(component) => return Ok(component),
+            Err(err) => tracing::warn!("ignoring unusable cache entry {}: {err}", cached.display()),
+        }
+    }
+    let started = Instant::now();
+    let precompiled = engine
+        .precompile_component(&bytes)
+        .map_err(|err| anyhow!("component {id:?}: {} is not a valid component: {err}", source.display()))?;
+    tracing::info!(component = id, "compiled in {:?}", started.elapsed());
+    std::fs::create_dir_all(cache_dir)?;
+    // Several hosts may share a cache (tests do): write privately, rename atomically.
+    let temp = cached.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&temp, &precompiled)?;
+    std::fs::rename(&temp, &cached)?;
+    // SAFETY: produced just above by this engine.
+    Ok(unsafe { Component::deserialize(engine, &precompiled)? })
+}
