@@ -2,9 +2,8 @@
 //! their own; admins see all. Placing one reserves the stock at `products` with the
 //! service's own credentials and records the price of that moment.
 //!
-//! An order never exists without its stock, nor stock stay taken without its order: the
-//! order is claimed `pending` first (taking the `Idempotency-Key`), then stock is
-//! reserved, then the order is confirmed; a failed step undoes the earlier ones.
+//! This crate is HTTP glue: placing an order (claim, reserve, confirm and the
+//! compensations) is `spinmesh_orders::saga`; `catalog` only carries its calls.
 
 mod catalog;
 
@@ -16,8 +15,10 @@ use spinmesh_api::{
     parse_json, probe,
 };
 use spinmesh_authn::now_unix;
-use spinmesh_orders::store::{self, Claim, Owner};
-use spinmesh_orders::{Error, IdempotencyKey, NewOrder, Order, OrderId, access, products};
+use spinmesh_orders::saga::OrderFlow;
+use spinmesh_orders::service_token::KvTokenCache;
+use spinmesh_orders::store::{self, Owner, SqlLedger};
+use spinmesh_orders::{Error, IdempotencyKey, NewOrder, Order, OrderId, access};
 
 use crate::catalog::Catalog;
 
@@ -74,36 +75,22 @@ async fn create(request: Request, _params: Params) -> ApiResult<Response> {
         .transpose()?;
     let catalog = Catalog::from_variables()?;
     let conn = store::open()?;
-    let owner = Owner {
-        id: &claims.sub,
-        name: &claims.username,
+    let now = now_unix();
+    let ledger = SqlLedger {
+        conn: &conn,
+        owner: Owner {
+            id: &claims.sub,
+            name: &claims.username,
+        },
+        now,
     };
-    let id = match store::claim(&conn, &owner, key.as_ref(), &order, now_unix())? {
-        Claim::Replay(existing) => return Ok(created(&existing, true)),
-        Claim::New(id) => id,
+    let flow = OrderFlow {
+        products: &catalog,
+        tokens: &KvTokenCache::open(),
+        now,
     };
-    let reference = products::reference(id);
-    let reserved = match catalog.reserve(&order, &reference).await {
-        Ok(reserved) => reserved,
-        Err(error) => {
-            // Without an answer, products may still have taken the stock.
-            if matches!(error, Error::ProductsUnavailable(_)) {
-                catalog.release(&order, &reference).await;
-            }
-            store::abandon(&conn, id)?;
-            return Err(error.into());
-        }
-    };
-    match store::confirm(&conn, id, &reserved, order.quantity) {
-        Ok(confirmed) => Ok(created(&confirmed, false)),
-        Err(error) => {
-            catalog.release(&order, &reference).await;
-            if let Err(cleanup) = store::abandon(&conn, id) {
-                eprintln!("abandoning order {id}: {cleanup}");
-            }
-            Err(error.into())
-        }
-    }
+    let placed = flow.place(&ledger, key.as_ref(), &order).await?;
+    Ok(created(&placed.order, placed.replayed))
 }
 
 fn created(order: &Order, replayed: bool) -> Response {
