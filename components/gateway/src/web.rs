@@ -7,15 +7,9 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use spin_sdk::http::{IntoResponse, Params, Request, Response, Router};
+use spin_sdk::http::{IntoResponse, Method, Params, Request, Response};
 use spinmesh_api::ApiError;
-
-/// Each route and its methods, for `fallback::serve`'s JSON 404/405.
-pub const ROUTES: [(&str, &[&str]); 3] = [
-    ("/", &["GET", "HEAD"]),
-    ("/docs", &["GET", "HEAD"]),
-    ("/assets/:file", &["GET", "HEAD"]),
-];
+use spinmesh_api::routes::RouteTable;
 
 const HTML: &str = "text/html; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
@@ -57,13 +51,13 @@ const ASSETS: [File; 7] = [
     web_file!("icon.svg", SVG),
 ];
 
-pub fn register(router: &mut Router) {
-    router.get("/", root);
-    router.head("/", root);
-    router.get("/docs", docs);
-    router.head("/docs", docs);
-    router.get("/assets/:file", asset);
-    router.head("/assets/:file", asset);
+pub fn register(routes: &mut RouteTable) {
+    for method in [Method::Get, Method::Head] {
+        routes
+            .add(method.clone(), &["/"], root)
+            .add(method.clone(), &["/docs"], docs)
+            .add(method, &["/assets/:file"], asset);
+    }
 }
 
 fn root(request: Request, _params: Params) -> Response {
@@ -239,19 +233,17 @@ impl VaryAccept for Response {
 
 #[cfg(test)]
 mod tests {
-    use spin_sdk::http::Method;
-
     use super::*;
 
     fn get(path: &str, headers: &[(&str, &str)]) -> Response {
-        let mut router = Router::new();
-        register(&mut router);
+        let mut routes = RouteTable::new();
+        register(&mut routes);
         let mut request = Request::builder();
         request.method(Method::Get).uri(path);
         for (name, value) in headers {
             request.header(*name, *value);
         }
-        router.handle(request.build())
+        routes.serve(request.build())
     }
 
     fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {

@@ -8,12 +8,13 @@
 mod catalog;
 
 use serde::Deserialize;
-use spin_sdk::http::{Params, Request, Response, Router};
+use spin_sdk::http::{Method, Params, Request, Response};
 use spin_sdk::http_component;
 use spinmesh_api::{
-    ApiResult, DEFAULT_MAX_JSON_BODY, Page, caller, fallback, json, paginated, param,
+    ApiResult, DEFAULT_MAX_JSON_BODY, Page, caller, json, paginated, param,
     parse_json, probe,
 };
+use spinmesh_api::routes::RouteTable;
 use spinmesh_authn::now_unix;
 use spinmesh_orders::saga::OrderFlow;
 use spinmesh_orders::service_token::KvTokenCache;
@@ -31,21 +32,13 @@ fn handle(request: Request) -> Response {
     if let Some(response) = probe::answer(&request, || probe::token_store_ready(store::open())) {
         return response;
     }
-    let mut router = Router::new();
-    for route in COLLECTION {
-        router.get(route, list);
-        router.post_async(route, create);
-    }
-    router.get(ITEM, read);
-    router.post_async(SEED_CREATE, create);
-    let collection: &[&str] = &["GET", "POST"];
-    let allowed = [
-        (COLLECTION[0], collection),
-        (COLLECTION[1], collection),
-        (ITEM, &["GET"][..]),
-        (SEED_CREATE, &["POST"][..]),
-    ];
-    fallback::serve(router, &allowed, request)
+    let mut routes = RouteTable::new();
+    routes
+        .add(Method::Get, &COLLECTION, list)
+        .add_async(Method::Post, &COLLECTION, create)
+        .add(Method::Get, &[ITEM], read)
+        .add_async(Method::Post, &[SEED_CREATE], create);
+    routes.serve(request)
 }
 
 /// The seed's body. The price is not the caller's to say.
