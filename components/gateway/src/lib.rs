@@ -5,7 +5,6 @@
 mod admin;
 mod health;
 mod outbound;
-mod web;
 
 use spin_sdk::http::{Method, Params, Request, Response};
 use spin_sdk::http_component;
@@ -25,7 +24,7 @@ fn handle(request: Request) -> Response {
         .add_async(Method::Get, &["/stats/uploads"], admin::upload_stats)
         .add_async(Method::Get, &["/metrics"], admin::metrics)
         .add(Method::Get, &["/api/openapi.json"], openapi);
-    web::register(&mut routes);
+    spinmesh_web::register(&mut routes);
     routes.serve(request)
 }
 

@@ -2,15 +2,21 @@
 //! token), by Spin service chaining, never through the public listener. Only sending and
 //! receiving happens here; `spinmesh_orders::saga` decides what the answers mean.
 
+use std::time::Duration;
+
 use serde_json::json;
-use spin_sdk::http::{Method, Request, RequestBuilder, Response, send};
+use spin_sdk::http::{Method, Request};
 use spinmesh_api::ApiResult;
 use spinmesh_api::config::var;
 use spinmesh_orders::saga::{Products, Reply};
 use spinmesh_orders::{Error, NewOrder};
+use spinmesh_outbound::{json_request, request, send};
 
 const PRODUCTS: &str = "http://products.spin.internal";
 const LOGIN: &str = "http://login.spin.internal";
+/// How long one call may take. Products and login answer from local stores in
+/// milliseconds; past this, they are as good as down.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Products and login, called as the orders service account
 /// (`orders_client_id`/`orders_client_secret` variables).
@@ -35,48 +41,29 @@ impl Products for Catalog {
             "client_id": self.client_id,
             "client_secret": self.client_secret,
         });
-        let mut request = Request::builder();
-        request
-            .method(Method::Post)
-            .uri(format!("{LOGIN}/api/token"))
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        call(request.build()).await
+        call(json_request(Method::Post, &format!("{LOGIN}/api/token"), None, &body)).await
     }
 
     async fn reserve(&self, token: &str, order: &NewOrder, reference: &str) -> Result<Reply, Error> {
         let body = json!({ "quantity": order.quantity.get(), "reference": reference });
-        let path = format!("/api/products/{}/reservations", order.product_id.get());
-        let request = products_request(Method::Post, &path, token)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .build();
-        call(request).await
+        let url = format!("{PRODUCTS}/api/products/{}/reservations", order.product_id.get());
+        call(json_request(Method::Post, &url, Some(token), &body)).await
     }
 
     async fn release(&self, token: &str, order: &NewOrder, reference: &str) -> Result<Reply, Error> {
-        let path = format!(
-            "/api/products/{}/reservations/{reference}",
+        let url = format!(
+            "{PRODUCTS}/api/products/{}/reservations/{reference}",
             order.product_id.get()
         );
-        call(products_request(Method::Delete, &path, token).build()).await
+        call(request(Method::Delete, &url, Some(token)).build()).await
     }
 }
 
-fn products_request(method: Method, path: &str, token: &str) -> RequestBuilder {
-    let mut request = Request::builder();
-    request
-        .method(method)
-        .uri(format!("{PRODUCTS}{path}"))
-        .header("authorization", format!("Bearer {token}"));
-    request
-}
-
-/// Sends `request`; not getting an answer (refused, unreachable, not granted) is products
-/// or login being unavailable.
+/// Sends `request`; not getting an answer in time (refused, unreachable, not granted,
+/// hung) is products or login being unavailable.
 async fn call(request: Request) -> Result<Reply, Error> {
     let uri = request.uri().to_owned();
-    let response: Response = send(request)
+    let response = send(request, CALL_TIMEOUT)
         .await
         .map_err(|error| Error::ProductsUnavailable(format!("{uri}: {error}")))?;
     Ok(Reply {

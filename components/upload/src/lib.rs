@@ -8,8 +8,6 @@
 mod config;
 mod form;
 mod jobs;
-mod route;
-mod runner;
 mod stream;
 mod upload;
 
@@ -18,9 +16,9 @@ use spin_sdk::http_component;
 use spinmesh_api::edge::Edge;
 use spinmesh_api::routes::as_strs;
 use spinmesh_api::{ApiError, denylist, probe};
+use spinmesh_upload::route::{self, Route};
 
 use crate::config::Config;
-use crate::route::Route;
 
 /// Requests pass the app's edge (request id, CORS, rate limit, headers, log line) like
 /// those of components served through `spinmesh_api::routes::RouteTable`.
