@@ -1,4 +1,5 @@
-//! Job ids and client-supplied filenames.
+//! Job ids (their rule is `spinmesh_jobs`, shared with the upload side) and
+//! client-supplied filenames.
 //!
 //! A client's filename is only ever metadata: it is shown back in the job JSON and in
 //! `Content-Disposition`, never used to build a path. Files on disk are named after the
@@ -6,26 +7,16 @@
 
 use uuid::Uuid;
 
+pub use spinmesh_jobs::is_job_id as is_valid_job_id;
+
 /// Longest filename kept, in characters.
 pub const MAX_FILENAME_CHARS: usize = 255;
 /// Longest owner id accepted, in characters.
 pub const MAX_OWNER_CHARS: usize = 128;
 
-const JOB_PREFIX: &str = "job_";
-
-/// A fresh, unguessable job id: `job_` followed by 32 lowercase hex digits.
+/// A fresh, unguessable job id in the shape of the shared wire contract.
 pub fn new_job_id() -> String {
-    format!("{JOB_PREFIX}{}", Uuid::new_v4().simple())
-}
-
-/// Whether `id` has the exact shape [`new_job_id`] produces (so it is safe in a path).
-pub fn is_valid_job_id(id: &str) -> bool {
-    id.strip_prefix(JOB_PREFIX).is_some_and(|hex| {
-        hex.len() == 32
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    spinmesh_jobs::job_id(Uuid::new_v4().as_u128())
 }
 
 /// Validates an owner id: non-empty, at most [`MAX_OWNER_CHARS`], no control characters.

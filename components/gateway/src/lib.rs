@@ -5,40 +5,27 @@
 mod admin;
 mod health;
 mod outbound;
-mod web;
 
-use spin_sdk::http::{Params, Request, Response, Router};
+use spin_sdk::http::{Method, Params, Request, Response};
 use spin_sdk::http_component;
-use spinmesh_api::fallback;
+use spinmesh_api::routes::RouteTable;
 
 /// The document of every route in `spin.toml` (kept true by `tests/tests/openapi.rs`).
 const OPENAPI: &str = include_str!("../openapi.json");
 
-const GET: &[&str] = &["GET"];
-
 /// Every path no component claims comes here and gets the app's JSON 404.
 #[http_component]
 fn handle(request: Request) -> Response {
-    let mut router = Router::new();
-    router.get_async("/health", health::summary);
-    router.get("/health/live", health::live);
-    router.get_async("/health/services", health::detail);
-    router.get_async("/stats/uploads", admin::upload_stats);
-    router.get_async("/metrics", admin::metrics);
-    router.get("/api/openapi.json", openapi);
-    web::register(&mut router);
-    let allowed: Vec<_> = [
-        ("/health", GET),
-        ("/health/live", GET),
-        ("/health/services", GET),
-        ("/stats/uploads", GET),
-        ("/metrics", GET),
-        ("/api/openapi.json", GET),
-    ]
-    .into_iter()
-    .chain(web::ROUTES)
-    .collect();
-    fallback::serve(router, &allowed, request)
+    let mut routes = RouteTable::new();
+    routes
+        .add_async(Method::Get, &["/health"], health::summary)
+        .add(Method::Get, &["/health/live"], health::live)
+        .add_async(Method::Get, &["/health/services"], health::detail)
+        .add_async(Method::Get, &["/stats/uploads"], admin::upload_stats)
+        .add_async(Method::Get, &["/metrics"], admin::metrics)
+        .add(Method::Get, &["/api/openapi.json"], openapi);
+    spinmesh_web::register(&mut routes);
+    routes.serve(request)
 }
 
 fn openapi(_request: Request, _params: Params) -> Response {

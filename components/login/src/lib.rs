@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use serde_json::json;
-use spin_sdk::http::{Params, Request, Response, Router};
+use spin_sdk::http::{Method, Params, Request, Response};
 use spin_sdk::http_component;
 use spinmesh_accounts::{
     Error,
@@ -15,36 +15,25 @@ use spinmesh_accounts::{
 };
 use spinmesh_api::config::{positive_u64, var};
 use spinmesh_api::{
-    ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, denylist, fallback, json, parse_json, probe,
+    ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, denylist, json, parse_json, probe,
     verify_bearer,
 };
+use spinmesh_api::routes::RouteTable;
 use spinmesh_authn::{Issuer, Role, Verifier, now_unix};
 
-type Handler = fn(Request, Params) -> ApiResult<Response>;
-
-const ROUTES: [(&str, Handler); 6] = [
-    ("/api/login", login),
-    ("/login", login),
-    ("/api/token/refresh", refresh),
-    ("/api/logout", logout),
-    ("/api/token", client_token),
-    ("/get-token", client_token),
-];
 
 #[http_component]
 fn handle(request: Request) -> Response {
     if let Some(response) = probe::answer(&request, ready) {
         return response;
     }
-    let mut router = Router::new();
-    for (route, handler) in ROUTES {
-        router.post(route, handler);
-    }
-    fallback::serve(
-        router,
-        &ROUTES.map(|(route, _)| (route, &["POST"][..])),
-        request,
-    )
+    let mut routes = RouteTable::new();
+    routes
+        .add(Method::Post, &["/api/login", "/login"], login)
+        .add(Method::Post, &["/api/token/refresh"], refresh)
+        .add(Method::Post, &["/api/logout"], logout)
+        .add(Method::Post, &["/api/token", "/get-token"], client_token);
+    routes.serve(request)
 }
 
 /// The `auth` database and the denylist store open; the signing key and the client

@@ -2,22 +2,24 @@
 //! their own; admins see all. Placing one reserves the stock at `products` with the
 //! service's own credentials and records the price of that moment.
 //!
-//! An order never exists without its stock, nor stock stay taken without its order: the
-//! order is claimed `pending` first (taking the `Idempotency-Key`), then stock is
-//! reserved, then the order is confirmed; a failed step undoes the earlier ones.
+//! This crate is HTTP glue: placing an order (claim, reserve, confirm and the
+//! compensations) is `spinmesh_orders::saga`; `catalog` only carries its calls.
 
 mod catalog;
 
 use serde::Deserialize;
-use spin_sdk::http::{Params, Request, Response, Router};
+use spin_sdk::http::{Method, Params, Request, Response};
 use spin_sdk::http_component;
 use spinmesh_api::{
-    ApiResult, DEFAULT_MAX_JSON_BODY, Page, caller, fallback, json, paginated, param,
+    ApiResult, DEFAULT_MAX_JSON_BODY, Page, caller, json, paginated, param,
     parse_json, probe,
 };
+use spinmesh_api::routes::RouteTable;
 use spinmesh_authn::now_unix;
-use spinmesh_orders::store::{self, Claim, Owner};
-use spinmesh_orders::{Error, IdempotencyKey, NewOrder, Order, OrderId, access, products};
+use spinmesh_orders::saga::OrderFlow;
+use spinmesh_orders::service_token::KvTokenCache;
+use spinmesh_orders::store::{self, Owner, SqlLedger};
+use spinmesh_orders::{Error, IdempotencyKey, NewOrder, Order, OrderId, access};
 
 use crate::catalog::Catalog;
 
@@ -30,21 +32,13 @@ fn handle(request: Request) -> Response {
     if let Some(response) = probe::answer(&request, || probe::token_store_ready(store::open())) {
         return response;
     }
-    let mut router = Router::new();
-    for route in COLLECTION {
-        router.get(route, list);
-        router.post_async(route, create);
-    }
-    router.get(ITEM, read);
-    router.post_async(SEED_CREATE, create);
-    let collection: &[&str] = &["GET", "POST"];
-    let allowed = [
-        (COLLECTION[0], collection),
-        (COLLECTION[1], collection),
-        (ITEM, &["GET"][..]),
-        (SEED_CREATE, &["POST"][..]),
-    ];
-    fallback::serve(router, &allowed, request)
+    let mut routes = RouteTable::new();
+    routes
+        .add(Method::Get, &COLLECTION, list)
+        .add_async(Method::Post, &COLLECTION, create)
+        .add(Method::Get, &[ITEM], read)
+        .add_async(Method::Post, &[SEED_CREATE], create);
+    routes.serve(request)
 }
 
 /// The seed's body. The price is not the caller's to say.
@@ -74,36 +68,22 @@ async fn create(request: Request, _params: Params) -> ApiResult<Response> {
         .transpose()?;
     let catalog = Catalog::from_variables()?;
     let conn = store::open()?;
-    let owner = Owner {
-        id: &claims.sub,
-        name: &claims.username,
+    let now = now_unix();
+    let ledger = SqlLedger {
+        conn: &conn,
+        owner: Owner {
+            id: &claims.sub,
+            name: &claims.username,
+        },
+        now,
     };
-    let id = match store::claim(&conn, &owner, key.as_ref(), &order, now_unix())? {
-        Claim::Replay(existing) => return Ok(created(&existing, true)),
-        Claim::New(id) => id,
+    let flow = OrderFlow {
+        products: &catalog,
+        tokens: &KvTokenCache::open(),
+        now,
     };
-    let reference = products::reference(id);
-    let reserved = match catalog.reserve(&order, &reference).await {
-        Ok(reserved) => reserved,
-        Err(error) => {
-            // Without an answer, products may still have taken the stock.
-            if matches!(error, Error::ProductsUnavailable(_)) {
-                catalog.release(&order, &reference).await;
-            }
-            store::abandon(&conn, id)?;
-            return Err(error.into());
-        }
-    };
-    match store::confirm(&conn, id, &reserved, order.quantity) {
-        Ok(confirmed) => Ok(created(&confirmed, false)),
-        Err(error) => {
-            catalog.release(&order, &reference).await;
-            if let Err(cleanup) = store::abandon(&conn, id) {
-                eprintln!("abandoning order {id}: {cleanup}");
-            }
-            Err(error.into())
-        }
-    }
+    let placed = flow.place(&ledger, key.as_ref(), &order).await?;
+    Ok(created(&placed.order, placed.replayed))
 }
 
 fn created(order: &Order, replayed: bool) -> Response {

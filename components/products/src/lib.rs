@@ -5,12 +5,13 @@
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use spin_sdk::http::{Params, Request, Response, Router};
+use spin_sdk::http::{Method, Params, Request, Response};
 use spin_sdk::http_component;
 use spinmesh_api::{
-    ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, Page, caller, fallback, json, paginated,
+    ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, Page, caller, json, paginated,
     param, parse_json, probe,
 };
+use spinmesh_api::routes::RouteTable;
 use spinmesh_authn::now_unix;
 use spinmesh_catalog::store::{self, Reserved};
 use spinmesh_catalog::{
@@ -35,35 +36,19 @@ fn handle(request: Request) -> Response {
     if let Some(response) = probe::answer(&request, || probe::token_store_ready(store::open())) {
         return response;
     }
-    let mut router = Router::new();
-    for route in COLLECTION {
-        router.get(route, list);
-        router.post(route, create);
-    }
-    router.get(ITEM, read);
-    router.put(ITEM, update);
-    router.patch(ITEM, update);
-    router.delete(ITEM, delete);
-    for route in CATEGORY {
-        router.get(route, list_category);
-    }
-    router.post(SEED_CREATE, create);
-    router.put(SEED_UPDATE, update);
-    router.post(RESERVATIONS, reserve);
-    router.delete(RESERVATION, release);
-    let collection: &[&str] = &["GET", "POST"];
-    let allowed = [
-        (COLLECTION[0], collection),
-        (COLLECTION[1], collection),
-        (ITEM, &["GET", "PUT", "PATCH", "DELETE"][..]),
-        (CATEGORY[0], &["GET"][..]),
-        (CATEGORY[1], &["GET"][..]),
-        (SEED_CREATE, &["POST"][..]),
-        (SEED_UPDATE, &["PUT"][..]),
-        (RESERVATIONS, &["POST"][..]),
-        (RESERVATION, &["DELETE"][..]),
-    ];
-    fallback::serve(router, &allowed, request)
+    let mut routes = RouteTable::new();
+    routes
+        .add(Method::Get, &COLLECTION, list)
+        .add(Method::Post, &COLLECTION, create)
+        .add(Method::Get, &[ITEM], read)
+        .add(Method::Put, &[ITEM, SEED_UPDATE], update)
+        .add(Method::Patch, &[ITEM], update)
+        .add(Method::Delete, &[ITEM], delete)
+        .add(Method::Get, &CATEGORY, list_category)
+        .add(Method::Post, &[SEED_CREATE], create)
+        .add(Method::Post, &[RESERVATIONS], reserve)
+        .add(Method::Delete, &[RESERVATION], release);
+    routes.serve(request)
 }
 
 /// The list filters; `limit`/`offset` are read by [`Page`].

@@ -2,10 +2,11 @@
 
 use serde::Deserialize;
 use serde_json::json;
-use spin_sdk::http::{Params, Request, Response, Router};
+use spin_sdk::http::{Method, Params, Request, Response};
 use spin_sdk::http_component;
 use spinmesh_accounts::{NewAccount, db, users};
-use spinmesh_api::{ApiResult, DEFAULT_MAX_JSON_BODY, config, fallback, json, parse_json, probe};
+use spinmesh_api::routes::RouteTable;
+use spinmesh_api::{ApiResult, DEFAULT_MAX_JSON_BODY, config, json, parse_json, probe};
 use spinmesh_authn::now_unix;
 
 const ROUTES: [&str; 2] = ["/api/register", "/register"];
@@ -15,11 +16,9 @@ fn handle(request: Request) -> Response {
     if let Some(response) = probe::answer(&request, ready) {
         return response;
     }
-    let mut router = Router::new();
-    for route in ROUTES {
-        router.post(route, register);
-    }
-    fallback::serve(router, &ROUTES.map(|route| (route, &["POST"][..])), request)
+    let mut routes = RouteTable::new();
+    routes.add(Method::Post, &ROUTES, register);
+    routes.serve(request)
 }
 
 /// The `auth` database opens (and is migrated) and the variable parses.

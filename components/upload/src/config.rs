@@ -2,8 +2,7 @@ use spinmesh_api::ApiError;
 use spinmesh_api::authn::Verifier;
 use spinmesh_api::config::{positive_u64, token_verifier, var};
 use spinmesh_media::UploadPolicy;
-
-use crate::runner::Runner;
+use spinmesh_upload::runner::Runner;
 
 /// The component's settings, from the Spin variables granted to it in `spin.toml`.
 pub struct Config {

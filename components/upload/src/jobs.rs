@@ -2,14 +2,13 @@
 //! owner and administrators; anyone else gets the same 404 as for an unknown id.
 
 use spin_sdk::http::{IncomingResponse, Request, Response, ResponseOutparam};
-use spinmesh_api::authn::{Claims, Role, now_unix};
+use spinmesh_api::authn::{Role, now_unix};
 use spinmesh_api::edge::Edge;
 use spinmesh_api::{ApiError, Page, authenticate, json, paginated};
-use spinmesh_media::job::{JobView, RunnerJob, is_job_id};
+use spinmesh_media::job::JobView;
+use spinmesh_upload::route::JobRoute;
 
 use crate::config::Config;
-use crate::route::JobRoute;
-use crate::runner::Runner;
 use crate::{respond, stream};
 
 enum Reply {
@@ -36,23 +35,25 @@ async fn serve(head: &Request, route: JobRoute<'_>) -> Result<Reply, ApiError> {
     let config = Config::load()?;
     let claims = authenticate(head, &config.verifier, now_unix())?;
     let runner = &config.runner;
+    let is_admin = claims.has_role(Role::Admin);
     let reply = match route {
         JobRoute::List => {
             let page = Page::from_request(head)?;
-            let owner = (!claims.has_role(Role::Admin)).then_some(claims.sub.as_str());
+            let owner = (!is_admin).then_some(claims.sub.as_str());
             let (jobs, total) = runner.jobs(owner, page).await?;
-            let views: Vec<JobView> = jobs.into_iter().map(RunnerJob::view).collect();
+            let views: Vec<JobView> = jobs.into_iter().map(JobView::from).collect();
             Reply::Json(paginated(head, page, total, &views))
         }
         JobRoute::Status(id) => {
-            Reply::Json(json(200, &visible_job(runner, id, &claims).await?.view()))
+            let job = runner.visible_job(id, &claims.sub, is_admin).await?;
+            Reply::Json(json(200, &JobView::from(job)))
         }
         JobRoute::Cancel(id) => {
-            visible_job(runner, id, &claims).await?;
-            Reply::Json(json(200, &runner.cancel(id).await?.view()))
+            runner.visible_job(id, &claims.sub, is_admin).await?;
+            Reply::Json(json(200, &JobView::from(runner.cancel(id).await?)))
         }
         JobRoute::Download(id) => {
-            visible_job(runner, id, &claims).await?;
+            runner.visible_job(id, &claims.sub, is_admin).await?;
             let header = |name| head.header(name).and_then(|value| value.as_str());
             Reply::Download(
                 runner
@@ -62,17 +63,4 @@ async fn serve(head: &Request, route: JobRoute<'_>) -> Result<Reply, ApiError> {
         }
     };
     Ok(reply)
-}
-
-async fn visible_job(runner: &Runner, id: &str, claims: &Claims) -> Result<RunnerJob, ApiError> {
-    let not_found = || ApiError::not_found("Job not found");
-    if !is_job_id(id) {
-        return Err(not_found());
-    }
-    let job = runner.job(id).await?;
-    if job.visible_to(&claims.sub, claims.has_role(Role::Admin)) {
-        Ok(job)
-    } else {
-        Err(not_found())
-    }
 }

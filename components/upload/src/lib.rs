@@ -8,26 +8,28 @@
 mod config;
 mod form;
 mod jobs;
-mod route;
-mod runner;
 mod stream;
 mod upload;
 
 use spin_sdk::http::{IncomingRequest, OutgoingResponse, Request, Response, ResponseOutparam};
 use spin_sdk::http_component;
 use spinmesh_api::edge::Edge;
+use spinmesh_api::routes::as_strs;
 use spinmesh_api::{ApiError, denylist, probe};
+use spinmesh_upload::route::{self, Route};
 
 use crate::config::Config;
-use crate::route::Route;
 
 /// Requests pass the app's edge (request id, CORS, rate limit, headers, log line) like
-/// those of components served through `spinmesh_api::fallback`.
+/// those of components served through `spinmesh_api::routes::RouteTable`.
 #[http_component]
 async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     let head = request_head(&request);
     let edge = Edge::start(&head);
-    match edge.intercept(&head, route::allowed_methods(head.path())) {
+    let routes = route::table();
+    let allowed = routes.allowed(head.path());
+    let methods = allowed.as_deref().map(as_strs);
+    match edge.intercept(&head, methods.as_deref()) {
         Ok(None) => {}
         Ok(Some(answer)) => return respond(&edge, response_out, answer).await,
         Err(error) => return respond(&edge, response_out, error.into()).await,
@@ -38,7 +40,7 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     {
         return respond(&edge, response_out, response).await;
     }
-    match Route::parse(head.method(), head.path()) {
+    match Route::parse(&routes, head.method(), head.path()) {
         Ok(Route::Upload) => {
             let response = upload::handle(&head, request.into_body_stream()).await;
             respond(&edge, response_out, response).await;

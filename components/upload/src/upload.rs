@@ -6,17 +6,18 @@
 //! malformed, the runner's body is aborted, so it discards the partial file.
 
 use futures::future::{Either, select};
-use spin_sdk::http::{IncomingResponse, Request, Response, send};
+use spin_sdk::http::{Request, Response};
 use spinmesh_api::authn::now_unix;
 use spinmesh_api::{ApiError, authenticate, json};
-use spinmesh_media::job::RunnerJob;
+use spinmesh_media::job::{Accepted, RunnerJob};
 use spinmesh_media::{UploadPolicy, multipart};
+use spinmesh_outbound::{BodyWriter, start, within};
+use spinmesh_upload::runner::{self, ANSWER_TIMEOUT, Runner, UPLOAD_TIMEOUTS};
 
 use crate::config::Config;
 use crate::form::{BodyStream, Form, RequestBody};
 use crate::reject;
-use crate::runner::{self, Runner};
-use crate::stream::{BATCH_BYTES, BodyWriter};
+use crate::stream::BATCH_BYTES;
 
 pub async fn handle(head: &Request, body: impl BodyStream) -> Response {
     let config = match Config::load() {
@@ -62,7 +63,7 @@ async fn receive<S: BodyStream>(
     )
     .await?;
     let location = format!("/api/jobs/{}", job.id);
-    let mut response = json(202, &job.accepted());
+    let mut response = json(202, &Accepted::from(job));
     response.set_header("location", location);
     Ok(response)
 }
@@ -88,7 +89,7 @@ async fn forward<S: BodyStream>(
 ) -> Result<RunnerJob, ApiError> {
     let request = runner.upload_request(owner, filename)?;
     let writer = BodyWriter::new(request.body().expect("a new request has a body"));
-    let response = Box::pin(send::<_, IncomingResponse>(request));
+    let response = Box::pin(start(request, UPLOAD_TIMEOUTS).map_err(runner::unavailable)?);
     let pump = Box::pin(pump(form, writer, first_bytes, policy));
     let ((delivery, writer), response) = match select(pump, response).await {
         Either::Left(pumped) => pumped,
@@ -104,11 +105,11 @@ async fn forward<S: BodyStream>(
             writer
                 .finish()
                 .map_err(|error| runner::unavailable(format_args!("{error:?}")))?;
-            runner::accepted(response.await).await
+            runner::accepted(within(response, ANSWER_TIMEOUT).await.and_then(|answer| answer)).await
         }
         Ok(Delivery::Refused) => {
             drop(writer);
-            runner::accepted(response.await).await
+            runner::accepted(within(response, ANSWER_TIMEOUT).await.and_then(|answer| answer)).await
         }
         Err(error) => {
             // Abort the body, then the request: the runner removes what it received.

@@ -4,12 +4,13 @@
 
 use serde::Deserialize;
 use serde_json::json;
-use spin_sdk::http::{Params, Request, Response, Router};
+use spin_sdk::http::{Method, Params, Request, Response};
 use spin_sdk::http_component;
 use spinmesh_api::{
-    ApiResult, DEFAULT_MAX_JSON_BODY, Page, caller, fallback, json, paginated,
+    ApiResult, DEFAULT_MAX_JSON_BODY, Page, caller, json, paginated,
     param, parse_json, probe,
 };
+use spinmesh_api::routes::RouteTable;
 use spinmesh_authn::now_unix;
 use spinmesh_profiles::{NewProfile, ProfileUpdate, UserId, access, store};
 
@@ -23,26 +24,15 @@ fn handle(request: Request) -> Response {
     if let Some(response) = probe::answer(&request, || probe::token_store_ready(store::open())) {
         return response;
     }
-    let mut router = Router::new();
-    for route in COLLECTION {
-        router.get(route, list);
-        router.post(route, create);
-    }
-    for route in ITEM {
-        router.get(route, read);
-        router.put(route, update);
-        router.patch(route, update);
-        router.delete(route, delete);
-    }
-    let collection: &[&str] = &["GET", "POST"];
-    let item: &[&str] = &["GET", "PUT", "PATCH", "DELETE"];
-    let allowed = [
-        (COLLECTION[0], collection),
-        (COLLECTION[1], collection),
-        (ITEM[0], item),
-        (ITEM[1], item),
-    ];
-    fallback::serve(router, &allowed, request)
+    let mut routes = RouteTable::new();
+    routes
+        .add(Method::Get, &COLLECTION, list)
+        .add(Method::Post, &COLLECTION, create)
+        .add(Method::Get, &ITEM, read)
+        .add(Method::Put, &ITEM, update)
+        .add(Method::Patch, &ITEM, update)
+        .add(Method::Delete, &ITEM, delete);
+    routes.serve(request)
 }
 
 /// The seed's body: `user_id` and `username` are optional here (the token says who the

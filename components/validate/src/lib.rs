@@ -4,13 +4,14 @@
 
 use serde::Deserialize;
 use serde_json::json;
-use spin_sdk::http::{Params, Request, Response, Router};
+use spin_sdk::http::{Method, Params, Request, Response};
 use spin_sdk::http_component;
 use spinmesh_api::config::{public_keys, token_verifier};
 use spinmesh_api::{
-    ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, bearer_token, denylist, fallback, json, parse_json,
+    ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, bearer_token, denylist, json, parse_json,
     probe, verify_active,
 };
+use spinmesh_api::routes::RouteTable;
 use spinmesh_authn::{jwks, now_unix};
 
 const VALIDATE: [&str; 2] = ["/api/validate", "/validate"];
@@ -21,18 +22,12 @@ fn handle(request: Request) -> Response {
     if let Some(response) = probe::answer(&request, ready) {
         return response;
     }
-    let mut router = Router::new();
-    for route in VALIDATE {
-        router.get(route, validate_header);
-        router.post(route, validate_body);
-    }
-    router.get(JWKS, publish_jwks);
-    let allowed: [(&str, &[&str]); 3] = [
-        (VALIDATE[0], &["GET", "POST"]),
-        (VALIDATE[1], &["GET", "POST"]),
-        (JWKS, &["GET"]),
-    ];
-    fallback::serve(router, &allowed, request)
+    let mut routes = RouteTable::new();
+    routes
+        .add(Method::Get, &VALIDATE, validate_header)
+        .add(Method::Post, &VALIDATE, validate_body)
+        .add(Method::Get, &[JWKS], publish_jwks);
+    routes.serve(request)
 }
 
 /// The public key parses and the denylist store opens.

@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by every spinmesh component: the one error type and its JSON
 //! shape (DESIGN §3), JSON in and out, bearer authentication (with the logout denylist),
-//! component variables, JSON 404/405 fallbacks, SQLite migrations, path parameters,
+//! component variables, the route table (router, JSON 404/405 and `OPTIONS` from one
+//! list), SQLite migrations, path parameters,
 //! pagination, timestamps, the readiness probe behind `/health`, and the [`edge`] every
 //! request passes (request ids, CORS, rate limits, security headers, a log line). The HTTP
 //! parts work on `spin_sdk::http::{Request, Response}`, plain Rust values, so they are
@@ -14,13 +15,13 @@ pub mod db;
 pub mod denylist;
 pub mod edge;
 mod error;
-pub mod fallback;
 mod json;
 mod page;
 mod params;
 pub mod probe;
 mod rate_limit;
 mod request_id;
+pub mod routes;
 mod security_headers;
 pub mod time;
 mod token_cache;

@@ -1,32 +1,8 @@
-//! Conversion jobs: the runner's JSON (runner/README.md) and what clients are shown.
+//! Conversion jobs: what clients are shown of the runner's jobs, and who may see them.
+//! The runner's JSON itself is `spinmesh_jobs`, shared with the runner.
 
-use serde::{Deserialize, Serialize};
-
-const JOB_PREFIX: &str = "job_";
-
-/// Whether `id` has the shape of a runner job id (`job_` + 32 lower-case hex digits), so
-/// it can go into a runner URL as it is.
-pub fn is_job_id(id: &str) -> bool {
-    id.strip_prefix(JOB_PREFIX).is_some_and(|hex| {
-        hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
-}
-
-/// A job as the runner reports it (fields the upload component does not use are ignored).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct RunnerJob {
-    pub id: String,
-    pub owner: String,
-    pub status: String,
-    pub progress: u8,
-    /// The MP3's name.
-    pub filename: String,
-    /// The uploaded file's (sanitised) name.
-    pub source_filename: String,
-    pub created_at: String,
-    pub completed_at: Option<String>,
-    pub error: Option<String>,
-}
+use serde::Serialize;
+pub use spinmesh_jobs::{Job as RunnerJob, is_job_id};
 
 /// A job as its owner sees it: `GET /api/jobs/:id` and the items of `GET /api/jobs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,29 +26,31 @@ pub struct Accepted {
     pub status: &'static str,
 }
 
-impl RunnerJob {
-    /// Only the owner and administrators may see a job; to anyone else it does not exist.
-    pub fn visible_to(&self, user_id: &str, is_admin: bool) -> bool {
-        is_admin || self.owner == user_id
-    }
+/// Only the owner and administrators may see a job; to anyone else it does not exist.
+pub fn visible_to(job: &RunnerJob, user_id: &str, is_admin: bool) -> bool {
+    is_admin || job.owner == user_id
+}
 
-    pub fn view(self) -> JobView {
-        JobView {
-            job_id: self.id,
-            status: self.status,
-            progress: self.progress,
-            filename: self.filename,
-            created_at: self.created_at,
-            completed_at: self.completed_at,
-            error: self.error,
+impl From<RunnerJob> for JobView {
+    fn from(job: RunnerJob) -> Self {
+        Self {
+            job_id: job.id,
+            status: job.status,
+            progress: job.progress,
+            filename: job.filename,
+            created_at: job.created_at,
+            completed_at: job.completed_at,
+            error: job.error,
         }
     }
+}
 
-    pub fn accepted(self) -> Accepted {
-        Accepted {
+impl From<RunnerJob> for Accepted {
+    fn from(job: RunnerJob) -> Self {
+        Self {
             message: "File uploaded successfully",
-            job_id: self.id,
-            filename: self.source_filename,
+            job_id: job.id,
+            filename: job.source_filename,
             // Seed 001's contract: an accepted upload is `queued`, even when the runner
             // has already started converting it while it arrived.
             status: "queued",
@@ -101,23 +79,8 @@ mod tests {
     }
 
     #[test]
-    fn job_ids() {
-        assert!(is_job_id("job_0123456789abcdef0123456789abcdef"));
-        for id in [
-            "job_0123456789ABCDEF0123456789abcdef",
-            "job_0123456789abcdef0123456789abcde",
-            "job_0123456789abcdef0123456789abcdef0",
-            "0123456789abcdef0123456789abcdef",
-            "job_../../0123456789abcdef01234567",
-            "",
-        ] {
-            assert!(!is_job_id(id), "{id}");
-        }
-    }
-
-    #[test]
     fn view_has_the_seed_status_shape() {
-        let view = serde_json::to_value(job().view()).unwrap();
+        let view = serde_json::to_value(JobView::from(job())).unwrap();
         assert_eq!(
             view,
             json!({
@@ -135,7 +98,8 @@ mod tests {
         raw["error"] = json!(null);
         raw["completed_at"] = json!(null);
         let view =
-            serde_json::to_value(serde_json::from_value::<RunnerJob>(raw).unwrap().view()).unwrap();
+            serde_json::to_value(JobView::from(serde_json::from_value::<RunnerJob>(raw).unwrap()))
+                .unwrap();
         assert_eq!(view["completed_at"], json!(null));
         assert!(view.get("error").is_none());
     }
@@ -145,7 +109,7 @@ mod tests {
         let mut job = job();
         job.status = "running".into();
         assert_eq!(
-            serde_json::to_value(job.accepted()).unwrap(),
+            serde_json::to_value(Accepted::from(job)).unwrap(),
             json!({
                 "message": "File uploaded successfully", "job_id": "job_3f2c0000000000000000000000000001",
                 "filename": "clip.mp4", "status": "queued"
@@ -156,9 +120,9 @@ mod tests {
     #[test]
     fn visibility() {
         let job = job();
-        assert!(job.visible_to("42", false));
-        assert!(!job.visible_to("43", false));
-        assert!(!job.visible_to("4", false));
-        assert!(job.visible_to("43", true));
+        assert!(visible_to(&job, "42", false));
+        assert!(!visible_to(&job, "43", false));
+        assert!(!visible_to(&job, "4", false));
+        assert!(visible_to(&job, "43", true));
     }
 }

@@ -6,7 +6,7 @@
 //! * container sniffing: which video container a file's first bytes announce;
 //! * [`UploadPolicy`]: which name, extension, content and size an upload may have, with
 //!   the client's filename sanitised;
-//! * [`job`]: the runner's job JSON and the public shapes derived from it.
+//! * [`job`]: the public shapes of the runner's jobs (`spinmesh_jobs`) and who sees them.
 
 mod container;
 mod error;

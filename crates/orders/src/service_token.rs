@@ -2,6 +2,9 @@
 //! shortly before it expires so an order costs no token request.
 
 use serde::{Deserialize, Serialize};
+use spin_sdk::key_value::Store;
+
+use crate::saga::TokenCache;
 
 /// A cached token is not used in its last seconds: it must still be valid when products
 /// checks it, after the request has travelled.
@@ -33,6 +36,37 @@ impl CachedToken {
     /// Whether the cached token may still be sent at `now`.
     pub fn usable(&self, now: u64) -> bool {
         now.saturating_add(EXPIRY_MARGIN_SECS) < self.expires_at
+    }
+}
+
+/// The token in the `orders_cache` key-value store, granted to `orders` alone: whoever
+/// reads it acts as the orders service. Failures are logged and cost a token request.
+pub struct KvTokenCache(Option<Store>);
+
+const TOKEN_STORE: &str = "orders_cache";
+const TOKEN_KEY: &str = "service-token";
+
+impl KvTokenCache {
+    pub fn open() -> Self {
+        Self(
+            Store::open(TOKEN_STORE)
+                .map_err(|error| eprintln!("service token cache: {error:?}"))
+                .ok(),
+        )
+    }
+}
+
+impl TokenCache for KvTokenCache {
+    fn load(&self) -> Option<CachedToken> {
+        self.0.as_ref()?.get_json::<CachedToken>(TOKEN_KEY).ok().flatten()
+    }
+
+    fn save(&self, token: &CachedToken) {
+        if let Some(store) = &self.0
+            && let Err(error) = store.set_json(TOKEN_KEY, token)
+        {
+            eprintln!("service token cache: {error:?}");
+        }
     }
 }
 

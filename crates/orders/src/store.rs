@@ -14,6 +14,7 @@ use spinmesh_api::{
 };
 use spinmesh_catalog::{Quantity, price::decimal};
 
+use crate::saga::Ledger;
 use crate::{Error, IdempotencyKey, NewOrder, OrderId, access::Scope, products::Reserved};
 
 /// The label granted to `orders` alone in `spin.toml`.
@@ -84,10 +85,31 @@ pub fn open() -> Result<Connection, Error> {
     db::open(DATABASE, MIGRATIONS)
 }
 
+/// The [`Ledger`] of one caller's orders in the `orders` database, at `now` (Unix seconds).
+pub struct SqlLedger<'a> {
+    pub conn: &'a Connection,
+    pub owner: Owner<'a>,
+    pub now: u64,
+}
+
+impl Ledger for SqlLedger<'_> {
+    fn claim(&self, key: Option<&IdempotencyKey>, order: &NewOrder) -> Result<Claim, Error> {
+        claim(self.conn, &self.owner, key, order, self.now)
+    }
+
+    fn confirm(&self, id: i64, reserved: &Reserved, quantity: Quantity) -> Result<Order, Error> {
+        confirm(self.conn, id, reserved, quantity)
+    }
+
+    fn abandon(&self, id: i64) -> Result<(), Error> {
+        abandon(self.conn, id)
+    }
+}
+
 /// Inserts `order` as pending, or finds the order `key` already stands for:
 /// [`Error::IdempotencyKeyReused`] when that one differs, [`Error::IdempotencyInProgress`]
 /// while it is still pending. The unique constraint decides between concurrent requests.
-pub fn claim(
+fn claim(
     conn: &Connection,
     owner: &Owner<'_>,
     key: Option<&IdempotencyKey>,
@@ -136,7 +158,7 @@ pub fn claim(
 }
 
 /// Records what the pending order `id` bought, making it visible.
-pub fn confirm(
+fn confirm(
     conn: &Connection,
     id: i64,
     reserved: &Reserved,
@@ -165,7 +187,7 @@ pub fn confirm(
 }
 
 /// Removes the pending order `id` whose stock could not be reserved (its key is free again).
-pub fn abandon(conn: &Connection, id: i64) -> Result<(), Error> {
+fn abandon(conn: &Connection, id: i64) -> Result<(), Error> {
     conn.execute(
         "DELETE FROM orders WHERE id = ?1 AND status = 'pending'",
         &[Value::Integer(id)],

@@ -1,5 +1,6 @@
 use spin_sdk::http::Method;
 use spinmesh_api::ApiError;
+use spinmesh_api::routes::Routes;
 
 /// What a request asks for, from its method and path (the routes `spin.toml` sends here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,39 +22,45 @@ pub enum JobRoute<'a> {
     Download(&'a str),
 }
 
+/// A route without its job id, as the table holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Upload,
+    List,
+    Status,
+    Cancel,
+    Download,
+}
+
+/// The component's routes, each written once.
+pub fn table() -> Routes<Kind> {
+    let mut routes = Routes::new();
+    routes
+        .add(Method::Post, &["/api/upload", "/upload"], Kind::Upload)
+        .add(Method::Get, &["/api/jobs"], Kind::List)
+        .add(Method::Get, &["/api/jobs/:id", "/status/:id"], Kind::Status)
+        .add(Method::Delete, &["/api/jobs/:id"], Kind::Cancel)
+        .add(
+            Method::Get,
+            &["/api/jobs/:id/download", "/download/:id"],
+            Kind::Download,
+        );
+    routes
+}
+
 impl<'a> Route<'a> {
     /// 404 for a path that is not ours, 405 (with `Allow`) for a method a path does not serve.
-    pub fn parse(method: &Method, path: &'a str) -> Result<Self, ApiError> {
-        let allow = allowed_methods(path).ok_or_else(|| ApiError::not_found("Not Found"))?;
-        let route = match (method, segments(path).as_slice()) {
-            (Method::Post, ["api", "upload"] | ["upload"]) => Route::Upload,
-            (Method::Get, ["api", "jobs"]) => Route::Jobs(JobRoute::List),
-            (Method::Get, ["api", "jobs", id] | ["status", id]) => {
-                Route::Jobs(JobRoute::Status(id))
-            }
-            (Method::Delete, ["api", "jobs", id]) => Route::Jobs(JobRoute::Cancel(id)),
-            (Method::Get, ["api", "jobs", id, "download"] | ["download", id]) => {
-                Route::Jobs(JobRoute::Download(id))
-            }
-            _ => return Err(ApiError::method_not_allowed(allow)),
-        };
-        Ok(route)
+    pub fn parse(routes: &Routes<Kind>, method: &Method, path: &'a str) -> Result<Self, ApiError> {
+        let (kind, captured) = routes.resolve(method, path)?;
+        let id = || captured.get("id").unwrap_or_default();
+        Ok(match kind {
+            Kind::Upload => Route::Upload,
+            Kind::List => Route::Jobs(JobRoute::List),
+            Kind::Status => Route::Jobs(JobRoute::Status(id())),
+            Kind::Cancel => Route::Jobs(JobRoute::Cancel(id())),
+            Kind::Download => Route::Jobs(JobRoute::Download(id())),
+        })
     }
-}
-
-/// The methods a path serves; `None` for a path that is not ours.
-pub fn allowed_methods(path: &str) -> Option<&'static [&'static str]> {
-    match segments(path).as_slice() {
-        ["api", "upload"] | ["upload"] => Some(&["POST"]),
-        ["api", "jobs"] => Some(&["GET"]),
-        ["api", "jobs", _] => Some(&["GET", "DELETE"]),
-        ["status", _] | ["api", "jobs", _, "download"] | ["download", _] => Some(&["GET"]),
-        _ => None,
-    }
-}
-
-fn segments(path: &str) -> Vec<&str> {
-    path.strip_prefix('/').unwrap_or(path).split('/').collect()
 }
 
 #[cfg(test)]
@@ -63,7 +70,7 @@ mod tests {
     const ID: &str = "job_0123456789abcdef0123456789abcdef";
 
     fn parse(method: Method, path: &str) -> Result<Route<'_>, (u16, Option<String>)> {
-        Route::parse(&method, path).map_err(|error| {
+        Route::parse(&table(), &method, path).map_err(|error| {
             let allow = error
                 .headers()
                 .iter()

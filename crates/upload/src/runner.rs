@@ -1,15 +1,28 @@
 //! The conversion runner's HTTP API (runner/README.md), behind its shared token.
 
 use std::fmt::Display;
+use std::time::Duration;
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::de::DeserializeOwned;
 use spin_sdk::http::conversions::TryIntoOutgoingRequest;
-use spin_sdk::http::{
-    IncomingResponse, Method, OutgoingRequest, Request, RequestBuilder, Response, send,
-};
+use spin_sdk::http::{IncomingResponse, Method, OutgoingRequest, Request, RequestBuilder, Response};
 use spinmesh_api::{ApiError, Page};
-use spinmesh_media::job::RunnerJob;
+use spinmesh_media::job::{RunnerJob, is_job_id, visible_to};
+use spinmesh_outbound::{Timeouts, open, send};
+
+/// How long a JSON call to the runner, or its answer to a complete upload, may take: it
+/// answers from its job store.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a download may wait for the runner's first byte, and then between bytes.
+const DOWNLOAD_STALL: Duration = Duration::from_secs(30);
+/// An upload's answer comes only once its body, sent as slowly as the client sends it, is
+/// complete; the connection and each byte the runner sends are bounded.
+pub const UPLOAD_TIMEOUTS: Timeouts = Timeouts {
+    connect: ANSWER_TIMEOUT,
+    first_byte: None,
+    between_bytes: DOWNLOAD_STALL,
+};
 
 pub struct Runner {
     base_url: String,
@@ -25,20 +38,36 @@ impl Runner {
     }
 
     fn request(&self, method: Method, path_and_query: &str) -> RequestBuilder {
-        let mut builder = Request::builder();
-        builder
-            .method(method)
-            .uri(format!("{}{path_and_query}", self.base_url))
-            .header("authorization", format!("Bearer {}", self.token));
-        builder
+        let url = format!("{}{path_and_query}", self.base_url);
+        spinmesh_outbound::request(method, &url, Some(&self.token))
     }
 
     async fn call(&self, request: Request) -> Result<Response, ApiError> {
-        send(request).await.map_err(unavailable)
+        send(request, ANSWER_TIMEOUT).await.map_err(unavailable)
     }
 
-    /// `id` must be a valid job id ([`spinmesh_media::job::is_job_id`]).
-    pub async fn job(&self, id: &str) -> Result<RunnerJob, ApiError> {
+    /// The job `id` when `user_id` (or an admin) may see it. To anyone else, and for a
+    /// string that is not a job id, it is the same 404 as an unknown job.
+    pub async fn visible_job(
+        &self,
+        id: &str,
+        user_id: &str,
+        is_admin: bool,
+    ) -> Result<RunnerJob, ApiError> {
+        let not_found = || ApiError::not_found("Job not found");
+        if !is_job_id(id) {
+            return Err(not_found());
+        }
+        let job = self.job(id).await?;
+        if visible_to(&job, user_id, is_admin) {
+            Ok(job)
+        } else {
+            Err(not_found())
+        }
+    }
+
+    /// `id` must be a valid job id.
+    async fn job(&self, id: &str) -> Result<RunnerJob, ApiError> {
         let response = self
             .call(self.request(Method::Get, &format!("/jobs/{id}")).build())
             .await?;
@@ -89,7 +118,12 @@ impl Runner {
                 request.header(name, value);
             }
         }
-        let response: IncomingResponse = send(request.build()).await.map_err(unavailable)?;
+        let timeouts = Timeouts {
+            connect: ANSWER_TIMEOUT,
+            first_byte: Some(DOWNLOAD_STALL),
+            between_bytes: DOWNLOAD_STALL,
+        };
+        let response = open(request.build(), timeouts).await.map_err(unavailable)?;
         match response.status() {
             200 | 206 => Ok(response),
             416 => {

@@ -1,0 +1,82 @@
+//! The conversion runner's wire contract (runner/README.md), in one place for both ends:
+//! the runner issues job ids and writes job JSON; the upload side checks an id before it
+//! goes into a runner URL and reads the JSON. Plain Rust, native and wasm alike.
+
+use serde::{Deserialize, Serialize};
+
+const PREFIX: &str = "job_";
+
+/// The id of a job drawn from 128 random bits: `job_` and 32 lower-case hex digits.
+pub fn job_id(random: u128) -> String {
+    format!("{PREFIX}{random:032x}")
+}
+
+/// Whether `id` has exactly the shape [`job_id`] produces, so it is safe in a path or URL
+/// as it is.
+pub fn is_job_id(id: &str) -> bool {
+    id.strip_prefix(PREFIX).is_some_and(|hex| {
+        hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
+/// A job as the runner's API sends it. Times are RFC 3339 UTC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub owner: String,
+    /// `queued`, `running`, `completed`, `failed` or `cancelled`.
+    pub status: String,
+    /// 0–100.
+    pub progress: u8,
+    /// The name the MP3 is offered under.
+    pub filename: String,
+    /// The (sanitised) name the client uploaded.
+    pub source_filename: String,
+    pub size_bytes: u64,
+    pub output_bytes: Option<u64>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub error: Option<String>,
+    pub attempts: u32,
+    /// The job's files were removed (retention or delete): its output is gone.
+    pub expired: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn issued_ids_pass_the_rule_and_nothing_else_does() {
+        assert_eq!(job_id(0x2a), "job_0000000000000000000000000000002a");
+        assert!(is_job_id(&job_id(u128::MAX)));
+        assert!(is_job_id(&job_id(0)));
+        for id in [
+            "job_0123456789ABCDEF0123456789abcdef",
+            "job_0123456789abcdef0123456789abcde",
+            "job_0123456789abcdef0123456789abcdef0",
+            "0123456789abcdef0123456789abcdef",
+            "job_../../0123456789abcdef01234567",
+            "",
+        ] {
+            assert!(!is_job_id(id), "{id}");
+        }
+    }
+
+    #[test]
+    fn the_runner_json_round_trips() {
+        let sent = json!({
+            "id": "job_3f2c0000000000000000000000000001", "owner": "42", "status": "completed",
+            "progress": 100, "filename": "clip.mp3", "source_filename": "clip.mp4",
+            "size_bytes": 115446, "output_bytes": 20480, "created_at": "2026-05-01T12:00:00Z",
+            "started_at": "2026-05-01T12:00:00Z", "completed_at": "2026-05-01T12:00:01Z",
+            "error": null, "attempts": 1, "expired": false
+        });
+        let job: Job = serde_json::from_value(sent.clone()).unwrap();
+        assert_eq!((job.progress, job.output_bytes), (100, Some(20480)));
+        assert_eq!(serde_json::to_value(&job).unwrap(), sent);
+    }
+}

@@ -1,0 +1,9 @@
+//! What the `upload` component decides outside the streaming itself, as a native crate so
+//! it is unit-tested by `cargo test`:
+//!
+//! * [`route`]: the component's route table and what a request asks for;
+//! * [`runner`]: the conversion runner's HTTP API (runner/README.md) and how its answers
+//!   map to the client's.
+
+pub mod route;
+pub mod runner;
