@@ -195,7 +195,10 @@ fn parse_node(node: &str) -> Option<IpAddr> {
 /// peer is trusted) `forwarded_header`; a bad value is a deployment mistake (500).
 pub fn client_group(request: &Request) -> Result<Option<AddressGroup>, ApiError> {
     let header = |name: &str| request.header(name).and_then(|value| value.as_str());
-    let Some(peer) = header("spin-client-addr") else {
+    // In-app calls need no variable read: they are not counted.
+    let Some(peer) = header("spin-client-addr")
+        .filter(|peer| parse_node(peer).is_some_and(|ip| !ip.is_unspecified()))
+    else {
         return Ok(None);
     };
     let proxies = TrustedProxies::parse(&var("trusted_proxies")?).map_err(ApiError::internal_logged)?;
