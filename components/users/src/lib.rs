@@ -1,5 +1,5 @@
 //! `users`: profiles, one per account, in the `users` database. Everyone signed in reads
-//! them; a profile is created by its own account and changed or deleted by its owner or
+//! them (emails only their own, admins all); a profile is created by its own account and changed or deleted by its owner or
 //! an admin (rules in `spinmesh_profiles::access`).
 
 use serde::Deserialize;
@@ -57,16 +57,21 @@ fn create(request: Request, _params: Params) -> ApiResult<Response> {
 }
 
 fn list(request: Request, _params: Params) -> ApiResult<Response> {
-    caller(&request)?;
+    let claims = caller(&request)?;
     let page = Page::from_request(&request)?;
     let (total, profiles) = store::list(&store::open()?, page)?;
+    let profiles: Vec<_> = profiles
+        .into_iter()
+        .map(|profile| access::visible_to(&claims, profile))
+        .collect();
     Ok(paginated(&request, page, total, &profiles))
 }
 
 fn read(request: Request, params: Params) -> ApiResult<Response> {
     let claims = caller(&request)?;
     let id = access::target(&claims, param(&params, "id")?)?;
-    Ok(json(200, &store::get(&store::open()?, &id)?))
+    let profile = store::get(&store::open()?, &id)?;
+    Ok(json(200, &access::visible_to(&claims, profile)))
 }
 
 /// Only these fields change; anything else (e.g. `email`) is refused rather than ignored.

@@ -42,6 +42,26 @@ const MIGRATIONS: &[&[&str]] = &[&[
         window_start INTEGER NOT NULL
     )",
     "CREATE INDEX login_failures_window ON login_failures (window_start)",
+], &[
+    // Login throttling with backoff (see `throttle`) replaces the fixed windows.
+    "DROP TABLE login_failures",
+    // `since`: an account counter's last failure, an address counter's window start.
+    "CREATE TABLE login_throttle (
+        key TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        since INTEGER NOT NULL
+    )",
+    "CREATE INDEX login_throttle_since ON login_throttle (since)",
+    // Address groups an account signed in from: they keep their own failure counter.
+    "CREATE TABLE login_known_clients (
+        user_id TEXT NOT NULL,
+        address TEXT NOT NULL,
+        last_login INTEGER NOT NULL,
+        PRIMARY KEY (user_id, address)
+    )",
+    "CREATE INDEX login_known_clients_last ON login_known_clients (last_login)",
+    // The absolute end of a refresh family; NULL for families started before it existed.
+    "ALTER TABLE refresh_tokens ADD COLUMN family_expires_at INTEGER",
 ]];
 
 /// Opens the database, migrating it first if needed.

@@ -2,7 +2,8 @@
 //!
 //! * [`db`] opens the `auth` SQLite database and migrates its schema.
 //! * [`users`] registers accounts and checks passwords (with the first admin created on
-//!   first use); [`throttle`] counts failed logins per account and per client address.
+//!   first use); [`throttle`] counts failed logins per account (with backoff) and per
+//!   client address.
 //! * [`sessions`] issues access tokens with rotating refresh tokens and ends them.
 //! * [`clients`] checks service-account client credentials.
 //!

@@ -5,8 +5,8 @@ use spin_sdk::sqlite::Connection;
 use spinmesh_authn::{
     IssuedToken, Issuer,
     refresh::{
-        RefreshDecision, RefreshRecord, check_refresh, hash_refresh_token, issue_refresh_token,
-        rotate,
+        Lifetime, RefreshDecision, RefreshRecord, check_refresh, hash_refresh_token,
+        issue_refresh_token, rotate,
     },
 };
 
@@ -28,16 +28,16 @@ pub fn start(
     conn: &Connection,
     issuer: &Issuer,
     user: &User,
-    refresh_ttl: u64,
+    lifetime: Lifetime,
     now: u64,
 ) -> Result<Session, Error> {
     // Records a full lifetime past expiry can no longer reveal anything useful about reuse.
     conn.execute(
         "DELETE FROM refresh_tokens WHERE expires_at <= ?1",
-        &[integer(now.saturating_sub(refresh_ttl))],
+        &[integer(now.saturating_sub(lifetime.ttl_secs))],
     )?;
     let access = issue(issuer, user, now)?;
-    let refresh = issue_refresh_token(&user.id, now, refresh_ttl)?;
+    let refresh = issue_refresh_token(&user.id, now, lifetime)?;
     insert(conn, &refresh.record, &access.jti)?;
     Ok(Session {
         access,
@@ -45,8 +45,9 @@ pub fn start(
     })
 }
 
-/// Exchanges a refresh token for a new session in the same family. Presenting a token that
-/// was already exchanged revokes the whole family.
+/// Exchanges a refresh token for a new session in the same family, its token living
+/// `refresh_ttl` but never past the family's absolute end. Presenting a token that was
+/// already exchanged revokes the whole family.
 pub fn refresh(
     conn: &Connection,
     issuer: &Issuer,
@@ -126,8 +127,9 @@ fn revoke_family(conn: &Connection, family_id: &str) -> Result<(), Error> {
 fn insert(conn: &Connection, record: &RefreshRecord, access_jti: &str) -> Result<(), Error> {
     conn.execute(
         "INSERT INTO refresh_tokens
-             (token_hash, family_id, user_id, access_jti, issued_at, expires_at, replaced_by, revoked)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             (token_hash, family_id, user_id, access_jti, issued_at, expires_at, replaced_by, revoked,
+              family_expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         &[
             text(&record.token_hash),
             text(&record.family_id),
@@ -137,6 +139,7 @@ fn insert(conn: &Connection, record: &RefreshRecord, access_jti: &str) -> Result
             integer(record.expires_at),
             optional_text(record.replaced_by.as_deref()),
             integer(u64::from(record.revoked)),
+            integer(record.family_expires_at),
         ],
     )?;
     Ok(())
@@ -144,7 +147,8 @@ fn insert(conn: &Connection, record: &RefreshRecord, access_jti: &str) -> Result
 
 fn find(conn: &Connection, token_hash: &str) -> Result<Option<RefreshRecord>, Error> {
     let result = conn.execute(
-        "SELECT family_id, token_hash, user_id, issued_at, expires_at, replaced_by, revoked
+        "SELECT family_id, token_hash, user_id, issued_at, expires_at, replaced_by, revoked,
+             family_expires_at
          FROM refresh_tokens WHERE token_hash = ?1",
         &[text(token_hash)],
     )?;
@@ -157,12 +161,15 @@ fn find(conn: &Connection, token_hash: &str) -> Result<Option<RefreshRecord>, Er
             .ok_or(Error::Corrupt(name))
     };
     let number = |name: &'static str| row.get::<u64>(name).ok_or(Error::Corrupt(name));
+    let expires_at = number("expires_at")?;
     Ok(Some(RefreshRecord {
         family_id: text("family_id")?,
         token_hash: text("token_hash")?,
         user_id: text("user_id")?,
         issued_at: number("issued_at")?,
-        expires_at: number("expires_at")?,
+        expires_at,
+        // A family from before absolute lifetimes ends when its current token does.
+        family_expires_at: row.get::<u64>("family_expires_at").unwrap_or(expires_at),
         replaced_by: row.get::<&str>("replaced_by").map(str::to_owned),
         revoked: row
             .get::<bool>("revoked")

@@ -1,6 +1,7 @@
 //! Accounts in the `auth` database: registration and password login.
 
 use spin_sdk::sqlite::{Connection, Row};
+use spinmesh_api::client_addr::AddressGroup;
 use spinmesh_authn::{
     Role,
     password::{hash_password, verify_dummy_password, verify_password},
@@ -107,15 +108,15 @@ fn insert(
     }))
 }
 
-/// Checks a password login by username or email, charging the attempt to the account's and
-/// the client address's failure counters first (429 once either is over the limit).
+/// Checks a password login by username or email, charging the attempt to the throttle's
+/// counters first (429 while the account backs off or the address is over its budget).
 ///
 /// Known and unknown users cost the same: one lookup, the counters, one argon2 verification.
 pub fn authenticate(
     conn: &Connection,
     login: &str,
     password: &str,
-    client_addr: Option<&str>,
+    client: Option<AddressGroup>,
     admin: &Admin,
     policy: &throttle::Policy,
     now: u64,
@@ -125,12 +126,12 @@ pub fn authenticate(
         create_admin(conn, admin, now)?;
         found = find_for_login(conn, login)?;
     }
-    let keys = throttle::Keys::new(
+    let attempt = throttle::Attempt::new(
         found.as_ref().map(|(user, _)| user.id.as_str()),
         login,
-        client_addr,
+        client,
     );
-    throttle::charge(conn, &keys, policy, now)?;
+    let charged = throttle::charge(conn, &attempt, policy, now)?;
     let user = match found {
         Some((user, phc)) if verify_password(password, &phc)? => Some(user),
         Some(_) => None,
@@ -140,7 +141,7 @@ pub fn authenticate(
         }
     };
     let user = user.ok_or(Error::InvalidCredentials)?;
-    throttle::refund(conn, &keys)?;
+    throttle::refund(conn, &attempt, &charged, now)?;
     Ok(user)
 }
 

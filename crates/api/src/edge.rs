@@ -6,7 +6,8 @@
 //!
 //! Variables read (each component must be granted them): `cors_allowed_origins` (only
 //! for requests with an `Origin`), `rate_limit_per_address`, `rate_limit_per_user`,
-//! `rate_limit_window_secs`; counters live in the key-value store `default`.
+//! `rate_limit_window_secs`, and `trusted_proxies` and `forwarded_header` for the client
+//! address ([`crate::client_addr`]); counters live in the key-value store `default`.
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -18,7 +19,7 @@ use spinmesh_authn::{Claims, Role, now_unix};
 
 use crate::config::{non_negative_u64, positive_u64, var};
 use crate::rate_limit::{self, Quota, Window};
-use crate::{ApiError, cors, request_id, security_headers};
+use crate::{ApiError, client_addr, cors, request_id, security_headers};
 
 /// Serves `request` with `handler`, adding the edge behaviour. `methods` are those of the
 /// route the path matches (`None`: no route, the handler answers 404); they answer
@@ -115,11 +116,10 @@ impl Edge {
         if rate_limit::is_exempt(&self.path) {
             return Ok(None);
         }
-        // Set by the host from the connection's peer; clients cannot forge `spin-*`.
-        let Some(key) = header(request, "spin-client-addr").and_then(rate_limit::address_key)
-        else {
+        let Some(group) = client_addr::client_group(request)? else {
             return Ok(None);
         };
+        let key = rate_limit::address_key(&group);
         let Some(quota) = charge(&key, "rate_limit_per_address", now_unix())? else {
             return Ok(None);
         };

@@ -17,6 +17,8 @@ pub struct ApiError {
     pub code: Cow<'static, str>,
     pub message: Cow<'static, str>,
     headers: Vec<(&'static str, String)>,
+    /// The RFC 6749 §5.2 `error` code, for answers of an OAuth 2.0 token endpoint.
+    oauth_error: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -24,6 +26,12 @@ struct Body<'a> {
     status: String,
     message: &'a str,
     code: &'a str,
+    /// Token endpoint answers also carry RFC 6749 §5.2's members, so OAuth client
+    /// libraries recognise them as errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_description: Option<&'a str>,
 }
 
 impl ApiError {
@@ -37,7 +45,19 @@ impl ApiError {
             code: code.into(),
             message: message.into(),
             headers: Vec::new(),
+            oauth_error: None,
         }
+    }
+
+    /// Adds the OAuth 2.0 `error` member (`invalid_request`, `invalid_client`, …), with
+    /// `message` as its `error_description`.
+    pub fn with_oauth_error(mut self, error: &'static str) -> Self {
+        self.oauth_error = Some(error);
+        self
+    }
+
+    pub fn oauth_error(&self) -> Option<&'static str> {
+        self.oauth_error
     }
 
     /// Adds a response header (e.g. `Allow`, `Retry-After`).
@@ -177,6 +197,8 @@ impl ApiError {
             status: self.status.to_string(),
             message: &self.message,
             code: &self.code,
+            error: self.oauth_error,
+            error_description: self.oauth_error.map(|_| self.message.as_ref()),
         })
         .expect("strings always serialize")
     }
@@ -247,6 +269,22 @@ mod tests {
         assert_eq!(
             ApiError::token_expired().body(),
             r#"{"status":"401","message":"Token has expired","code":"token_expired"}"#
+        );
+    }
+
+    #[test]
+    fn oauth_errors_add_the_rfc_6749_members() {
+        let error = ApiError::unauthorized("invalid_client", "Invalid client credentials")
+            .with_oauth_error("invalid_client");
+        assert_eq!(
+            serde_json::from_str::<Value>(&error.body()).unwrap(),
+            json!({
+                "status": "401",
+                "message": "Invalid client credentials",
+                "code": "invalid_client",
+                "error": "invalid_client",
+                "error_description": "Invalid client credentials",
+            })
         );
     }
 

@@ -9,6 +9,7 @@
 //! Spin stores and variables and are covered by the end-to-end tests.
 
 mod auth;
+pub mod client_addr;
 pub mod config;
 mod cors;
 pub mod db;

@@ -3,7 +3,7 @@
 //! ratelimit-headers) on every limited route's responses. The arithmetic is here; the
 //! counters live in the key-value store (see [`crate::edge`]).
 
-use std::net::{IpAddr, SocketAddr};
+use crate::client_addr::AddressGroup;
 
 /// At most `limit` requests per `window_secs`, the window starting at a key's first
 /// request after the previous one ended.
@@ -108,29 +108,9 @@ pub fn is_exempt(path: &str) -> bool {
     path == "/health" || path.starts_with("/health/")
 }
 
-/// The counter key for a `spin-client-addr` (`ip:port`): the IP for IPv4, the /64
-/// prefix for IPv6 (one subscriber usually holds a whole /64). `None` for the unspecified
-/// address, which is what in-app (`*.spin.internal`) calls carry: their original request
-/// was already counted.
-pub fn address_key(client_addr: &str) -> Option<String> {
-    let ip = client_addr
-        .parse::<SocketAddr>()
-        .map(|addr| addr.ip())
-        .or_else(|_| client_addr.parse::<IpAddr>())
-        .ok()?;
-    if ip.is_unspecified() {
-        return None;
-    }
-    Some(match ip.to_canonical() {
-        IpAddr::V4(v4) => format!("ratelimit:ip:{v4}"),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!(
-                "ratelimit:ip:{:x}:{:x}:{:x}:{:x}::/64",
-                s[0], s[1], s[2], s[3]
-            )
-        }
-    })
+/// The counter key for a client's address group (see [`crate::client_addr`]).
+pub fn address_key(group: &AddressGroup) -> String {
+    format!("ratelimit:ip:{group}")
 }
 
 /// The counter key for a verified token subject.
@@ -309,31 +289,9 @@ mod tests {
     }
 
     #[test]
-    fn addresses_key_by_ip_or_ipv6_prefix() {
-        assert_eq!(
-            address_key("203.0.113.7:51234").as_deref(),
-            Some("ratelimit:ip:203.0.113.7")
-        );
-        assert_eq!(
-            address_key("203.0.113.7").as_deref(),
-            Some("ratelimit:ip:203.0.113.7")
-        );
-        assert_eq!(
-            address_key("[2001:db8:1:2:aaaa::1]:443").as_deref(),
-            Some("ratelimit:ip:2001:db8:1:2::/64")
-        );
-        assert_eq!(
-            address_key("[2001:db8:1:2:bbbb::9]:1"),
-            address_key("[2001:db8:1:2::5]:2")
-        );
-        assert_eq!(
-            address_key("[::ffff:198.51.100.1]:80").as_deref(),
-            Some("ratelimit:ip:198.51.100.1")
-        );
-        for internal in ["0.0.0.0:0", "[::]:0"] {
-            assert_eq!(address_key(internal), None, "{internal}");
-        }
-        assert_eq!(address_key("not an address"), None);
+    fn addresses_key_by_group() {
+        let group = AddressGroup::of("2001:db8:1:2:aaaa::1".parse().unwrap());
+        assert_eq!(address_key(&group), "ratelimit:ip:2001:db8:1:2::/64");
     }
 
     #[test]

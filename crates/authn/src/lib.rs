@@ -3,7 +3,8 @@
 //! * [`Issuer`] signs access tokens (EdDSA JWTs via `jwt-simple`); only `login` builds one.
 //! * [`Verifier`] checks them with the public key alone, using ed25519-dalek's
 //!   `verify_strict`, which is ~3.5× faster than jwt-simple's verifier in wasm32 (DESIGN §5).
-//! * [`password`] hashes with argon2id, [`refresh`] rotates opaque refresh tokens,
+//! * [`password`] hashes with argon2id, [`refresh`] rotates opaque refresh tokens (with an
+//!   absolute family lifetime),
 //!   [`Role`] gates access.
 //!
 //! Time is always passed in as Unix seconds (`now`), so behaviour is deterministic in tests;

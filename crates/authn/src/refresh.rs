@@ -3,7 +3,9 @@
 //! The client holds 32 random bytes (base64url); the store holds only their SHA-256, so a
 //! leaked table cannot be replayed. Each use replaces the token with a new one in the same
 //! family; presenting an already-replaced token means it was copied, so the whole family
-//! is revoked (RFC 9700 §4.14.2).
+//! is revoked (RFC 9700 §4.14.2). Each token lives `Lifetime::ttl_secs`, but never past the
+//! family's absolute end, `Lifetime::family_secs` after the login: a session that keeps
+//! being used still ends (RFC 9700 §4.14.2 recommends bounding refresh token lifetimes).
 //!
 //! These functions decide; the caller persists. Mark the old record replaced with a
 //! conditional write (`… WHERE token_hash = ? AND replaced_by IS NULL`, checking one row
@@ -30,6 +32,8 @@ pub struct RefreshRecord {
     pub user_id: String,
     pub issued_at: u64,
     pub expires_at: u64,
+    /// When the family ends, however often it rotates.
+    pub family_expires_at: u64,
     /// Hash of the token that replaced this one; `Some` means already used.
     pub replaced_by: Option<String>,
     /// Set on logout or reuse detection, for every record of the family.
@@ -76,13 +80,23 @@ pub fn hash_refresh_token(token: &str) -> String {
         .collect()
 }
 
+/// How long refresh tokens live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    /// Each token, from its issue (`refresh_token_ttl_secs`).
+    pub ttl_secs: u64,
+    /// A family, from the login that started it (`refresh_family_lifetime_secs`).
+    pub family_secs: u64,
+}
+
 /// Starts a new family at login.
 pub fn issue_refresh_token(
     user_id: &str,
     now: u64,
-    ttl_secs: u64,
+    lifetime: Lifetime,
 ) -> Result<NewRefreshToken, Error> {
-    new_token(random_id()?, user_id.to_owned(), now, ttl_secs)
+    let family_expires_at = now.saturating_add(lifetime.family_secs);
+    new_token(random_id()?, user_id.to_owned(), now, lifetime.ttl_secs, family_expires_at)
 }
 
 /// Decides what to do with the record found for a presented token (`None`: not found).
@@ -110,13 +124,14 @@ pub struct Rotation {
 }
 
 /// Replaces `current` (which [`check_refresh`] said to `Rotate`) with a new token in the
-/// same family.
+/// same family, expiring `ttl_secs` from now or at the family's end, whichever is first.
 pub fn rotate(current: &RefreshRecord, now: u64, ttl_secs: u64) -> Result<Rotation, Error> {
     let successor = new_token(
         current.family_id.clone(),
         current.user_id.clone(),
         now,
         ttl_secs,
+        current.family_expires_at,
     )?;
     let replaced = RefreshRecord {
         replaced_by: Some(successor.record.token_hash.clone()),
@@ -141,6 +156,7 @@ fn new_token(
     user_id: String,
     now: u64,
     ttl_secs: u64,
+    family_expires_at: u64,
 ) -> Result<NewRefreshToken, Error> {
     let token = URL_SAFE_NO_PAD.encode(random_array::<32>()?);
     let record = RefreshRecord {
@@ -148,7 +164,8 @@ fn new_token(
         token_hash: hash_refresh_token(&token),
         user_id,
         issued_at: now,
-        expires_at: now.saturating_add(ttl_secs),
+        expires_at: now.saturating_add(ttl_secs).min(family_expires_at),
+        family_expires_at,
         replaced_by: None,
         revoked: false,
     };
@@ -161,6 +178,10 @@ mod tests {
 
     const NOW: u64 = 1_750_000_000;
     const TTL: u64 = 14 * 24 * 3600;
+    const LIFETIME: Lifetime = Lifetime {
+        ttl_secs: TTL,
+        family_secs: 30 * 24 * 3600,
+    };
 
     /// A toy store: look up by hash, as the real one does.
     fn find<'a>(records: &'a [RefreshRecord], token: &str) -> Option<&'a RefreshRecord> {
@@ -180,7 +201,7 @@ mod tests {
 
     #[test]
     fn token_is_32_random_bytes_stored_only_as_sha256_hex() {
-        let issued = issue_refresh_token("u1", NOW, TTL).unwrap();
+        let issued = issue_refresh_token("u1", NOW, LIFETIME).unwrap();
         assert_eq!(URL_SAFE_NO_PAD.decode(&issued.token).unwrap().len(), 32);
         assert_eq!(issued.record.token_hash.len(), 64);
         assert!(
@@ -195,7 +216,7 @@ mod tests {
         assert!(!format!("{issued:?}").contains(&issued.token));
         assert_eq!(issued.record.expires_at, NOW + TTL);
         assert_ne!(
-            issue_refresh_token("u1", NOW, TTL)
+            issue_refresh_token("u1", NOW, LIFETIME)
                 .unwrap()
                 .record
                 .family_id,
@@ -214,7 +235,7 @@ mod tests {
     #[test]
     fn rotation_chain_then_reuse_revokes_family() {
         let mut store = Vec::new();
-        let first = issue_refresh_token("u1", NOW, TTL).unwrap();
+        let first = issue_refresh_token("u1", NOW, LIFETIME).unwrap();
         save(&mut store, first.record.clone());
 
         // Legitimate use: rotate.
@@ -259,8 +280,8 @@ mod tests {
     #[test]
     fn revocation_is_per_family() {
         let mut store = Vec::new();
-        let a = issue_refresh_token("u1", NOW, TTL).unwrap();
-        let b = issue_refresh_token("u1", NOW, TTL).unwrap();
+        let a = issue_refresh_token("u1", NOW, LIFETIME).unwrap();
+        let b = issue_refresh_token("u1", NOW, LIFETIME).unwrap();
         save(&mut store, a.record.clone());
         save(&mut store, b.record.clone());
         revoke_family(&mut store, &a.record.family_id);
@@ -276,7 +297,7 @@ mod tests {
 
     #[test]
     fn expiry_boundary() {
-        let issued = issue_refresh_token("u1", NOW, TTL).unwrap();
+        let issued = issue_refresh_token("u1", NOW, LIFETIME).unwrap();
         assert_eq!(
             check_refresh(Some(&issued.record), NOW + TTL - 1),
             RefreshDecision::Rotate
@@ -289,7 +310,7 @@ mod tests {
 
     #[test]
     fn reuse_is_detected_even_after_expiry() {
-        let issued = issue_refresh_token("u1", NOW, TTL).unwrap();
+        let issued = issue_refresh_token("u1", NOW, LIFETIME).unwrap();
         let replaced = rotate(&issued.record, NOW, TTL).unwrap().replaced;
         assert!(matches!(
             check_refresh(Some(&replaced), NOW + 10 * TTL),
@@ -298,8 +319,40 @@ mod tests {
     }
 
     #[test]
+    fn rotation_never_extends_a_family_past_its_absolute_end() {
+        let issued = issue_refresh_token("u1", NOW, LIFETIME).unwrap();
+        let family_end = NOW + LIFETIME.family_secs;
+        assert_eq!(issued.record.family_expires_at, family_end);
+        // Rotated daily, each successor lives a full TTL until the family's end caps it.
+        let mut current = issued.record;
+        for day in 1..=40u64 {
+            let now = NOW + day * 24 * 3600;
+            if check_refresh(Some(&current), now) != RefreshDecision::Rotate {
+                assert_eq!(check_refresh(Some(&current), now), RefreshDecision::Expired);
+                assert!(now >= family_end, "day {day}");
+                return;
+            }
+            let successor = rotate(&current, now, TTL).unwrap().successor.record;
+            assert_eq!(successor.expires_at, (now + TTL).min(family_end), "day {day}");
+            assert_eq!(successor.family_expires_at, family_end);
+            current = successor;
+        }
+        panic!("the family outlived its absolute lifetime");
+    }
+
+    #[test]
+    fn a_family_shorter_than_the_ttl_caps_the_first_token() {
+        let short = Lifetime {
+            ttl_secs: TTL,
+            family_secs: 3600,
+        };
+        let issued = issue_refresh_token("u1", NOW, short).unwrap();
+        assert_eq!(issued.record.expires_at, NOW + 3600);
+    }
+
+    #[test]
     fn unknown_token() {
-        let store = vec![issue_refresh_token("u1", NOW, TTL).unwrap().record];
+        let store = vec![issue_refresh_token("u1", NOW, LIFETIME).unwrap().record];
         assert_eq!(
             check_refresh(find(&store, "made-up"), NOW),
             RefreshDecision::Unknown
@@ -309,7 +362,7 @@ mod tests {
 
     #[test]
     fn record_round_trips_through_json() {
-        let record = issue_refresh_token("u1", NOW, TTL).unwrap().record;
+        let record = issue_refresh_token("u1", NOW, LIFETIME).unwrap().record;
         let json = serde_json::to_string(&record).unwrap();
         assert_eq!(
             serde_json::from_str::<RefreshRecord>(&json).unwrap(),

@@ -1,9 +1,10 @@
-//! Who may do what: everyone signed in reads profiles; a profile is created by its own
-//! account only, and changed or deleted by its owner or an `admin`.
+//! Who may do what: everyone signed in reads profiles, but sees an email only on their own
+//! profile (admins on every one); a profile is created by its own account only, and
+//! changed or deleted by its owner or an `admin`.
 
 use spinmesh_authn::{Claims, Role};
 
-use crate::{Error, UserId};
+use crate::{Error, Profile, UserId};
 
 /// Path segment naming the caller's own profile (`/api/users/me`).
 pub const ME: &str = "me";
@@ -55,6 +56,16 @@ pub fn ensure_may_modify(claims: &Claims, profile: &UserId) -> Result<(), Error>
     } else {
         Err(Error::Forbidden("You can only modify your own profile"))
     }
+}
+
+/// `profile` as `claims` may see it: without the email unless it is the caller's own or the
+/// caller is an admin.
+pub fn visible_to(claims: &Claims, mut profile: Profile) -> Profile {
+    let own = UserId::parse(&claims.sub).is_ok_and(|own| own.as_str() == profile.user_id);
+    if !(own || claims.has_role(Role::Admin)) {
+        profile.email = None;
+    }
+    profile
 }
 
 #[cfg(test)]
@@ -113,6 +124,27 @@ mod tests {
         assert!(matches!(target(&alice, "abc"), Err(Error::InvalidUserId)));
         let service = claims("service:orders", "orders", &[Role::Service]);
         assert!(matches!(target(&service, ME), Err(Error::NotFound)));
+    }
+
+    #[test]
+    fn emails_show_only_to_their_owner_and_admins() {
+        let profile = Profile {
+            user_id: BOB.into(),
+            username: "bob".into(),
+            email: Some("bob@example.com".into()),
+            full_name: String::new(),
+            bio: String::new(),
+            created_at: "2024-01-15T10:30:00Z".into(),
+            updated_at: "2024-01-15T10:30:00Z".into(),
+        };
+        let seen_by = |claims: &Claims| visible_to(claims, profile.clone()).email;
+        assert_eq!(seen_by(&claims(BOB, "bob", &[Role::User])), profile.email);
+        assert_eq!(seen_by(&claims(ALICE, "admin", &[Role::Admin])), profile.email);
+        assert_eq!(seen_by(&claims(ALICE, "alice", &[Role::User])), None);
+        assert_eq!(seen_by(&claims("service:orders", "orders", &[Role::Service])), None);
+        let hidden = serde_json::to_value(visible_to(&claims(ALICE, "alice", &[]), profile.clone())).unwrap();
+        assert!(hidden.get("email").is_none(), "{hidden}");
+        assert_eq!(hidden["username"], "bob");
     }
 
     #[test]

@@ -32,11 +32,13 @@ const MIGRATIONS: &[&[&str]] = &[&[
 const COLUMNS: &str = "user_id, username, email, full_name, bio, created_at, updated_at";
 
 /// A profile as the API shows it (the seed's shape plus `updated_at`), times RFC 3339 UTC.
+/// `email` is `None` once [`crate::access::visible_to`] has withheld it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Profile {
     pub user_id: String,
     pub username: String,
-    pub email: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
     pub full_name: String,
     pub bio: String,
     pub created_at: String,
@@ -170,7 +172,7 @@ fn profile_from_row(row: &Row<'_>) -> Result<Profile, Error> {
     Ok(Profile {
         user_id: field("user_id")?,
         username: field("username")?,
-        email: field("email")?,
+        email: Some(field("email")?),
         full_name: field("full_name")?,
         bio: field("bio")?,
         created_at: time("created_at")?,
