@@ -1,5 +1,6 @@
 //! `login`: password login, refresh-token rotation, logout and client-credentials tokens.
 //! The only component granted the signing key.
+#![allow(unsafe_code, reason = "spin-sdk's #[http_component] expands to unsafe export glue")]
 
 use serde::Deserialize;
 use serde_json::json;

@@ -5,6 +5,7 @@
 //! An order never exists without its stock, nor stock stay taken without its order: the
 //! order is claimed `pending` first (taking the `Idempotency-Key`), then stock is
 //! reserved, then the order is confirmed; a failed step undoes the earlier ones.
+#![allow(unsafe_code, reason = "spin-sdk's #[http_component] expands to unsafe export glue")]
 
 mod catalog;
 
