@@ -8,7 +8,6 @@
 
 mod process;
 mod reply;
-mod secrets;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,7 +15,8 @@ use std::time::Duration;
 
 pub use process::ManagedProcess;
 pub use reply::{Reply, send};
-pub use secrets::{DevSecrets, ORDERS_CLIENT_ID};
+pub use spinmesh_deploy::local::{DevSecrets, ORDERS_CLIENT_ID};
+use spinmesh_deploy::local::{create_private_dir, keep_created_files_private};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repo").to_path_buf()
@@ -121,7 +121,9 @@ impl AppBuilder {
     pub fn try_start(self) -> Result<App, String> {
         let temp = tempfile::tempdir().map_err(|err| err.to_string())?;
         let state = self.state.clone().unwrap_or_else(|| temp.path().to_path_buf());
-        std::fs::create_dir_all(&state).map_err(|err| err.to_string())?;
+        // The stores, logs and spool the host and runner create hold accounts and tokens.
+        keep_created_files_private();
+        create_private_dir(&state.join(".spin")).map_err(|err| format!("{err:#}"))?;
         let runtime_config = state.join("runtime-config.toml");
         // Relative store paths then land in this app's own state directory.
         std::fs::copy(repo_root().join("runtime-config.toml"), &runtime_config).map_err(|err| err.to_string())?;
