@@ -55,6 +55,7 @@ fn build(limits: &Limits) -> Result<Engine> {
 
 /// Compiles a component, or loads its machine code from the on-disk cache.
 /// The cache key covers the `.wasm` bytes and the engine's configuration.
+#[allow(unsafe_code, reason = "wasmtime's deserialize trusts its input; each use says why it may")]
 pub fn load_component(engine: &Engine, cache_dir: &Path, id: &str, source: &Path) -> Result<Component> {
     let bytes = std::fs::read(source).map_err(|err| {
         anyhow!(

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
-use spinmesh_e2e::{App, client, engine_available, repo_root, send};
+use reqwest::Method;
+use spinmesh_e2e::{Api, App, repo_root};
 
 fn browser_dir() -> PathBuf {
     repo_root().join("tests/browser")
@@ -78,22 +79,14 @@ fn explorer_reads_openapi_documents() {
 /// The catalogue the browser shops from, created by the admin over HTTP: a Turntable
 /// with 2 in stock and a product whose stock is not tracked. Returns them as created.
 fn stock_catalogue(app: &App) -> Value {
-    let http = client();
-    let login = send(http.post(app.url("/api/login")).json(&json!({
-        "username": "admin",
-        "password": app.secrets().admin_password,
-    })));
-    let admin = login.ok()["token"].as_str().unwrap().to_owned();
+    let api = Api::new(app);
+    let admin = api.admin();
     let products = [
         json!({ "name": "Turntable", "price": "199.00", "category": "audio", "stock": 2 }),
         json!({ "name": "Vinyl sleeve", "price": "4.50", "category": "accessories" }),
     ]
     .map(|product| {
-        let created = send(
-            http.post(app.url("/api/products"))
-                .bearer_auth(&admin)
-                .json(&product),
-        );
+        let created = api.send_json(Method::POST, "/api/products", &admin, product);
         assert_eq!(created.status, 201, "{}", created.body);
         created.body
     });
@@ -104,10 +97,8 @@ fn stock_catalogue(app: &App) -> Value {
 /// (`target/browser/ui-after-conversion.png`), shop from the real catalogue until a
 /// product runs out (`target/browser/shop.png`), then the API explorer.
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn web_ui_converts_a_video_in_chromium() {
-    if !engine_available() {
-        return;
-    }
     let chromium = chromium();
     assert!(
         browser_dir().join("node_modules/playwright-core").exists(),

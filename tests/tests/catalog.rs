@@ -3,89 +3,26 @@
 //! tokens come from the real register and login components; orders reaches products by
 //! service chaining with its own client credentials.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::thread;
 
 use reqwest::Method;
-use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::{Value, json};
 use spinmesh_e2e::{
-    App, DevSecrets, ORDERS_CLIENT_ID, Reply, client, engine_available, repo_root, send,
+    Api, App, DevSecrets, ORDERS_CLIENT_ID, Reply, concurrently, is_rfc3339_utc, repo_root,
+    send, status_counts,
 };
 
-const PASSWORD: &str = "correct horse battery";
-
-/// The app's HTTP API. Holds no process handle, so threads can share it.
-struct Api {
-    base: String,
-    http: Client,
-    admin_password: String,
-    orders_client_secret: String,
+/// The catalogue and order routes, on top of the shared client.
+trait Catalog {
+    /// Creates a product as `token`; the product.
+    fn product(&self, token: &str, body: Value) -> Value;
+    fn stock(&self, id: &Value, token: &str) -> Value;
+    fn order(&self, token: &str, body: Value, key: Option<&str>) -> Reply;
+    /// How many orders `token` sees, from `X-Total-Count`.
+    fn order_count(&self, token: &str) -> u64;
 }
 
-impl Api {
-    fn new(app: &App) -> Api {
-        Api {
-            base: app.url(""),
-            http: client(),
-            admin_password: app.secrets().admin_password.clone(),
-            orders_client_secret: app.secrets().orders_client_secret.clone(),
-        }
-    }
-
-    fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
-        let request = self.http.request(method, format!("{}{path}", self.base));
-        match token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        }
-    }
-
-    fn get(&self, path: &str, token: &str) -> Reply {
-        send(self.request(Method::GET, path, Some(token)))
-    }
-
-    fn send_json(&self, method: Method, path: &str, token: &str, body: Value) -> Reply {
-        send(self.request(method, path, Some(token)).json(&body))
-    }
-
-    fn login(&self, username: &str, password: &str) -> String {
-        let reply = send(
-            self.request(Method::POST, "/api/login", None)
-                .json(&json!({ "username": username, "password": password })),
-        );
-        reply.ok()["token"].as_str().unwrap().to_owned()
-    }
-
-    /// Registers and logs in `username`; the token of a plain `user`.
-    fn user(&self, username: &str) -> String {
-        send(
-            self.request(Method::POST, "/api/register", None)
-                .json(&json!({
-                    "username": username,
-                    "email": format!("{username}@example.com"),
-                    "password": PASSWORD,
-                })),
-        )
-        .ok();
-        self.login(username, PASSWORD)
-    }
-
-    fn admin(&self) -> String {
-        self.login("admin", &self.admin_password)
-    }
-
-    /// The seed's `POST /get-token`, with the orders service's real secret.
-    fn service(&self) -> String {
-        let reply = send(self.request(Method::POST, "/get-token", None).json(&json!({
-            "service_name": ORDERS_CLIENT_ID,
-            "client_secret": self.orders_client_secret,
-        })));
-        reply.ok()["token"].as_str().unwrap().to_owned()
-    }
-
-    /// Creates a product as `token`; the product.
+impl Catalog for Api {
     fn product(&self, token: &str, body: Value) -> Value {
         created(self.send_json(Method::POST, "/api/products", token, body))
     }
@@ -104,7 +41,6 @@ impl Api {
         send(request)
     }
 
-    /// How many orders `token` sees, from `X-Total-Count`.
     fn order_count(&self, token: &str) -> u64 {
         let reply = self.get("/api/orders", token);
         assert_eq!(reply.status, 200, "{}", reply.body);
@@ -118,21 +54,15 @@ fn created(reply: Reply) -> Value {
     reply.body
 }
 
-fn start() -> Option<(App, Api)> {
-    if !engine_available() {
-        return None;
-    }
+fn start() -> (App, Api) {
     let app = App::builder().start();
     let api = Api::new(&app);
-    Some((app, api))
+    (app, api)
 }
 
 /// The app from a copy of spin.toml changed by `edit` (each edit must apply), with the
 /// generated secrets passed as the repository's manifest gets them.
-fn start_edited(edits: &[(&str, &str)]) -> Option<(tempfile::TempDir, App, Api)> {
-    if !engine_available() {
-        return None;
-    }
+fn start_edited(edits: &[(&str, &str)]) -> (tempfile::TempDir, App, Api) {
     let root = repo_root();
     let mut manifest = std::fs::read_to_string(root.join("spin.toml"))
         .unwrap()
@@ -154,18 +84,13 @@ fn start_edited(edits: &[(&str, &str)]) -> Option<(tempfile::TempDir, App, Api)>
     }
     let app = builder.start();
     let api = Api::new(&app);
-    Some((dir, app, api))
-}
-
-fn is_rfc3339_utc(value: &Value) -> bool {
-    value
-        .as_str()
-        .is_some_and(|text| text.len() == 20 && text.ends_with('Z') && text.as_bytes()[10] == b'T')
+    (dir, app, api)
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn seed_flow_works_with_a_service_token() {
-    let Some((_app, api)) = start() else { return };
+    let (_app, api) = start();
     let token = api.service();
 
     // curl -X POST /create-product -d '{"name":"iPhone", "price":"50000", "category":"Electronics"}'
@@ -249,10 +174,11 @@ fn seed_flow_works_with_a_service_token() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn products_are_listed_filtered_paged_changed_and_deleted() {
-    let Some((_app, api)) = start() else { return };
+    let (_app, api) = start();
     let admin = api.admin();
-    let user = api.user("carol");
+    let user = api.user("carol").token;
     let mut ids = Vec::new();
     for (name, category, description) in [
         ("iPhone 15", "Electronics", "A phone"),
@@ -419,8 +345,9 @@ fn products_are_listed_filtered_paged_changed_and_deleted() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn prices_are_exact_cents_from_numbers_or_decimal_strings() {
-    let Some((_app, api)) = start() else { return };
+    let (_app, api) = start();
     let admin = api.admin();
     let accepted = [
         (json!("50000"), "50000.00", 5_000_000u64),
@@ -495,12 +422,13 @@ fn prices_are_exact_cents_from_numbers_or_decimal_strings() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn authorization_rules() {
-    let Some((_app, api)) = start() else { return };
+    let (_app, api) = start();
     let admin = api.admin();
     let service = api.service();
-    let alice = api.user("alice");
-    let bob = api.user("bob");
+    let alice = api.user("alice").token;
+    let bob = api.user("bob").token;
     let body = json!({ "name": "Pen", "price": "1.50", "category": "Office", "stock": 100 });
 
     // Users read the catalogue but cannot change it; services add products only.
@@ -613,10 +541,11 @@ fn authorization_rules() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn orders_take_stock_at_the_price_of_the_moment() {
-    let Some((_app, api)) = start() else { return };
+    let (_app, api) = start();
     let admin = api.admin();
-    let alice = api.user("alice");
+    let alice = api.user("alice").token;
     let pen = api.product(
         &admin,
         json!({ "name": "Pen", "price": "19.99", "category": "Office", "stock": 5 }),
@@ -700,46 +629,36 @@ fn orders_take_stock_at_the_price_of_the_moment() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn concurrent_orders_never_oversell() {
-    let Some((_app, api)) = start() else { return };
+    let (_app, api) = start();
     let admin = api.admin();
-    let buyers: Vec<String> = (0..3).map(|i| api.user(&format!("buyer{i}"))).collect();
+    let buyers: Vec<String> = (0..3).map(|i| api.user(&format!("buyer{i}")).token).collect();
     let product = api.product(
         &admin,
         json!({ "name": "Limited", "price": "5.00", "category": "Drops", "stock": 10 }),
     );
     let body = json!({ "product_id": product["id"], "quantity": 1 });
 
-    let statuses: Vec<u16> = thread::scope(|scope| {
-        let handles: Vec<_> = (0..30)
-            .map(|i| {
-                let (api, token, body) = (&api, &buyers[i % buyers.len()], &body);
-                scope.spawn(move || {
-                    let reply = api.order(token, body.clone(), None);
-                    if reply.status != 201 {
-                        reply.assert_error(409, "insufficient_stock");
-                    }
-                    reply.status
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let statuses = concurrently(30, |i| {
+        let reply = api.order(&buyers[i % buyers.len()], body.clone(), None);
+        if reply.status != 201 {
+            reply.assert_error(409, "insufficient_stock");
+        }
+        reply.status
     });
-    let mut counts = BTreeMap::new();
-    for status in statuses {
-        *counts.entry(status).or_insert(0) += 1;
-    }
-    assert_eq!(counts, BTreeMap::from([(201, 10), (409, 20)]));
+    assert_eq!(status_counts(&statuses), [(201, 10), (409, 20)].into());
     assert_eq!(api.stock(&product["id"], &admin), 0);
     assert_eq!(api.order_count(&admin), 10);
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn a_retried_create_returns_the_first_order() {
-    let Some((_app, api)) = start() else { return };
+    let (_app, api) = start();
     let admin = api.admin();
-    let alice = api.user("alice");
-    let bob = api.user("bob");
+    let alice = api.user("alice").token;
+    let bob = api.user("bob").token;
     let product = api.product(
         &admin,
         json!({ "name": "Mug", "price": 12, "category": "Kitchen", "stock": 20 }),
@@ -781,21 +700,13 @@ fn a_retried_create_returns_the_first_order() {
     assert_eq!(api.stock(&product["id"], &alice), 15);
 
     // Concurrent retries of one request create one order.
-    let replies: Vec<(u16, Value)> = thread::scope(|scope| {
-        let handles: Vec<_> = (0..8)
-            .map(|_| {
-                let (api, alice, body) = (&api, &alice, &body);
-                scope.spawn(move || {
-                    let reply = api.order(alice, body.clone(), Some("retry-3"));
-                    if reply.status != 201 {
-                        reply.assert_error(409, "idempotency_in_progress");
-                        assert_eq!(reply.header("retry-after"), Some("1"));
-                    }
-                    (reply.status, reply.body)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let replies = concurrently(8, |_| {
+        let reply = api.order(&alice, body.clone(), Some("retry-3"));
+        if reply.status != 201 {
+            reply.assert_error(409, "idempotency_in_progress");
+            assert_eq!(reply.header("retry-after"), Some("1"));
+        }
+        (reply.status, reply.body)
     });
     let ids: Vec<&Value> = replies
         .iter()
@@ -818,16 +729,15 @@ const ORDERS_HOSTS: &str =
     r#"allowed_outbound_hosts = ["http://login.spin.internal", "http://products.spin.internal"]"#;
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn unreachable_products_is_503_and_places_nothing() {
     // The host refuses orders' calls to products.
-    let Some((_dir, _app, api)) = start_edited(&[(
+    let (_dir, _app, api) = start_edited(&[(
         ORDERS_HOSTS,
         r#"allowed_outbound_hosts = ["http://login.spin.internal"]"#,
-    )]) else {
-        return;
-    };
+    )]);
     let admin = api.admin();
-    let alice = api.user("alice");
+    let alice = api.user("alice").token;
     let product = api.product(
         &admin,
         json!({ "name": "Lamp", "price": 30, "category": "Home", "stock": 5 }),
@@ -844,14 +754,12 @@ fn unreachable_products_is_503_and_places_nothing() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn failing_products_is_503_and_places_nothing() {
     // products without its database answers every reservation with a 500.
-    let Some((_dir, _app, api)) = start_edited(&[("sqlite_databases = [\"catalog\"]\n", "")])
-    else {
-        return;
-    };
+    let (_dir, _app, api) = start_edited(&[("sqlite_databases = [\"catalog\"]\n", "")]);
     let admin = api.admin();
-    let alice = api.user("alice");
+    let alice = api.user("alice").token;
     api.get("/api/products", &alice)
         .assert_error(500, "internal_error");
     let reply = api.order(&alice, json!({ "product_id": 1, "quantity": 1 }), None);

@@ -6,10 +6,9 @@ use std::time::Duration;
 use reqwest::Method;
 use reqwest::blocking::Response;
 use serde_json::json;
-use spinmesh_e2e::{App, Reply, client, client_from, engine_available, send};
+use spinmesh_e2e::{Api, App, Reply, client, client_from, send};
 
 const ALLOWED: &str = "https://app.example.com";
-const PASSWORD: &str = "correct horse battery";
 
 fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
     response
@@ -40,10 +39,8 @@ fn listed(value: Option<&str>, name: &str) -> bool {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn cors_preflight_and_simple_requests_follow_the_fetch_standard() {
-    if !engine_available() {
-        return;
-    }
     let app = App::builder()
         .variable(
             "cors_allowed_origins",
@@ -150,10 +147,8 @@ fn cors_preflight_and_simple_requests_follow_the_fetch_standard() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn cors_is_off_by_default() {
-    if !engine_available() {
-        return;
-    }
     let app = App::builder().start();
     let response = preflight(&app, "/api/login", ALLOWED, "POST");
     assert_eq!(response.status(), 204);
@@ -168,10 +163,8 @@ fn cors_is_off_by_default() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn request_ids_are_kept_or_generated_echoed_and_logged() {
-    if !engine_available() {
-        return;
-    }
     let app = App::builder().start();
     let get = |path: &str, id: Option<&str>| {
         let mut request = client().get(app.url(path));
@@ -282,10 +275,8 @@ fn assert_counted_down(replies: &[Reply], limit: u64) {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn each_client_address_is_limited_then_recovers_after_the_window() {
-    if !engine_available() {
-        return;
-    }
     const LIMIT: u64 = 3;
     let app = App::builder()
         .variable("rate_limit_per_address", &LIMIT.to_string())
@@ -324,29 +315,16 @@ fn each_client_address_is_limited_then_recovers_after_the_window() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn each_signed_in_user_has_a_limit_of_their_own() {
-    if !engine_available() {
-        return;
-    }
     const LIMIT: u64 = 2;
     let app = App::builder()
         .variable("rate_limit_per_address", "0")
         .variable("rate_limit_per_user", &LIMIT.to_string())
         .start();
     let http = client();
-    let token = |username: &str| {
-        let account = json!({
-            "username": username,
-            "email": format!("{username}@example.com"),
-            "password": PASSWORD,
-        });
-        send(http.post(app.url("/api/register")).json(&account)).ok();
-        send(http.post(app.url("/api/login")).json(&account)).ok()["token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let (alice, bob) = (token("alice"), token("bob"));
+    let api = Api::new(&app);
+    let (alice, bob) = (api.user("alice").token, api.user("bob").token);
     let me = |token: &str| send(http.get(app.url("/api/users/me")).bearer_auth(token));
 
     let replies = until_limited(20, || me(&alice));
@@ -361,7 +339,7 @@ fn each_signed_in_user_has_a_limit_of_their_own() {
     );
     // Only verified tokens count: a forged one naming Alice is refused as invalid, and
     // could never have used up her quota.
-    let forged = format!("{}x", alice);
+    let forged = format!("{alice}x");
     me(&forged).assert_error(401, "token_invalid");
     // Routes without a signed-in user are not per-user limited.
     let anonymous = send(http.get(app.url("/api/validate")));

@@ -4,24 +4,9 @@
 
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
-use spinmesh_e2e::{App, client, engine_available, send};
+use spinmesh_e2e::{Api, App, client, is_rfc3339_utc, send};
 
-const PASSWORD: &str = "correct horse battery";
 const SERVICES: [&str; 5] = ["auth", "users", "catalog", "orders", "converter"];
-
-fn login(http: &Client, app: &App, username: &str, password: &str) -> String {
-    let body = send(http.post(app.url("/api/login")).json(&json!({ "username": username, "password": password }))).ok();
-    body["token"].as_str().unwrap().to_owned()
-}
-
-fn user_token(http: &Client, app: &App) -> String {
-    send(http.post(app.url("/api/register")).json(&json!({ "username": "alice", "email": "alice@example.com", "password": PASSWORD }))).ok();
-    login(http, app, "alice", PASSWORD)
-}
-
-fn admin_token(http: &Client, app: &App) -> String {
-    login(http, app, "admin", &app.secrets().admin_password)
-}
 
 fn health(http: &Client, app: &App, path: &str) -> (u16, Value) {
     let reply = send(http.get(app.url(path)));
@@ -30,18 +15,15 @@ fn health(http: &Client, app: &App, path: &str) -> (u16, Value) {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn health_goes_degraded_when_the_runner_stops_and_back_when_it_returns() {
-    if !engine_available() {
-        return;
-    }
     let mut app = App::builder().with_runner().start();
     let http = client();
 
     let (status, body) = health(&http, &app, "/health");
     assert_eq!((status, body["status"].as_str()), (200, Some("healthy")), "{body}");
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
-    let timestamp = body["timestamp"].as_str().unwrap();
-    assert!(timestamp.ends_with('Z') && timestamp.len() == 20, "RFC 3339 UTC: {timestamp}");
+    assert!(is_rfc3339_utc(&body["timestamp"]), "{body}");
     for service in SERVICES {
         assert_eq!(body["services"][service], "connected", "{body}");
     }
@@ -63,10 +45,8 @@ fn health_goes_degraded_when_the_runner_stops_and_back_when_it_returns() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn health_services_reports_each_check_with_its_latency() {
-    if !engine_available() {
-        return;
-    }
     let app = App::builder().with_runner().start();
     let (status, body) = health(&client(), &app, "/health/services");
     assert_eq!((status, body["status"].as_str()), (200, Some("healthy")), "{body}");
@@ -93,10 +73,8 @@ fn health_services_reports_each_check_with_its_latency() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn liveness_needs_no_dependency() {
-    if !engine_available() {
-        return;
-    }
     // No runner, and a runner URL where nothing listens.
     let app = App::builder().variable("runner_url", "http://127.0.0.1:9").start();
     let (status, body) = health(&client(), &app, "/health/live");
@@ -106,17 +84,15 @@ fn liveness_needs_no_dependency() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn upload_stats_are_for_admins() {
-    if !engine_available() {
-        return;
-    }
     let mut app = App::builder().with_runner().start();
-    let http = client();
+    let (http, api) = (client(), Api::new(&app));
     send(http.get(app.url("/stats/uploads"))).assert_error(401, "token_missing");
-    let user = user_token(&http, &app);
+    let user = api.user("alice").token;
     send(http.get(app.url("/stats/uploads")).bearer_auth(&user)).assert_error(403, "forbidden");
 
-    let admin = admin_token(&http, &app);
+    let admin = api.admin();
     let stats = send(http.get(app.url("/stats/uploads")).bearer_auth(&admin)).ok();
     assert_eq!(
         stats,
@@ -131,17 +107,15 @@ fn upload_stats_are_for_admins() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn metrics_are_for_admins_and_include_the_runner() {
-    if !engine_available() {
-        return;
-    }
     let mut app = App::builder().with_runner().start();
-    let http = client();
+    let (http, api) = (client(), Api::new(&app));
     send(http.get(app.url("/metrics"))).assert_error(401, "token_missing");
-    let user = user_token(&http, &app);
+    let user = api.user("alice").token;
     send(http.get(app.url("/metrics")).bearer_auth(&user)).assert_error(403, "forbidden");
 
-    let admin = admin_token(&http, &app);
+    let admin = api.admin();
     let url = app.url("/metrics");
     let scrape = |http: &Client| {
         let response = http.get(&url).bearer_auth(&admin).send().unwrap();
@@ -169,10 +143,8 @@ fn metrics_are_for_admins_and_include_the_runner() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn openapi_document_is_served_as_json() {
-    if !engine_available() {
-        return;
-    }
     let app = App::builder().start();
     let reply = send(client().get(app.url("/api/openapi.json")));
     assert_eq!(reply.status, 200);
@@ -182,10 +154,8 @@ fn openapi_document_is_served_as_json() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn unknown_paths_and_the_internal_probe_get_the_json_404() {
-    if !engine_available() {
-        return;
-    }
     let app = App::builder().start();
     for path in ["/no/such/route", "/internal/probe"] {
         let response = client().get(app.url(path)).send().unwrap();

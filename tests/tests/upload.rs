@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::{Body, RequestBuilder, Response};
 use serde_json::Value;
 use spinmesh_authn::{Issuer, Role, now_unix};
-use spinmesh_e2e::{App, client, engine_available};
+use spinmesh_e2e::{App, client, is_rfc3339_utc};
 
 const BOUNDARY: &str = "spinmesh-test-boundary-7MA4YWxkTrZu0gW";
 /// Conversions share two cores with everything else: be patient, never time them.
@@ -289,12 +289,6 @@ fn list(app: &App, token: &str) -> Vec<Value> {
         .clone()
 }
 
-fn is_rfc3339_utc(value: &Value) -> bool {
-    value
-        .as_str()
-        .is_some_and(|s| s.len() == 20 && s.ends_with('Z') && s.as_bytes()[10] == b'T')
-}
-
 fn header<'a>(response: &'a Response, name: &str) -> &'a str {
     response
         .headers()
@@ -308,10 +302,8 @@ fn header<'a>(response: &'a Response, name: &str) -> &'a str {
 // Tests
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn converts_an_upload_to_an_mp3_of_the_same_length() {
-    if !engine_available() {
-        return;
-    }
     let app = start();
     let users = users(&app);
 
@@ -404,10 +396,8 @@ impl Read for HeldBody {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn a_faststart_upload_is_converted_while_it_arrives() {
-    if !engine_available() {
-        return;
-    }
     let mut app = start();
     let users = users(&app);
     let body = form("web.mp4", &media().faststart);
@@ -450,10 +440,8 @@ fn a_faststart_upload_is_converted_while_it_arrives() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn seed_routes_serve_the_same_jobs() {
-    if !engine_available() {
-        return;
-    }
     let app = start();
     let users = users(&app);
     let response = multipart_post(&app, "/upload", &users.alice)
@@ -481,10 +469,8 @@ fn seed_routes_serve_the_same_jobs() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn files_that_are_not_allowed_videos_are_refused() {
-    if !engine_available() {
-        return;
-    }
     let app = start();
     let users = users(&app);
     let text = b"This is a text file, not a video.\n".repeat(100);
@@ -521,10 +507,8 @@ fn files_that_are_not_allowed_videos_are_refused() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn malformed_and_unauthenticated_uploads_are_refused() {
-    if !engine_available() {
-        return;
-    }
     let app = start();
     let users = users(&app);
     let clip = form("clip.mp4", &media().clip);
@@ -585,10 +569,8 @@ fn malformed_and_unauthenticated_uploads_are_refused() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn oversized_uploads_are_refused_up_front_and_while_streaming() {
-    if !engine_available() {
-        return;
-    }
     let limit = 1_000_000;
     let app = App::builder()
         .with_runner()
@@ -625,10 +607,8 @@ fn oversized_uploads_are_refused_up_front_and_while_streaming() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn path_components_are_stripped_from_filenames() {
-    if !engine_available() {
-        return;
-    }
     let app = start();
     let users = users(&app);
     let accepted = json(
@@ -651,10 +631,8 @@ fn path_components_are_stripped_from_filenames() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn a_filename_without_extension_takes_the_detected_one() {
-    if !engine_available() {
-        return;
-    }
     let app = start();
     let users = users(&app);
     let accepted = json(upload(&app, &users.alice, "file", &media().clip), 202);
@@ -667,10 +645,8 @@ fn a_filename_without_extension_takes_the_detected_one() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn jobs_are_visible_only_to_their_owner_and_admins() {
-    if !engine_available() {
-        return;
-    }
     let app = start();
     let users = users(&app);
     let id = queue(&app, &users.alice, "private.mp4", &media().clip);
@@ -724,10 +700,8 @@ fn jobs_are_visible_only_to_their_owner_and_admins() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn the_list_is_newest_first_and_paginated() {
-    if !engine_available() {
-        return;
-    }
     let app = start();
     let users = users(&app);
     let ids: Vec<String> = (0..3)
@@ -759,10 +733,8 @@ fn the_list_is_newest_first_and_paginated() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn a_running_job_can_be_cancelled() {
-    if !engine_available() {
-        return;
-    }
     let app = start();
     let users = users(&app);
     let id = queue(&app, &users.alice, "long.mp4", &media().long);
@@ -786,10 +758,8 @@ fn a_running_job_can_be_cancelled() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn a_corrupt_mp4_with_valid_magic_fails_with_a_reason() {
-    if !engine_available() {
-        return;
-    }
     let app = start();
     let users = users(&app);
     let id = queue(&app, &users.alice, "corrupt.mp4", &corrupt_mp4(50_000));
@@ -805,10 +775,8 @@ fn a_corrupt_mp4_with_valid_magic_fails_with_a_reason() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn runner_down_is_503_and_nothing_is_stored() {
-    if !engine_available() {
-        return;
-    }
     let mut app = start();
     let users = users(&app);
     let id = queue(&app, &users.alice, "before.mp4", &media().clip);
@@ -842,10 +810,8 @@ fn runner_down_is_503_and_nothing_is_stored() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn a_job_survives_the_runner_being_killed_mid_conversion() {
-    if !engine_available() {
-        return;
-    }
     let mut app = start();
     let users = users(&app);
     let id = queue(&app, &users.alice, "long.mp4", &media().long);

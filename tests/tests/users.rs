@@ -2,118 +2,32 @@
 //! the repository's spin.toml with freshly generated secrets. Accounts and tokens come
 //! from the real register and login components.
 
-use std::thread;
-
 use reqwest::Method;
-use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::{Value, json};
 use spinmesh_authn::{Issuer, Role, generate_key_pair, now_unix};
-use spinmesh_e2e::{App, ORDERS_CLIENT_ID, Reply, client, engine_available, send};
+use spinmesh_e2e::{
+    Api, App, ORDERS_CLIENT_ID, PASSWORD, Reply, User, concurrently, is_rfc3339_utc, send,
+    status_counts,
+};
 
-const PASSWORD: &str = "correct horse battery";
 /// A well-formed id no account has.
 const UNKNOWN_ID: &str = "00000000-0000-4000-8000-000000000000";
 
-/// A signed-in account.
-struct User {
-    id: String,
-    username: String,
-    token: String,
+/// Creates `user`'s profile with the default email, as `POST /api/users`.
+fn create_profile(api: &Api, user: &User) {
+    let reply = api.send_json(
+        Method::POST,
+        "/api/users",
+        &user.token,
+        json!({ "email": format!("{}@profiles.example.com", user.username) }),
+    );
+    assert_eq!(reply.ok()["user_id"], user.id.as_str());
 }
 
-/// The app's HTTP API. Holds no process handle, so threads can share it.
-struct Api {
-    base: String,
-    http: Client,
-}
-
-impl Api {
-    fn new(app: &App) -> Api {
-        Api {
-            base: app.url(""),
-            http: client(),
-        }
-    }
-
-    fn request(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token)
-    }
-
-    fn login(&self, username: &str, password: &str) -> String {
-        let body = send(
-            self.http
-                .post(format!("{}/api/login", self.base))
-                .json(&json!({ "username": username, "password": password })),
-        )
-        .ok();
-        body["token"].as_str().unwrap().to_owned()
-    }
-
-    /// Registers and logs in `username`.
-    fn user(&self, username: &str) -> User {
-        let registered = send(self.http.post(format!("{}/api/register", self.base)).json(
-            &json!({ "username": username, "email": format!("{username}@example.com"), "password": PASSWORD }),
-        ))
-        .ok();
-        User {
-            id: registered["user_id"].as_str().unwrap().to_owned(),
-            username: username.to_owned(),
-            token: self.login(username, PASSWORD),
-        }
-    }
-
-    /// A token of the configured administrator (created on first login).
-    fn admin_token(&self, app: &App) -> String {
-        self.login("admin", &app.secrets().admin_password)
-    }
-
-    fn get(&self, path: &str, token: &str) -> Reply {
-        send(self.request(Method::GET, path, token))
-    }
-
-    fn send_json(&self, method: Method, path: &str, token: &str, body: Value) -> Reply {
-        send(self.request(method, path, token).json(&body))
-    }
-
-    fn delete(&self, path: &str, token: &str) -> Reply {
-        send(self.request(Method::DELETE, path, token))
-    }
-
-    /// Creates `user`'s profile with the default email, as `POST /api/users`.
-    fn create_profile(&self, user: &User) {
-        let reply = self.send_json(
-            Method::POST,
-            "/api/users",
-            &user.token,
-            json!({ "email": format!("{}@profiles.example.com", user.username) }),
-        );
-        assert_eq!(reply.ok()["user_id"], user.id.as_str());
-    }
-}
-
-fn start() -> Option<(App, Api)> {
-    if !engine_available() {
-        return None;
-    }
+fn start() -> (App, Api) {
     let app = App::builder().start();
     let api = Api::new(&app);
-    Some((app, api))
-}
-
-fn is_rfc3339_utc(value: &Value) -> bool {
-    value.as_str().is_some_and(|text| {
-        text.len() == 20
-            && text.ends_with('Z')
-            && text.as_bytes()[10] == b'T'
-            && text.char_indices().all(|(i, c)| match i {
-                4 | 7 => c == '-',
-                13 | 16 => c == ':',
-                10 | 19 => true,
-                _ => c.is_ascii_digit(),
-            })
-    })
+    (app, api)
 }
 
 /// `{user_id, message}`, the seed's answer to a write.
@@ -122,8 +36,9 @@ fn assert_done(reply: Reply, id: &str, message: &str) {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn profiles_are_created_read_updated_and_deleted_on_every_path() {
-    let Some((_app, api)) = start() else { return };
+    let (_app, api) = start();
     let alice = api.user("alice");
 
     // The seed's body: user_id and username name the caller.
@@ -256,7 +171,7 @@ fn profiles_are_created_read_updated_and_deleted_on_every_path() {
     )
     .assert_error(404, "not_found");
     // Deleted, it can be created again; DELETE /api/users/me works too.
-    api.create_profile(&alice);
+    create_profile(&api, &alice);
     assert_done(
         api.delete("/api/users/me", &alice.token),
         &alice.id,
@@ -265,12 +180,13 @@ fn profiles_are_created_read_updated_and_deleted_on_every_path() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn only_the_owner_or_an_admin_changes_a_profile() {
-    let Some((app, api)) = start() else { return };
+    let (app, api) = start();
     let alice = api.user("alice");
     let bob = api.user("bob");
-    api.create_profile(&alice);
-    api.create_profile(&bob);
+    create_profile(&api, &alice);
+    create_profile(&api, &bob);
     let alice_path = format!("/api/users/{}", alice.id);
     let before = api.get(&alice_path, &bob.token).ok();
 
@@ -306,7 +222,7 @@ fn only_the_owner_or_an_admin_changes_a_profile() {
     .assert_error(409, "email_taken");
 
     // The admin may change and delete anyone's profile.
-    let admin = api.admin_token(&app);
+    let admin = api.admin();
     assert_done(
         api.send_json(
             Method::PUT,
@@ -336,7 +252,7 @@ fn only_the_owner_or_an_admin_changes_a_profile() {
     // A service account reads profiles but has none and changes none.
     let service = send(
         api.http
-            .post(format!("{}/api/token", api.base))
+            .post(api.url("/api/token"))
             .json(&json!({
                 "grant_type": "client_credentials",
                 "client_id": ORDERS_CLIENT_ID,
@@ -365,49 +281,26 @@ fn only_the_owner_or_an_admin_changes_a_profile() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn racing_creates_of_one_profile_have_exactly_one_winner() {
-    let Some((_app, api)) = start() else { return };
+    let (_app, api) = start();
     let alice = api.user("alice");
-    let statuses: Vec<u16> = thread::scope(|scope| {
-        let workers: Vec<_> = (0..6)
-            .map(|i| {
-                let (api, alice) = (&api, &alice);
-                scope.spawn(move || {
-                    api.send_json(
-                        Method::POST,
-                        "/api/users",
-                        &alice.token,
-                        json!({ "email": format!("alice{i}@example.com") }),
-                    )
-                    .status
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|worker| worker.join().unwrap())
-            .collect()
+    let statuses = concurrently(6, |i| {
+        let body = json!({ "email": format!("alice{i}@example.com") });
+        api.send_json(Method::POST, "/api/users", &alice.token, body).status
     });
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 409).count(),
-        5,
-        "{statuses:?}"
-    );
+    assert_eq!(status_counts(&statuses), [(200, 1), (409, 5)].into());
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn lists_are_paginated_in_a_stable_order() {
-    let Some((_app, api)) = start() else { return };
+    let (_app, api) = start();
     let users: Vec<User> = (0..5).map(|i| api.user(&format!("user{i}"))).collect();
     for user in &users {
-        api.create_profile(user);
+        create_profile(&api, user);
     }
-    let token = &users[0].token;
+    let token = users[0].token.as_str();
     let ids = |reply: &Reply| -> Vec<String> {
         reply
             .body
@@ -484,11 +377,12 @@ fn lists_are_paginated_in_a_stable_order() {
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn bad_ids_and_bodies_get_4xx_never_5xx() {
-    let Some((_app, api)) = start() else { return };
+    let (_app, api) = start();
     let alice = api.user("alice");
-    api.create_profile(&alice);
-    let token = &alice.token;
+    create_profile(&api, &alice);
+    let token = alice.token.as_str();
 
     let long = "9".repeat(5000);
     for id in [
@@ -512,7 +406,7 @@ fn bad_ids_and_bodies_get_4xx_never_5xx() {
             for prefix in ["/api/users/", "/users/"] {
                 let path = format!("{prefix}{id}");
                 let reply = send(
-                    api.request(method.clone(), &path, token)
+                    api.request(method.clone(), &path, Some(token))
                         .json(&json!({ "bio": "x" })),
                 );
                 assert!(
@@ -559,13 +453,13 @@ fn bad_ids_and_bodies_get_4xx_never_5xx() {
     );
     create(json!(["b@example.com"])).assert_error(400, "invalid_request");
     send(
-        api.request(Method::POST, "/api/users", &bob.token)
+        api.request(Method::POST, "/api/users", Some(bob.token.as_str()))
             .header("content-type", "application/json")
             .body("{"),
     )
     .assert_error(400, "invalid_json");
     send(
-        api.request(Method::POST, "/users", &bob.token)
+        api.request(Method::POST, "/users", Some(bob.token.as_str()))
             .header("content-type", "text/plain")
             .body("{}"),
     )
@@ -590,19 +484,20 @@ fn bad_ids_and_bodies_get_4xx_never_5xx() {
     );
 
     // Methods a path does not serve: JSON 405 with Allow.
-    let not_allowed = send(api.request(Method::POST, &format!("/api/users/{}", bob.id), token));
+    let not_allowed = send(api.request(Method::POST, &format!("/api/users/{}", bob.id), Some(token)));
     not_allowed.assert_error(405, "method_not_allowed");
     assert_eq!(not_allowed.header("allow"), Some("GET, PUT, PATCH, DELETE"));
-    let not_allowed = send(api.request(Method::DELETE, "/users", token));
+    let not_allowed = send(api.request(Method::DELETE, "/users", Some(token)));
     not_allowed.assert_error(405, "method_not_allowed");
     assert_eq!(not_allowed.header("allow"), Some("GET, POST"));
 }
 
 #[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
 fn tokens_are_required_verified_and_revocable() {
-    let Some((app, api)) = start() else { return };
+    let (app, api) = start();
     let alice = api.user("alice");
-    api.create_profile(&alice);
+    create_profile(&api, &alice);
     let paths = [
         "/api/users",
         "/users",
@@ -611,7 +506,7 @@ fn tokens_are_required_verified_and_revocable() {
     ];
 
     for path in paths {
-        let url = format!("{}{path}", api.base);
+        let url = api.url(path);
         send(api.http.get(&url)).assert_error(401, "token_missing");
         let reply = send(
             api.http
@@ -623,11 +518,11 @@ fn tokens_are_required_verified_and_revocable() {
     }
     send(
         api.http
-            .post(format!("{}/api/users", api.base))
+            .post(api.url("/api/users"))
             .json(&json!({ "email": "a@example.com" })),
     )
     .assert_error(401, "token_missing");
-    send(api.http.delete(format!("{}/users/{}", api.base, alice.id)))
+    send(api.http.delete(api.url(&format!("/users/{}", alice.id))))
         .assert_error(401, "token_missing");
 
     // Signed with the app's key but expired; signed with another key.
@@ -659,12 +554,7 @@ fn tokens_are_required_verified_and_revocable() {
     );
 
     // After logout the token is refused everywhere in the component; a new login works.
-    send(
-        api.http
-            .post(format!("{}/api/logout", api.base))
-            .bearer_auth(&alice.token),
-    )
-    .ok();
+    api.logout(&alice.token).ok();
     api.get("/api/users/me", &alice.token)
         .assert_error(401, "token_invalid");
     api.get("/users", &alice.token)
@@ -678,7 +568,7 @@ fn tokens_are_required_verified_and_revocable() {
     .assert_error(401, "token_invalid");
     api.delete("/api/users/me", &alice.token)
         .assert_error(401, "token_invalid");
-    let fresh = api.login("alice", PASSWORD);
+    let fresh = api.token("alice", PASSWORD);
     assert_eq!(
         api.get("/api/users/me", &fresh).ok()["user_id"],
         alice.id.as_str()

@@ -100,7 +100,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         }
         Err(err) => rows.push(not_measured(Stack::Native, key::VALIDATE_GET, "GET /validate", &format!("{err:#}"))),
     }
-    let seed_secret = spinmesh_e2e::DevSecrets::generate().runner_token; // any random secret
+    let seed_secret = spinmesh_deploy::local::random_secret();
     match seed_token(&seed_secret, &issuer, &audience).and_then(|token| Ok((token, Baseline::seed(cores, &seed_secret, &issuer, &audience)?))) {
         Ok((token, seed)) => {
             for scenario in validate_scenarios(&seed.url("/validate"), &seed.url("/health"), &token, load.connections) {

@@ -72,12 +72,12 @@ pub fn build_all() -> Result<()> {
     cargo(&native_args("build", &packages))
 }
 
-/// Arguments building every native package with all its targets. `build`, `up`
-/// and `test` use the same package set so cargo resolves features the same
-/// way each time; otherwise wasmtime and friends would be rebuilt between them.
+/// Arguments building every native package with all its targets. `build`, `up`,
+/// `test` and the lint gate use the same package set so cargo resolves features the
+/// same way each time; otherwise wasmtime and friends would be rebuilt between them.
 pub fn native_args(subcommand: &str, wasm_packages: &[String]) -> Vec<String> {
     let mut args: Vec<String> = [subcommand, "--release", "--workspace"].map(String::from).into();
-    if subcommand == "build" {
+    if subcommand == "build" || subcommand == "clippy" {
         args.push("--all-targets".into());
     }
     for package in wasm_packages {

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use spinmesh_deploy::AppSpec;
+use spinmesh_deploy::local::DevSecrets;
 use spinmesh_deploy::spinkube::{self, Names, Options};
-use spinmesh_e2e::DevSecrets;
 
 use crate::build::root;
 

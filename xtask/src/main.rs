@@ -2,7 +2,7 @@
 //!
 //! * `build` — components to wasm32-wasip2, native binaries (host, runner)
 //! * `up`    — build, then run the app (embedded host, or `--engine spin`)
-//! * `test`  — build, then every test: unit, host conformance, end-to-end
+//! * `test`  — lint gate (rustfmt, clippy), build, then every test: unit, host conformance, end-to-end
 //! * `bench` — load benchmarks against baselines, written to BENCHMARKS.md (figures, not pass/fail)
 //! * `deploy render --target spinkube` — platform manifests derived from spin.toml
 
@@ -13,6 +13,7 @@ mod bench_profile;
 mod bench_report;
 mod build;
 mod deploy;
+mod lint;
 mod setup;
 mod up;
 
@@ -32,8 +33,11 @@ enum Command {
     Build,
     /// Build, then serve the app and print its URL (Ctrl-C stops it).
     Up(up::UpArgs),
-    /// Build, then run all tests.
+    /// Check formatting and clippy (warnings are errors), build, then run all tests.
     Test {
+        /// Skip the formatting and clippy gate (for local iterations only; CI runs it).
+        #[arg(long)]
+        no_lint: bool,
         /// Extra arguments passed to `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         cargo_args: Vec<String>,
@@ -48,13 +52,18 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Build => build::build_all(),
         Command::Up(args) => up::up(args),
-        Command::Test { cargo_args } => test(cargo_args),
+        Command::Test { no_lint, cargo_args } => test(no_lint, cargo_args),
         Command::Bench(args) => bench::bench(args),
         Command::Deploy(args) => deploy::deploy(args),
     }
 }
 
-fn test(cargo_args: Vec<String>) -> Result<()> {
+fn test(no_lint: bool, cargo_args: Vec<String>) -> Result<()> {
+    if no_lint {
+        eprintln!("xtask: --no-lint: skipping the formatting and clippy gate");
+    } else {
+        lint::lint()?;
+    }
     setup::ensure_ffmpeg()?;
     setup::ensure_browser_test(&build::root())?;
     setup::ensure_schemathesis(&build::root())?;
@@ -64,4 +73,27 @@ fn test(cargo_args: Vec<String>) -> Result<()> {
     let mut args = build::native_args("test", &build::wasm_packages()?);
     args.extend(cargo_args);
     build::cargo(&args)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    fn test_command(args: &[&str]) -> (bool, Vec<String>) {
+        match Cli::try_parse_from(["xtask", "test"].iter().chain(args)).unwrap().command {
+            Command::Test { no_lint, cargo_args } => (no_lint, cargo_args),
+            _ => panic!("not the test command"),
+        }
+    }
+
+    #[test]
+    fn the_lint_gate_is_skipped_only_when_asked() {
+        assert_eq!(test_command(&[]), (false, vec![]));
+        assert_eq!(test_command(&["--no-lint"]), (true, vec![]));
+        assert_eq!(test_command(&["--no-lint", "auth", "--", "--nocapture"]), (true, vec!["auth".into(), "--".into(), "--nocapture".into()]));
+        // After the first argument for cargo, everything is cargo's.
+        assert_eq!(test_command(&["auth", "--no-lint"]), (false, vec!["auth".into(), "--no-lint".into()]));
+    }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use spinmesh_e2e::DevSecrets;
+use spinmesh_deploy::local::{DevSecrets, create_private_dir, keep_created_files_private};
 
 use crate::build::{build_all, native_binary, root};
 use crate::setup::ensure_ffmpeg;
@@ -46,8 +46,11 @@ pub fn up(args: UpArgs) -> Result<()> {
     let root = root();
     let state = root.join(".spin");
     let secrets_file = state.join("dev-secrets.env");
+    // The secrets, the host's stores and logs and the runner's spool: this user's only.
+    create_private_dir(&state)?;
+    keep_created_files_private();
     // Generated once, so tokens and accounts survive restarts; never committed.
-    let secrets = DevSecrets::load_or_create(&secrets_file).context("cannot create local secrets")?;
+    let secrets = DevSecrets::load_or_create(&secrets_file)?;
 
     // Ctrl-C reaches the whole process group; xtask stays to reap its
     // children once they have shut down gracefully.

@@ -1,6 +1,7 @@
 //! `login`: password login, refresh-token rotation, logout, and the OAuth 2.0 token
 //! endpoint (client credentials and refresh tokens). The only component granted the
 //! signing key.
+#![allow(unsafe_code, reason = "spin-sdk's #[http_component] expands to unsafe export glue")]
 
 use serde::Deserialize;
 use serde_json::json;

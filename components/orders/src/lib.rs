@@ -4,6 +4,7 @@
 //!
 //! This crate is HTTP glue: placing an order (claim, reserve, confirm and the
 //! compensations) is `spinmesh_orders::saga`; `catalog` only carries its calls.
+#![allow(unsafe_code, reason = "spin-sdk's #[http_component] expands to unsafe export glue")]
 
 mod catalog;
 

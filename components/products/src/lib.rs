@@ -1,6 +1,7 @@
 //! `products`: the catalogue in the `catalog` database. Everyone signed in reads it;
 //! admins and services add products; admins change and delete them; services (orders)
 //! reserve stock and release it (rules in `spinmesh_catalog::access`).
+#![allow(unsafe_code, reason = "spin-sdk's #[http_component] expands to unsafe export glue")]
 
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;

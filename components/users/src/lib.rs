@@ -1,6 +1,7 @@
 //! `users`: profiles, one per account, in the `users` database. Everyone signed in reads
 //! them (emails only their own, admins all); a profile is created by its own account and changed or deleted by its owner or
 //! an admin (rules in `spinmesh_profiles::access`).
+#![allow(unsafe_code, reason = "spin-sdk's #[http_component] expands to unsafe export glue")]
 
 use serde::Deserialize;
 use serde_json::json;

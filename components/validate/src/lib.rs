@@ -1,6 +1,7 @@
 //! `validate`: token validation for callers outside the app (the seeds' gateway pattern,
 //! forward-auth proxies) and the JWKS for third parties. Components inside the app verify
 //! tokens in-process instead.
+#![allow(unsafe_code, reason = "spin-sdk's #[http_component] expands to unsafe export glue")]
 
 use serde::Deserialize;
 use serde_json::json;

@@ -1,9 +1,11 @@
 //! Deployment artefacts derived from `spin.toml` (DESIGN.md §8), so what a platform
 //! provides — variables, key-value stores, SQLite databases — cannot drift from what
 //! the app declares. `cargo xtask deploy render` writes them; the tests in `tests/`
-//! check the committed copies and the docs against the manifest.
+//! check the committed copies and the docs against the manifest. [`local`] generates
+//! the app's secrets and keeps the local copy private.
 
 pub mod app;
+pub mod local;
 pub mod spinkube;
 
 pub use app::{AppSpec, ComponentSpec, StoreLabels, Variable};
