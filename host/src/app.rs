@@ -1,6 +1,7 @@
 //! The loaded application and its dispatch: which component serves a request
-//! (public route or service chaining), the Spin headers it gets, the
-//! concurrency bound, metrics and the access log.
+//! (public route or service chaining), the Spin headers and request id it
+//! gets, the body and concurrency bounds it is served under, metrics and the
+//! access log.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,20 +10,22 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::body::{BodyWatch, GuardedBody};
 use crate::invoke::Runnable;
 use crate::limits::Limits;
 use crate::manifest::Manifest;
 use crate::metrics::{HostMetrics, Rejection, RouteMetrics, Source};
 use crate::outbound::OutboundPolicy;
-use crate::responses::empty_response;
+use crate::responses::{REQUEST_ID, Refusal, empty_response};
 use crate::routes::{RouteMatch, RouteTable};
 use crate::runtime_config::RuntimeConfig;
 use crate::state::{ComponentContext, InternalResponse, ServiceChain, Shared};
@@ -46,7 +49,11 @@ pub struct App {
     components: HashMap<String, LoadedComponent>,
     routes: RouteTable,
     shared: Arc<Shared>,
+    /// Instance slots for public requests.
     concurrency: Semaphore,
+    /// Instance slots for service chaining, apart from the public ones so a
+    /// chained call never waits behind the public requests that made it.
+    chain_concurrency: Semaphore,
     metrics: HostMetrics,
     /// Indexed by [`RouteMatch::public_index`].
     route_metrics: Vec<RouteMetrics>,
@@ -75,6 +82,11 @@ impl App {
             .public_routes()
             .map(|(component, route)| metrics.route(component, route, Source::Public))
             .collect();
+        for id in options.limits.component_max_body_bytes.keys() {
+            if !manifest.components.contains_key(id) {
+                bail!("--component-max-body-bytes {id}=…: the manifest has no component {id:?}");
+            }
+        }
         let mut components = HashMap::new();
         for (id, component) in &manifest.components {
             let compiled = crate::engine::load_component(&engine, &options.cache_dir, id, &component.source)?;
@@ -95,6 +107,7 @@ impl App {
             components,
             routes,
             concurrency: Semaphore::new(options.limits.max_concurrent_requests),
+            chain_concurrency: Semaphore::new(options.limits.max_concurrent_requests),
             shared: Arc::new(Shared { stores, variables, limits: options.limits }),
             metrics,
             route_metrics,
@@ -103,6 +116,10 @@ impl App {
 
     pub fn metrics(&self) -> &HostMetrics {
         &self.metrics
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
     }
 
     /// Serves a request from the public listener.
@@ -119,24 +136,56 @@ impl App {
             log_access(&method, &path, "-", 404, started);
             return empty_response(404);
         };
+        let request_id = accept_or_generate_request_id(request.headers_mut());
         let uri = request.uri().clone();
         set_spin_headers(request.headers_mut(), &uri, &route, &client.to_string());
-        let permit = match self.concurrency.try_acquire() {
-            Ok(permit) => Ok(permit),
-            Err(_) => {
-                let _waiting = self.metrics.waiting();
-                self.concurrency.acquire().await
+        let response = match self.serve_public(&route.component, request, &request_id).await {
+            Ok(response) => response,
+            Err(refusal) => {
+                tracing::warn!(component = %route.component, request_id, "{method} {path}: {refusal}");
+                refusal.response(&request_id)
             }
         };
-        let Ok(_permit) = permit else {
-            return empty_response(503);
-        };
-        let response = self.respond(&route.component, request, 0).await;
         if let Some(metrics) = route.public_index.and_then(|index| self.route_metrics.get(index)) {
             metrics.record(&method, response.status(), started.elapsed());
         }
         log_access(&method, &path, &route.component, response.status().as_u16(), started);
         response
+    }
+
+    /// Bounds the body by the component's policy, then runs the component in
+    /// a public instance slot. A body the host receives in full arrives before
+    /// a slot is taken, so clients trickling bodies in hold no slot.
+    async fn serve_public(
+        self: &Arc<Self>,
+        component: &str,
+        request: http::Request<hyper::body::Incoming>,
+        request_id: &str,
+    ) -> Result<http::Response<HyperOutgoingBody>, Refusal> {
+        let limits = &self.shared.limits;
+        let policy = limits.body_policy(component);
+        if request.body().size_hint().lower() > policy.limit {
+            return Err(Refusal::PayloadTooLarge { limit: policy.limit });
+        }
+        if policy.streamed {
+            let _slot = self.public_slot().await?;
+            self.run_guarded(component, request, 0, request_id).await
+        } else {
+            let (parts, body) = request.into_parts();
+            let body = crate::body::read_to_end(body, policy.limit, limits.body_read_timeout).await?;
+            let body = Full::new(body).map_err(|never| -> wasmtime_wasi_http::Error { match never {} });
+            let _slot = self.public_slot().await?;
+            self.run(component, http::Request::from_parts(parts, body), 0, request_id).await
+        }
+    }
+
+    async fn public_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Refusal> {
+        if let Ok(slot) = self.concurrency.try_acquire() {
+            return Ok(slot);
+        }
+        let _waiting = self.metrics.waiting();
+        // Never closed; a closed semaphore could only mean shutting down.
+        self.concurrency.acquire().await.map_err(|_| Refusal::AppTimeout)
     }
 
     /// Serves a request a component sent to `http://<target>.spin.internal`.
@@ -161,30 +210,77 @@ impl App {
         let uri = request.uri().clone();
         set_spin_headers(request.headers_mut(), &uri, &route, "0.0.0.0:0");
         let method = request.method().clone();
-        let response = self.respond(&target, request, depth).await;
+        let request_id = request
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|id| id.to_str().ok())
+            .unwrap_or("-")
+            .to_string();
+        let served = match self.chain_concurrency.acquire().await {
+            Ok(_slot) => self.run_guarded(&target, request, depth, &request_id).await,
+            Err(_) => Err(Refusal::AppTimeout),
+        };
+        let response = served.unwrap_or_else(|refusal| {
+            tracing::warn!(component = %target, request_id, "chained {method} {}: {refusal}", uri.path());
+            refusal.response(&request_id)
+        });
         loaded.internal_metrics.record(&method, response.status(), started.elapsed());
         Ok(response)
     }
 
-    /// Runs the component and turns any failure into a 500, logged with the
-    /// component's name; the host itself keeps serving.
-    async fn respond<B>(self: &Arc<Self>, component: &str, request: http::Request<B>, depth: u32) -> http::Response<HyperOutgoingBody>
+    /// Runs the component on a body streamed to it under the component's
+    /// limit and the body read timeout. When the host cut the body off, that
+    /// is the answer, whatever the component made of the error it read.
+    async fn run_guarded<B>(
+        self: &Arc<Self>,
+        component: &str,
+        request: http::Request<B>,
+        depth: u32,
+        request_id: &str,
+    ) -> Result<http::Response<HyperOutgoingBody>, Refusal>
+    where
+        B: Body<Data = Bytes> + Unpin + Send + 'static,
+    {
+        let limits = &self.shared.limits;
+        let policy = limits.body_policy(component);
+        let watch = BodyWatch::default();
+        let request =
+            request.map(|body| GuardedBody::new(body, policy.limit, limits.body_read_timeout, watch.clone()));
+        let result = self.run(component, request, depth, request_id).await;
+        match watch.failure() {
+            Some(failure) => Err(failure.into()),
+            None => result,
+        }
+    }
+
+    /// Runs the component. A component too slow to answer is a refusal (503);
+    /// any other failure is a 500, logged with the component's name; the host
+    /// itself keeps serving.
+    async fn run<B>(
+        self: &Arc<Self>,
+        component: &str,
+        request: http::Request<B>,
+        depth: u32,
+        request_id: &str,
+    ) -> Result<http::Response<HyperOutgoingBody>, Refusal>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let result = match self.components.get(component) {
-            Some(loaded) => {
-                let chain: Arc<dyn ServiceChain> = Arc::clone(self) as Arc<dyn ServiceChain>;
-                loaded.runnable.invoke(&self.engine, &self.shared, chain, request, depth).await
-            }
-            None => Err(anyhow::anyhow!("unknown component")),
+        let Some(loaded) = self.components.get(component) else {
+            tracing::error!(component, request_id, "request for an unknown component");
+            return Ok(empty_response(500));
         };
-        match result {
-            Ok(response) => response,
+        let chain: Arc<dyn ServiceChain> = Arc::clone(self) as Arc<dyn ServiceChain>;
+        match loaded.runnable.invoke(&self.engine, &self.shared, chain, request, depth).await {
+            Ok(response) => Ok(response),
+            Err(err) if crate::invoke::is_timeout(&err) => {
+                tracing::warn!(component, request_id, "{err:#}");
+                Err(Refusal::AppTimeout)
+            }
             Err(err) => {
-                tracing::error!(component, "request failed: {err:#}");
-                empty_response(500)
+                tracing::error!(component, request_id, "request failed: {err:#}");
+                Ok(empty_response(500))
             }
         }
     }
@@ -231,6 +327,36 @@ fn set_spin_headers(headers: &mut http::HeaderMap, uri: &http::Uri, route: &Rout
         // Spin derives the header from the capture name: `:user_id` → `spin-path-match-user-id`.
         set(&format!("spin-path-match-{}", name.to_ascii_lowercase().replace('_', "-")), value);
     }
+}
+
+/// The client's `X-Request-Id` when it is 1 to 128 visible ASCII characters
+/// (nothing that could split or forge a log line), else a fresh id; set on
+/// the request so the component logs and echoes the same id. The components'
+/// edge (`crates/api`) applies the same rule, so it keeps this id.
+fn accept_or_generate_request_id(headers: &mut http::HeaderMap) -> String {
+    let sane = |id: &&HeaderValue| {
+        let bytes = id.as_bytes();
+        !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(u8::is_ascii_graphic)
+    };
+    if let Some(id) = headers.get(REQUEST_ID).filter(sane).and_then(|id| id.to_str().ok()) {
+        return id.to_string();
+    }
+    let id = fresh_request_id();
+    headers.insert(REQUEST_ID, HeaderValue::try_from(id.as_str()).expect("hex digits are a valid header value"));
+    id
+}
+
+/// A process-wide random prefix and a counter: unique, which is all a request
+/// id needs (it is no secret). Kept here rather than taking the `uuid` crate,
+/// whose feature change would rebuild wasmtime's dependency tree.
+fn fresh_request_id() -> String {
+    use std::hash::BuildHasher;
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(std::process::id()));
+    format!("{prefix:016x}-{:012x}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 fn log_access(method: &http::Method, path: &str, component: &str, status: u16, started: Instant) {

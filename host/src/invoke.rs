@@ -85,18 +85,16 @@ impl Runnable {
                 proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
             };
             let result = match tokio::time::timeout(timeout, run).await {
-                Ok(result) => result,
-                Err(_) => Err(wasmtime::Error::new(TimedOut { component: id, timeout })),
+                Ok(Ok(())) => Ok(()),
+                // A guest stuck in its own code is stopped by the epoch deadline.
+                Ok(Err(err)) if err.downcast_ref::<wasmtime::Trap>() != Some(&wasmtime::Trap::Interrupt) => Err(err.into()),
+                Ok(Err(_)) | Err(_) => Err(anyhow::Error::new(TimedOut { component: id, timeout })),
             };
             // Counted here because a failure after the response head reaches nobody else.
-            if let Err(err) = &result {
-                // A guest stuck in its own code is stopped by the epoch deadline instead.
-                let interrupted = err.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt);
-                if interrupted || err.is::<TimedOut>() {
-                    metrics.timed_out();
-                } else {
-                    metrics.failed();
-                }
+            match &result {
+                Err(err) if is_timeout(err) => metrics.timed_out(),
+                Err(_) => metrics.failed(),
+                Ok(()) => {}
             }
             result
         });
@@ -112,7 +110,7 @@ impl Runnable {
                     self.metrics.failed();
                     bail!("component returned without setting a response")
                 }
-                Ok(Err(err)) => Err(err.into()),
+                Ok(Err(err)) => Err(err),
                 Err(join) => {
                     self.metrics.failed();
                     Err(anyhow!("component task failed: {join}"))
@@ -120,6 +118,11 @@ impl Runnable {
             },
         }
     }
+}
+
+/// Whether a failure was the request deadline, rather than the component failing.
+pub fn is_timeout(err: &anyhow::Error) -> bool {
+    err.is::<TimedOut>()
 }
 
 #[derive(Debug, thiserror::Error)]

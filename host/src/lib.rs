@@ -8,7 +8,8 @@
 //! template        variable names, `{{ name }}` templates
 //! routes          Spin route syntax and the route table
 //! limits          resource bounds
-//! responses       responses the host writes itself
+//! body            request bodies under a size limit and read timeout
+//! responses       host-written responses; refusals → HTTP     ← body
 //! db, logs, metrics   SQLite files, component output, Prometheus registry
 //! outbound        allowed_outbound_hosts: parsed, resolved, enforced  ← template
 //! manifest        spin.toml                                 ← template, routes, outbound
@@ -18,11 +19,12 @@
 //! state           per-instance store data, outbound hooks   ← outbound, manifest, runtime_config, variables, limits, logs
 //! platform        Spin key-value, SQLite, variables         ← state, db, variables
 //! invoke          linker, fresh instance per request        ← state, platform, engine, metrics
-//! app             loading, dispatch, Spin headers, bounds   ← invoke, engine, routes, manifest, runtime_config, variables, outbound, state, metrics, responses, limits
+//! app             loading, dispatch, Spin headers, bounds   ← invoke, engine, body, routes, manifest, runtime_config, variables, outbound, state, metrics, responses, limits
 //! server          listeners and connections                 ← app, metrics, responses
 //! ```
 
 pub mod app;
+mod body;
 mod db;
 mod engine;
 mod invoke;

@@ -40,14 +40,41 @@ struct Args {
     /// Linear memory limit per component instance, in MiB.
     #[arg(long, default_value_t = 128)]
     max_instance_memory_mb: usize,
-    /// Requests served at once; more wait.
+    /// Requests served at once (and, separately, service-chaining requests); more wait.
     #[arg(long, default_value_t = 128)]
     max_concurrent_requests: usize,
+    /// Client connections open at once; more wait to be accepted.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Seconds a client may take to send a request's headers; also how long an
+    /// idle keep-alive connection stays open.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout: u64,
+    /// Seconds a request body may take to arrive when the host reads it before
+    /// starting the component, and the longest pause in a body streamed to a
+    /// component; then the client gets 408.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    body_read_timeout: u64,
+    /// Largest request body, in bytes, for components without their own limit;
+    /// such bodies are received in full before the component starts.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: u64,
+    /// A component's own body limit, COMPONENT=BYTES; above --max-body-bytes,
+    /// its bodies are streamed to it as they arrive. Repeatable, or comma-separated.
+    #[arg(long = "component-max-body-bytes", env = "SPINMESH_COMPONENT_MAX_BODY_BYTES", value_name = "COMPONENT=BYTES",
+          value_delimiter = ',', value_parser = parse_component_limit)]
+    component_max_body_bytes: Vec<(String, u64)>,
     /// Admin listener for the host's own endpoints: `GET /metrics` (Prometheus
     /// text) and `GET /healthz`; never the app. It has no authentication, so
     /// keep it on loopback or a private network. `off` disables it.
     #[arg(long, env = "SPINMESH_ADMIN_LISTEN", default_value = "127.0.0.1:3002", value_name = "ADDR|off", value_parser = parse_admin_listen)]
     admin_listen: ::std::option::Option<SocketAddr>,
+}
+
+fn parse_component_limit(value: &str) -> Result<(String, u64), String> {
+    let (component, bytes) = value.split_once('=').ok_or("expected COMPONENT=BYTES")?;
+    let bytes = bytes.trim().parse().map_err(|err| format!("{bytes:?} is not a number of bytes: {err}"))?;
+    Ok((component.trim().to_string(), bytes))
 }
 
 fn parse_admin_listen(value: &str) -> Result<Option<SocketAddr>, String> {
@@ -82,6 +109,11 @@ async fn run(args: Args) -> Result<()> {
         memory_bytes: args.max_instance_memory_mb << 20,
         request_timeout: Duration::from_secs(args.request_timeout),
         max_concurrent_requests: args.max_concurrent_requests,
+        max_connections: args.max_connections as usize,
+        header_read_timeout: Duration::from_secs(args.header_read_timeout),
+        body_read_timeout: Duration::from_secs(args.body_read_timeout),
+        max_body_bytes: args.max_body_bytes,
+        component_max_body_bytes: args.component_max_body_bytes.into_iter().collect(),
         ..Limits::default()
     };
     let app = App::load(AppOptions {

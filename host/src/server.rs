@@ -1,18 +1,21 @@
-//! The public HTTP listener: accepts connections, answers Spin's reserved
-//! `/.well-known/spin/` paths, hands everything else to the app, and drains
-//! in-flight requests on shutdown. Also the admin listener, which serves the
-//! host's own endpoints (metrics) and never the app.
+//! The public HTTP listener: accepts connections (at most `--max-connections`
+//! at once), times out clients that are slow to send headers, answers Spin's
+//! reserved `/.well-known/spin/` paths, hands everything else to the app, and
+//! drains in-flight requests on shutdown. Also the admin listener, which
+//! serves the host's own endpoints (metrics) and never the app.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::app::App;
@@ -21,11 +24,25 @@ use crate::responses::{empty_response, text_response};
 
 /// How long shutdown waits for in-flight requests before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// After the last response, how long the host keeps reading (and discarding)
+/// what a client still sends, so that a client sending a body the host
+/// refused reads the answer instead of a connection reset.
+const LINGER: Duration = Duration::from_secs(2);
+/// At most this much is discarded while lingering.
+const LINGER_BYTES: usize = 64 << 20;
 
 pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(app.limits().max_connections));
+    // Connections hold a receiver; shutdown is announced through the sender and
+    // is complete once every receiver is gone.
+    let (stop, stopped) = watch::channel(());
     tokio::pin!(shutdown);
     loop {
+        // At the limit, new clients wait in the listen backlog until one leaves.
+        let slot = tokio::select! {
+            slot = Arc::clone(&connections).acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         let (stream, client) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -39,24 +56,69 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = Arc::clone(&app);
-        let service = service_fn(move |request| {
-            let app = Arc::clone(&app);
-            async move { Ok::<_, std::convert::Infallible>(route(&app, request, client).await) }
-        });
-        let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%client, "connection ended with an error: {err}");
-            }
-        });
+        tokio::spawn(serve_connection(Arc::clone(&app), stream, client, stopped.clone(), slot));
     }
+    drop(stopped);
     tracing::info!("shutting down: waiting for in-flight requests");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    let _ = stop.send(());
+    if tokio::time::timeout(DRAIN_TIMEOUT, stop.closed()).await.is_err() {
         tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}");
     }
     Ok(())
+}
+
+async fn serve_connection(
+    app: Arc<App>,
+    stream: TcpStream,
+    client: SocketAddr,
+    mut stop: watch::Receiver<()>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let header_read_timeout = app.limits().header_read_timeout;
+    let service = service_fn(move |request| {
+        let app = Arc::clone(&app);
+        // Boxed so the connection can be polled without shutting the socket down.
+        Box::pin(async move { Ok::<_, std::convert::Infallible>(route(&app, request, client).await) })
+    });
+    let mut connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    let mut stop_requested = std::pin::pin!(stop.changed());
+    let mut stopping = false;
+    let served = std::future::poll_fn(|cx| {
+        if !stopping && stop_requested.as_mut().poll(cx).is_ready() {
+            stopping = true;
+            Pin::new(&mut connection).graceful_shutdown();
+        }
+        connection.poll_without_shutdown(cx)
+    })
+    .await;
+    if let Err(err) = served {
+        tracing::debug!(%client, "connection ended with an error: {err}");
+    }
+    linger_close(connection.into_parts().io.into_inner()).await;
+}
+
+/// Ends a connection politely: sends FIN after the last response, then reads
+/// and discards until the client closes too (bounded in time and bytes).
+/// Closing with unread input would reset the connection and could destroy
+/// the response before the client reads it.
+async fn linger_close(mut stream: TcpStream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => discarded += read,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 async fn route(

@@ -275,7 +275,12 @@ fn runaway_component_is_stopped_by_the_timeout() {
     let (_dir, builder) = app();
     let app = builder.arg("--request-timeout").arg("2").start();
     let started = std::time::Instant::now();
-    assert_eq!(client().get(app.url("/bare/spin")).send().unwrap().status(), 500);
+    // The app was too slow, not broken: 503, and worth retrying.
+    let response = client().get(app.url("/bare/spin")).send().unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().unwrap();
+    assert_eq!((body["status"].as_str(), body["code"].as_str()), (Some("503"), Some("timeout")), "{body}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     assert_eq!(get(&app, "/bare/headers").0, 200);
 }

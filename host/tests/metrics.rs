@@ -222,11 +222,12 @@ fn metrics_count_requests_by_component_route_and_status() {
 fn timeouts_are_counted_per_component() {
     let (_dir, builder) = app("");
     let app = builder.arg("--request-timeout").arg("1").start();
-    assert_eq!(status("GET", &app.url("/items/spin")), 500);
+    // Too slow is not broken: the client gets 503 (with Retry-After).
+    assert_eq!(status("GET", &app.url("/items/spin")), 503);
     let samples = scrape_when_idle(&app);
     let failures = |reason| sum(&samples, "spinmesh_host_component_failures_total", &[("component", "items"), ("reason", reason)]);
     assert_eq!((failures("timeout"), failures("error")), (1.0, 0.0));
-    let requests = [("component", "items"), ("route", "/items/..."), ("status", "500")];
+    let requests = [("component", "items"), ("route", "/items/..."), ("status", "503")];
     assert_eq!(sum(&samples, REQUESTS, &requests), 1.0);
 }
 

@@ -21,6 +21,12 @@ pub use reply::{Reply, send};
 pub use spinmesh_deploy::local::{DevSecrets, ORDERS_CLIENT_ID};
 use spinmesh_deploy::local::{create_private_dir, keep_created_files_private};
 
+/// The embedded host's per-component body limits for the repository's app
+/// (`--component-max-body-bytes`): `upload` streams files up to its own
+/// `upload_max_bytes` (100 MB) plus the multipart framing; every other
+/// component keeps the host's default.
+pub const HOST_COMPONENT_BODY_LIMITS: &str = "upload=134217728";
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repo").to_path_buf()
 }
@@ -156,6 +162,9 @@ impl AppBuilder {
                 Engine::Host => {
                     let mut command = Command::new(native_binary("spinmesh-host"));
                     command.arg("--cache-dir").arg(repo_root().join("target/spinmesh-test-cache"));
+                    if self.manifest == repo_root().join("spin.toml") {
+                        command.arg("--component-max-body-bytes").arg(HOST_COMPONENT_BODY_LIMITS);
+                    }
                     command
                 }
                 Engine::Spin => {

@@ -70,6 +70,7 @@ pub fn up(args: UpArgs) -> Result<()> {
         Engine::Host => {
             let mut command = Command::new(native_binary("spinmesh-host"));
             command.args(["--admin-listen", &args.admin_listen]);
+            command.args(["--component-max-body-bytes", spinmesh_e2e::HOST_COMPONENT_BODY_LIMITS]);
             if let Some(metrics) = &host_metrics {
                 command.env("SPIN_VARIABLE_HOST_METRICS_URL", metrics);
             }
