@@ -101,10 +101,6 @@ impl Spool {
         })
     }
 
-    pub fn sharing(&self) -> Sharing {
-        self.sharing
-    }
-
     pub fn root(&self) -> &Path {
         &self.root
     }
