@@ -67,11 +67,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
 
-    let cleaner = spool.clone();
-    match tokio::task::spawn_blocking(move || cleaner.remove_leftovers())
-        .await?
-        .context("cannot clean the spool directory")?
-    {
+    match spool.leftovers_removed() {
         Some(0) => {}
         Some(files) => info!(files, "removed partial uploads and outputs left by a previous run"),
         None => info!("other runners share the spool; leaving its partial files alone"),

@@ -21,6 +21,17 @@ use anyhow::{Context, bail};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
+fn in_use(root: &Path, sharing: Sharing) -> anyhow::Error {
+    anyhow::anyhow!(
+        "spool directory {} is in use by another spinmesh-runner{}; stop it or pass a different --spool-dir",
+        root.display(),
+        match sharing {
+            Sharing::Exclusive => "",
+            Sharing::Shared => " that keeps its jobs in SQLite",
+        }
+    )
+}
+
 /// How a runner holds the spool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sharing {
@@ -32,18 +43,27 @@ pub enum Sharing {
 
 /// A shared lock waits this long for a runner that is briefly alone on the spool
 /// (cleaning up at start) before giving up.
-const SHARED_LOCK_PATIENCE: Duration = Duration::from_secs(30);
+const SHARED_LOCK_PATIENCE: Duration = Duration::from_secs(10);
 
 pub struct Spool {
     root: PathBuf,
-    sharing: Sharing,
-    lock: Flock<File>,
+    _lock: Flock<File>,
+    /// How many leftover files opening removed; `None` if other runners were on the
+    /// spool, so nothing was touched.
+    leftovers_removed: Option<usize>,
 }
 
 impl Spool {
     /// Creates the directory layout under `dir`, makes the path absolute and takes the
     /// spool lock, exclusive or shared, so a SQLite runner never shares its spool (and
     /// the jobs in it) with another runner.
+    ///
+    /// A runner that finds itself alone on the spool then drops the half-received
+    /// uploads and partial ffmpeg outputs a previous process left behind; with other
+    /// runners present those files may be their work in progress and stay. A shared
+    /// holder checks this by taking the lock exclusively first and only then shared
+    /// (never the other way round: a failed shared-to-exclusive conversion drops the
+    /// lock held).
     pub fn open(dir: &Path, sharing: Sharing) -> anyhow::Result<Spool> {
         fs::create_dir_all(dir)
             .with_context(|| format!("cannot create spool directory {}", dir.display()))?;
@@ -60,49 +80,55 @@ impl Spool {
             .write(true)
             .open(&lock_path)
             .with_context(|| format!("cannot open {}", lock_path.display()))?;
-        let in_use = || {
-            anyhow::anyhow!(
-                "spool directory {} is in use by another spinmesh-runner{}; stop it or pass a different --spool-dir",
-                root.display(),
-                match sharing {
-                    Sharing::Exclusive => "",
-                    Sharing::Shared => " that keeps its jobs in SQLite",
-                }
-            )
+        let alone = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(lock),
+            Err((_, errno)) if errno != Errno::EWOULDBLOCK => {
+                bail!("cannot lock {}: {errno}", lock_path.display())
+            }
+            Err((file, _)) => Err(file),
         };
-        let lock = match sharing {
-            Sharing::Exclusive => match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => lock,
-                Err((_, Errno::EWOULDBLOCK)) => return Err(in_use()),
-                Err((_, errno)) => bail!("cannot lock {}: {errno}", lock_path.display()),
-            },
-            Sharing::Shared => {
+        let (lock, alone) = match (alone, sharing) {
+            (Ok(lock), _) => (lock, true),
+            (Err(_), Sharing::Exclusive) => return Err(in_use(&root, sharing)),
+            (Err(file), Sharing::Shared) => {
                 let deadline = Instant::now() + SHARED_LOCK_PATIENCE;
                 let mut file = file;
-                loop {
+                let lock = loop {
                     match Flock::lock(file, FlockArg::LockSharedNonblock) {
                         Ok(lock) => break lock,
                         Err((_, errno)) if errno != Errno::EWOULDBLOCK => {
                             bail!("cannot lock {}: {errno}", lock_path.display())
                         }
-                        Err(_) if Instant::now() > deadline => return Err(in_use()),
+                        Err(_) if Instant::now() > deadline => return Err(in_use(&root, sharing)),
                         Err((back, _)) => {
                             file = back;
                             std::thread::sleep(Duration::from_millis(50));
                         }
                     }
-                }
+                };
+                (lock, false)
             }
         };
-        Ok(Spool {
+        let mut spool = Spool {
             root,
-            sharing,
-            lock,
-        })
+            _lock: lock,
+            leftovers_removed: None,
+        };
+        if alone {
+            let removed = spool
+                .remove_leftovers()
+                .with_context(|| format!("cannot clean {}", spool.root.display()))?;
+            spool.leftovers_removed = Some(removed);
+            if sharing == Sharing::Shared {
+                // Fails only if a SQLite runner took the lock in the instant between.
+                spool._lock.relock(FlockArg::LockSharedNonblock).map_err(|_| in_use(&spool.root, sharing))?;
+            }
+        }
+        Ok(spool)
     }
 
-    pub fn sharing(&self) -> Sharing {
-        self.sharing
+    pub fn leftovers_removed(&self) -> Option<usize> {
+        self.leftovers_removed
     }
 
     pub fn root(&self) -> &Path {
@@ -146,26 +172,8 @@ impl Spool {
         Ok(())
     }
 
-    /// At start-up, if no other runner is on the spool: drops half-received uploads and
-    /// partial ffmpeg outputs a previous process left behind. A shared holder takes the
-    /// lock exclusively for the clean-up, and leaves everything alone (`None`) when
-    /// another runner is on the spool, as those files may be its work in progress.
-    pub fn remove_leftovers(&self) -> io::Result<Option<usize>> {
-        if self.sharing == Sharing::Exclusive {
-            return self.remove_leftovers_alone().map(Some);
-        }
-        match self.lock.relock(FlockArg::LockExclusiveNonblock) {
-            Ok(()) => {}
-            Err(Errno::EWOULDBLOCK) => return Ok(None),
-            Err(errno) => return Err(errno.into()),
-        }
-        let removed = self.remove_leftovers_alone();
-        // Blocks only while another runner cleans up alone, which it does briefly.
-        self.lock.relock(FlockArg::LockShared)?;
-        removed.map(Some)
-    }
-
-    fn remove_leftovers_alone(&self) -> io::Result<usize> {
+    /// Removes files in `incoming/` and `*.part` files in `outputs/`.
+    fn remove_leftovers(&self) -> io::Result<usize> {
         let mut removed = 0;
         for entry in fs::read_dir(self.root.join("incoming"))? {
             let entry = entry?;
@@ -214,8 +222,11 @@ mod tests {
         fs::write(spool.partial_output(&id, 1), b"x").unwrap();
         fs::write(spool.output(&id), b"x").unwrap();
         fs::write(spool.input(&id), b"x").unwrap();
-        assert_eq!(spool.remove_leftovers().unwrap(), Some(2));
-        assert!(spool.output(&id).exists());
+        assert_eq!(spool.leftovers_removed(), Some(0));
+        drop(spool);
+        let spool = Spool::open(&dir.path().join("spool"), Sharing::Exclusive).unwrap();
+        assert_eq!(spool.leftovers_removed(), Some(2));
+        assert!(spool.output(&id).exists() && spool.input(&id).exists());
         spool.remove_job_files(&id).unwrap();
         spool.remove_job_files(&id).unwrap();
         assert!(!spool.output(&id).exists() && !spool.input(&id).exists());
@@ -225,18 +236,24 @@ mod tests {
     #[test]
     fn shared_runners_clean_up_only_when_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let first = Spool::open(&dir.path().join("s"), Sharing::Shared).unwrap();
-        let second = Spool::open(&dir.path().join("s"), Sharing::Shared).unwrap();
-        let err = Spool::open(&dir.path().join("s"), Sharing::Exclusive).err().unwrap();
-        assert!(err.to_string().contains("in use by another"), "{err}");
-
+        let path = dir.path().join("s");
+        let first = Spool::open(&path, Sharing::Shared).unwrap();
+        assert_eq!(first.leftovers_removed(), Some(0));
         let id = crate::names::new_job_id();
         fs::write(first.incoming(&id), b"x").unwrap();
-        assert_eq!(first.remove_leftovers().unwrap(), None);
-        assert!(first.incoming(&id).exists(), "another runner may be receiving it");
+
+        let second = Spool::open(&path, Sharing::Shared).unwrap();
+        assert_eq!(second.leftovers_removed(), None);
+        assert!(first.incoming(&id).exists(), "the first runner may be receiving it");
+        let err = Spool::open(&path, Sharing::Exclusive).err().unwrap();
+        assert!(err.to_string().contains("in use by another"), "{err}");
         drop(second);
-        assert_eq!(first.remove_leftovers().unwrap(), Some(1));
-        // Back to shared: another runner can still join.
-        Spool::open(&dir.path().join("s"), Sharing::Shared).unwrap();
+        // Still shared after the failed exclusive attempt.
+        let err = Spool::open(&path, Sharing::Exclusive).err().unwrap();
+        assert!(err.to_string().contains("in use by another"), "{err}");
+
+        drop(first);
+        let alone = Spool::open(&path, Sharing::Shared).unwrap();
+        assert_eq!(alone.leftovers_removed(), Some(1));
     }
 }

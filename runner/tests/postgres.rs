@@ -79,21 +79,29 @@ fn completions(log: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_other_runner_finishes_the_job_of_a_killed_one() {
-    let shared = Shared::new();
+/// Starts a slow conversion of a 20 s clip on one runner, starts a second runner (with
+/// `extra` flags) while the first holds the job, then SIGKILLs the first. Returns the
+/// survivor and the job id.
+async fn kill_the_converting_runner(shared: &Shared, extra: &[&str]) -> (Runner, String) {
     let slow = slow_ffmpeg();
-    let mut first = shared.runner(&["--ffmpeg", slow.to_str().unwrap()]);
+    let mut args = vec!["--ffmpeg", slow.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut first = shared.runner(&args);
     let audio = make_audio(shared.tmp.path(), "long.mp3", 20);
     let id = upload(&first, &audio).await;
     poll_job(&first, &id, |j| {
         status_is(j, "running") && j["progress"].as_u64() > Some(0)
     })
     .await;
-
-    // The second runner joins while the first holds the job, then the first dies.
-    let second = shared.runner(&[]);
+    let second = shared.runner(extra);
     first.kill();
+    (second, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_other_runner_finishes_the_job_of_a_killed_one() {
+    let shared = Shared::new();
+    let (second, id) = kill_the_converting_runner(&shared, &[]).await;
     let job = poll_job(&second, &id, is_finished).await.pop().unwrap();
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(job["attempts"], 2, "{job}");
@@ -104,6 +112,16 @@ async fn the_other_runner_finishes_the_job_of_a_killed_one() {
     );
     let duration = download_duration(&second, &id, shared.tmp.path()).await;
     assert!((duration - 20.0).abs() < 1.0, "duration {duration}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_gives_up_on_a_job_that_used_its_attempts() {
+    let shared = Shared::new();
+    let (second, id) = kill_the_converting_runner(&shared, &["--max-attempts", "1"]).await;
+    let job = poll_job(&second, &id, is_finished).await.pop().unwrap();
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"], "Conversion was interrupted too many times");
+    assert_eq!(job["attempts"], 1, "{job}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@
 //! to the `postgres` account (the Debian package creates it) and the server runs as
 //! that user through `runuser`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use super::free_port;
@@ -89,7 +89,7 @@ impl PgCluster {
         self.dir.path().join("data")
     }
 
-    pub fn log_path(&self) -> PathBuf {
+    fn log_path(&self) -> PathBuf {
         self.dir.path().join("server.log")
     }
 
@@ -127,10 +127,6 @@ impl PgCluster {
 
     pub fn url(&self) -> String {
         format!("postgres://{DB_USER}@127.0.0.1:{}/postgres", self.port)
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 
