@@ -809,3 +809,24 @@ fn tokens_signed_before_a_key_rotation_stay_valid_during_the_overlap() {
     let after_overlap = App::builder().start();
     Api::new(&after_overlap).validate(&token).assert_error(401, "token_invalid");
 }
+
+/// The stores hold password hashes and refresh tokens: only this user may read them.
+#[test]
+#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+fn the_app_state_is_private_to_its_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = App::builder().start();
+    Api::new(&app).registered("olga");
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let state = app.state_dir();
+    assert_eq!(mode(&state), 0o700, "{}", state.display());
+    let stores: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "db"))
+        .collect();
+    assert!(stores.iter().any(|path| path.ends_with("auth.db")), "{stores:?}");
+    for store in stores {
+        assert_eq!(mode(&store), 0o600, "{}", store.display());
+    }
+}
