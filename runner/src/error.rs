@@ -1,4 +1,4 @@
-//! The crate's error type and its mapping to the HTTP error shape of DESIGN.md §3:
+//! The crate's error type and its mapping to the HTTP error shape the whole app uses:
 //! `{"status": "404", "message": "Job not found", "code": "job_not_found"}`.
 
 use axum::Json;

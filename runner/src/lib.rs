@@ -2,7 +2,7 @@
 //!
 //! The `upload` component authenticates end users and streams their files here; this
 //! service stores them in a spool directory, records jobs in a durable store and runs a
-//! pool of ffmpeg workers. See `DESIGN.md` §6.
+//! pool of ffmpeg workers.
 
 pub mod api;
 pub mod app;

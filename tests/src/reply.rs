@@ -28,7 +28,7 @@ impl Reply {
         self.body
     }
 
-    /// The error shape of DESIGN §3 with this status and code.
+    /// The app's JSON error shape with this status and code.
     pub fn assert_error(&self, status: u16, code: &str) {
         assert_eq!(
             (self.status, self.body["code"].as_str()),

@@ -1,4 +1,4 @@
-//! `gateway`: app-level routes — health (DESIGN §3), upload statistics and metrics for
+//! `gateway`: app-level routes — health, upload statistics and metrics for
 //! admins, the OpenAPI document, the web UI and the API explorer — and the JSON 404 for
 //! every path no component claims.
 #![allow(unsafe_code, reason = "spin-sdk's #[http_component] expands to unsafe export glue")]

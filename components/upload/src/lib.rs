@@ -1,4 +1,4 @@
-//! `upload`: authenticated uploads streamed to the conversion runner (DESIGN §1, §6), and
+//! `upload`: authenticated uploads streamed to the conversion runner, and
 //! the caller's jobs: status, list, download (streamed) and cancel.
 //!
 //! The handler takes the raw `IncomingRequest` so an upload is never buffered: the

@@ -1,5 +1,5 @@
 //! HTTP plumbing shared by every spinmesh component: the one error type and its JSON
-//! shape (DESIGN §3), JSON in and out, bearer authentication (with the logout denylist),
+//! shape, JSON in and out, bearer authentication (with the logout denylist),
 //! component variables, the route table (router, JSON 404/405 and `OPTIONS` from one
 //! list), SQLite migrations, path parameters,
 //! pagination, timestamps, the readiness probe behind `/health`, and the [`edge`] every

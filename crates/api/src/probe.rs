@@ -1,5 +1,5 @@
 //! The readiness probe the gateway's `/health` sends to each component over
-//! `http://<component>.spin.internal` (DESIGN §1).
+//! `http://<component>.spin.internal`.
 //!
 //! A 401 from a protected route only shows that a component instantiates; the probe also
 //! runs the component's own check (its database opens and migrates, its variables

@@ -1,4 +1,4 @@
-//! Timestamps as the API shows them (DESIGN §7): RFC 3339 UTC.
+//! Timestamps as the API shows them: RFC 3339 UTC.
 
 use chrono::{DateTime, SecondsFormat};
 

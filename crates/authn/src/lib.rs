@@ -2,7 +2,7 @@
 //!
 //! * [`Issuer`] signs access tokens (EdDSA JWTs via `jwt-simple`); only `login` builds one.
 //! * [`Verifier`] checks them with the public key alone, using ed25519-dalek's
-//!   `verify_strict`, which is ~3.5× faster than jwt-simple's verifier in wasm32 (DESIGN §5).
+//!   `verify_strict`, which is ~3.5× faster than jwt-simple's verifier in wasm32 (figures in docs/architecture.md).
 //! * [`password`] hashes with argon2id, [`refresh`] rotates opaque refresh tokens (with an
 //!   absolute family lifetime),
 //!   [`Role`] gates access.

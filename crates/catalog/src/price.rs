@@ -1,4 +1,4 @@
-//! Money as integer minor units (DESIGN §7): parsed from a JSON number or a decimal
+//! Money as integer minor units: parsed from a JSON number or a decimal
 //! string, never through a float, and shown as a two-decimal string.
 
 use std::fmt;

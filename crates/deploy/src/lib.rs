@@ -1,4 +1,4 @@
-//! Deployment artefacts derived from `spin.toml` (DESIGN.md §8), so what a platform
+//! Deployment artefacts derived from `spin.toml`, so what a platform
 //! provides — variables, key-value stores, SQLite databases — cannot drift from what
 //! the app declares. `cargo xtask deploy render` writes them; the tests in `tests/`
 //! check the committed copies and the docs against the manifest. [`local`] generates

@@ -297,7 +297,7 @@ fn runner(options: &Options, names: &Names) -> Vec<Value> {
             "ports": [{ "name": "http", "port": RUNNER_PORT, "targetPort": "http" }],
         },
     });
-    // The runner's API is internal (DESIGN §4): only the app's pods may call it.
+    // The runner's API is internal: only the app's pods may call it.
     let policy = json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
