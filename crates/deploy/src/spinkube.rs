@@ -30,8 +30,10 @@ const SPINAPP_POD_LABEL: &str = "core.spinkube.dev/app-name";
 const RUNNER_TOKEN_VARIABLE: &str = "runner_token";
 /// The variable telling `upload` where the runner is.
 const RUNNER_URL_VARIABLE: &str = "runner_url";
-/// The route the readiness probe calls: served by a component, so a ready pod runs the app.
-const READINESS_ROUTE: &str = "/health";
+/// The route the readiness probe calls: served by a component, so a ready pod runs the app,
+/// and answered by the pod alone (the aggregate `/health` would make every pod unready when
+/// the runner is down).
+const READINESS_ROUTE: &str = "/health/live";
 /// Spin's own liveness endpoint (answered by the runtime, whatever the app routes).
 const SPIN_HEALTH: &str = "/.well-known/spin/health";
 
@@ -43,7 +45,8 @@ pub struct Options {
     /// Container image of the runner (`runner/Dockerfile`).
     pub runner_image: String,
     pub replicas: u32,
-    /// Redis URL per key-value label; `{label}` is replaced by the label.
+    /// Redis URL per key-value label; `{label}` is replaced by the label as a DNS name
+    /// (`_` becomes `-`), since the default names a Kubernetes Service after it.
     pub redis_url_template: String,
     /// libSQL URL per SQLite label; `{label}` is replaced by the label.
     pub libsql_url_template: String,
@@ -191,11 +194,17 @@ fn spin_app(app: &AppSpec, options: &Options, names: &Names) -> Value {
     })
 }
 
+/// A store label as it may appear in a Kubernetes Service name (RFC 1123: lowercase
+/// letters, digits and `-`); Spin labels allow `_`, which Kubernetes refuses.
+fn dns_label(label: &str) -> String {
+    label.to_ascii_lowercase().replace('_', "-")
+}
+
 fn runtime_config(app: &AppSpec, options: &Options) -> Result<String> {
     let mut config = toml::Table::new();
     let mut kv = toml::Table::new();
     for label in app.key_value_labels() {
-        let url = options.redis_url_template.replace("{label}", label);
+        let url = options.redis_url_template.replace("{label}", &dns_label(label));
         kv.insert(label.into(), toml::Value::Table(backend(&[("type", "redis"), ("url", &url)])));
     }
     let mut sql = toml::Table::new();
@@ -393,6 +402,23 @@ sqlite_databases = ["catalog"]
     fn rendered(manifest: &str) -> BTreeMap<&'static str, String> {
         let app = AppSpec::parse(manifest).unwrap();
         render(&app, &Options::defaults_for(&app)).unwrap().into_iter().map(|f| (f.name, f.contents)).collect()
+    }
+
+    #[test]
+    fn redis_service_names_are_valid_dns_labels_even_for_labels_with_underscores() {
+        let files = rendered(include_str!("../../../spin.toml"));
+        let config: toml::Table = toml::from_str(&files["runtime-config.toml"]).unwrap();
+        let kv = config["key_value_store"].as_table().unwrap();
+        assert!(kv.contains_key("token_cache"), "the repository's spin.toml has a label with `_`");
+        for (label, backend) in kv {
+            let url = backend["url"].as_str().unwrap();
+            let host = url.trim_start_matches("redis://").split(':').next().unwrap();
+            let valid = host.len() <= 63
+                && host.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !host.starts_with('-')
+                && !host.ends_with('-');
+            assert!(valid, "store {label}: {host} is not a Kubernetes Service name");
+        }
     }
 
     #[test]
