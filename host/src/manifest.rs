@@ -141,7 +141,7 @@ struct RawComponent {
     #[serde(default)]
     environment: BTreeMap<String, String>,
     /// Used by `spin build` only.
-    #[allow(dead_code)]
+    #[allow(dead_code, reason = "read by `spin build`, never by the host")]
     build: Option<toml::Value>,
     #[serde(default)]
     files: Vec<toml::Value>,

@@ -380,7 +380,7 @@ fn unexpected_header_members_are_rejected() {
         json!({"alg": "EdDSA", "kid": kid, "cty": "JWT"}).to_string(),
         format!(r#"{{"alg":"EdDSA","alg":"EdDSA","kid":"{kid}"}}"#),
         "[]".to_owned(),
-        "".to_owned(),
+        String::new(),
     ] {
         f.assert_invalid(&f.sign_raw(&header, &payload), "malformed header");
     }
