@@ -486,6 +486,9 @@ fn failed_logins_are_throttled_per_account_and_per_address_then_recover() {
     let app = App::builder()
         .variable("login_max_failures", "3")
         .variable("login_failure_window_secs", &WINDOW.to_string())
+        .variable("login_backoff_secs", &WINDOW.to_string())
+        .variable("login_backoff_max_secs", &WINDOW.to_string())
+        .variable("login_max_failures_per_address", "3")
         .start();
     let auth = Api::new(&app);
     auth.registered("heidi");
