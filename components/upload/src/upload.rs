@@ -101,15 +101,16 @@ async fn forward<S: BodyStream>(
         }
     };
     match delivery {
-        Ok(Delivery::Complete) => {
-            writer
-                .finish()
-                .map_err(|error| runner::unavailable(format_args!("{error:?}")))?;
-            runner::accepted(within(response, ANSWER_TIMEOUT).await.and_then(|answer| answer)).await
-        }
-        Ok(Delivery::Refused) => {
-            drop(writer);
-            runner::accepted(within(response, ANSWER_TIMEOUT).await.and_then(|answer| answer)).await
+        Ok(delivery) => {
+            match delivery {
+                Delivery::Complete => writer
+                    .finish()
+                    .map_err(|error| runner::unavailable(format_args!("{error:?}")))?,
+                Delivery::Refused => drop(writer),
+            }
+            // With the body ended, the runner answers from its job store.
+            let answer = within(response, ANSWER_TIMEOUT).await;
+            runner::accepted(answer.and_then(|answer| answer)).await
         }
         Err(error) => {
             // Abort the body, then the request: the runner removes what it received.
