@@ -1,6 +1,6 @@
 //! What every request goes through, whichever component serves it: a request id, CORS
 //! (preflights answered here), the per-address rate limit, security headers and one log
-//! line. [`crate::fallback::serve`] wraps each component's router in [`serve`]; a
+//! line. [`crate::routes`] wraps each component's route table in [`serve`]; a
 //! streaming component (`upload`) uses [`Edge`] directly. The per-user limit is charged
 //! by [`crate::authenticate`], the one place that knows a verified subject.
 //!
