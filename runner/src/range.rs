@@ -2,6 +2,12 @@
 //!
 //! Only a single byte range is served as `206`. Anything the server may legitimately
 //! ignore (another unit, several ranges, syntax errors) results in the full body.
+//!
+//! Kept by hand rather than `http-range-header`: that crate reports a malformed header
+//! and an unsatisfiable one with the same error, so a caller cannot tell "ignore it, send
+//! 200" from "send 416" as RFC 9110 §14.2 requires; it also matches only a lower-case
+//! `bytes=` although the unit is case-insensitive, and it would parse several ranges only
+//! for us to throw them away.
 
 /// What to send for a `Range` header against a representation of `len` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
