@@ -1,5 +1,11 @@
 // The API explorer: renders /api/openapi.json as operations grouped by tag, each with
 // its parameters, body and responses, and a form to try it against this app.
+//
+// Written here rather than using Swagger UI or Redoc: either would mean vendoring an npm
+// bundle of a megabyte or more into a web/ that is now well under 100 KB and has no
+// package manager, and Redoc injects inline styles that the app's `style-src 'self'`
+// policy forbids. This page reuses the app's session and styles, and the browser tests
+// (tests/browser/ui.mjs) drive it.
 
 import { session } from './api.js';
 import { buildRequest, deref, describeSchema, exampleBody, groupOperations } from './openapi.js';

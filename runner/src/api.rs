@@ -22,7 +22,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::early::{self, Arrival, Layout};
 use crate::error::{Error, Result, error_response};
 use crate::job::{Job, NewJob};
-use crate::metrics::{Metrics, Rejection, Snapshot};
+use crate::metrics::{self, Metrics, Rejection, Snapshot};
 use crate::names;
 use crate::range::{RangeDecision, parse_range};
 use crate::registry::Registry;
@@ -168,19 +168,15 @@ async fn stats(State(state): State<Arc<AppState>>) -> Result<Response> {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response> {
     let stats = state.store.run(|s| s.stats()).await?;
-    let body = state.metrics.render(&Snapshot {
-        stats: &stats,
-        workers: state.workers,
-        busy_workers: state.registry.running(),
-    });
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response())
+    let body = state
+        .metrics
+        .render(&Snapshot {
+            stats: &stats,
+            workers: state.workers,
+            busy_workers: state.registry.running(),
+        })
+        .map_err(|err| Error::Io(std::io::Error::other(err)))?;
+    Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -94,7 +94,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
 
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new()?);
     let registry = Registry::default();
     let wake = Arc::new(Notify::new());
     let stop = CancellationToken::new();

@@ -1,10 +1,18 @@
-//! Process metrics in the Prometheus text exposition format (version 0.0.4).
+//! Process metrics in the Prometheus text exposition format (version 0.0.4), through the
+//! `prometheus` crate the host already uses, so both speak the same encoder.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use prometheus::core::Collector;
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
 use crate::job::{JobStatus, Stats};
+
+/// The exposition format `render` produces.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Upper bounds (seconds) of the conversion duration histogram.
 pub const DURATION_BUCKETS: [f64; 11] = [
@@ -19,23 +27,27 @@ pub enum Rejection {
     Incomplete,
 }
 
-#[derive(Default)]
 pub struct Metrics {
-    bytes_received: AtomicU64,
-    uploads_accepted: AtomicU64,
-    rejected_too_large: AtomicU64,
-    rejected_low_disk: AtomicU64,
-    rejected_incomplete: AtomicU64,
-    completed: AtomicU64,
-    failed: AtomicU64,
-    retried: AtomicU64,
-    cancelled: AtomicU64,
-    started_early: AtomicU64,
-    early_fallbacks: AtomicU64,
-    /// Cumulative counts per bucket are derived at render time.
-    bucket_counts: [AtomicU64; DURATION_BUCKETS.len()],
-    duration_count: AtomicU64,
-    duration_sum_micros: AtomicU64,
+    registry: Registry,
+    /// Sampled from the store and worker pool at each scrape.
+    jobs: IntGaugeVec,
+    queue_depth: IntGauge,
+    workers: IntGauge,
+    workers_busy: IntGauge,
+    stored_input_bytes: IntGauge,
+    stored_output_bytes: IntGauge,
+    bytes_received: IntCounter,
+    uploads_accepted: IntCounter,
+    rejected_too_large: IntCounter,
+    rejected_low_disk: IntCounter,
+    rejected_incomplete: IntCounter,
+    completed: IntCounter,
+    failed: IntCounter,
+    retried: IntCounter,
+    cancelled: IntCounter,
+    started_early: IntCounter,
+    early_fallbacks: IntCounter,
+    durations: Histogram,
 }
 
 /// Live numbers from outside this struct, sampled when rendering.
@@ -45,10 +57,94 @@ pub struct Snapshot<'a> {
     pub busy_workers: usize,
 }
 
+/// Adds `metric` to `registry` and hands it back for recording.
+fn register<M: Collector + Clone + 'static>(registry: &Registry, metric: M) -> prometheus::Result<M> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+/// A gauge holds an i64; store sums never get near its limit, but saturate rather than wrap.
+fn gauge_value(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
 impl Metrics {
+    /// Fails only if a name or label below is malformed or used twice.
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new_custom(Some("spinmesh_runner".into()), None)?;
+        let gauge = |name: &str, help: &str| register(&registry, IntGauge::new(name, help)?);
+        let counter = |name: &str, help: &str| register(&registry, IntCounter::new(name, help)?);
+
+        let jobs = register(
+            &registry,
+            IntGaugeVec::new(Opts::new("jobs", "Jobs in the store by state."), &["state"])?,
+        )?;
+        let rejected = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new("uploads_rejected_total", "Uploads turned away since start, by reason."),
+                &["reason"],
+            )?,
+        )?;
+        let outcomes = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new("job_outcomes_total", "Conversion attempts by outcome since start."),
+                &["outcome"],
+            )?,
+        )?;
+        // Every state, reason and outcome is resolved here so each series shows from the
+        // first scrape, at zero, rather than appearing when it first happens.
+        for status in JobStatus::ALL {
+            jobs.with_label_values(&[status.as_str()]);
+        }
+        Ok(Metrics {
+            queue_depth: gauge("queue_depth", "Jobs waiting for a worker.")?,
+            workers: gauge("workers", "Size of the worker pool.")?,
+            workers_busy: gauge("workers_busy", "Workers running ffmpeg right now.")?,
+            stored_input_bytes: gauge(
+                "stored_input_bytes",
+                "Sum of upload sizes of all jobs in the store.",
+            )?,
+            stored_output_bytes: gauge(
+                "stored_output_bytes",
+                "Sum of output sizes of all jobs in the store.",
+            )?,
+            bytes_received: counter("bytes_received_total", "Upload bytes accepted since start.")?,
+            uploads_accepted: counter(
+                "uploads_accepted_total",
+                "Uploads recorded as jobs since start.",
+            )?,
+            started_early: counter(
+                "conversions_started_early_total",
+                "Conversions started while their upload was still arriving.",
+            )?,
+            early_fallbacks: counter(
+                "early_start_fallbacks_total",
+                "Early conversions that could not finish; the stored upload was converted instead.",
+            )?,
+            rejected_too_large: rejected.with_label_values(&["too_large"]),
+            rejected_low_disk: rejected.with_label_values(&["low_disk"]),
+            rejected_incomplete: rejected.with_label_values(&["incomplete"]),
+            completed: outcomes.with_label_values(&["completed"]),
+            failed: outcomes.with_label_values(&["failed"]),
+            retried: outcomes.with_label_values(&["retried"]),
+            cancelled: outcomes.with_label_values(&["cancelled"]),
+            durations: register(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new("job_duration_seconds", "Wall time of successful conversions.")
+                        .buckets(DURATION_BUCKETS.to_vec()),
+                )?,
+            )?,
+            jobs,
+            registry,
+        })
+    }
+
     pub fn upload_accepted(&self, bytes: u64) {
-        self.uploads_accepted.fetch_add(1, Relaxed);
-        self.bytes_received.fetch_add(bytes, Relaxed);
+        self.uploads_accepted.inc();
+        self.bytes_received.inc_by(bytes);
     }
 
     pub fn upload_rejected(&self, why: Rejection) {
@@ -57,170 +153,51 @@ impl Metrics {
             Rejection::LowDisk => &self.rejected_low_disk,
             Rejection::Incomplete => &self.rejected_incomplete,
         };
-        counter.fetch_add(1, Relaxed);
+        counter.inc();
     }
 
     pub fn job_completed(&self, took: Duration) {
-        self.completed.fetch_add(1, Relaxed);
-        self.observe_duration(took);
+        self.completed.inc();
+        self.durations.observe(took.as_secs_f64());
     }
 
     pub fn job_failed(&self) {
-        self.failed.fetch_add(1, Relaxed);
+        self.failed.inc();
     }
 
     pub fn job_retried(&self) {
-        self.retried.fetch_add(1, Relaxed);
+        self.retried.inc();
     }
 
     pub fn job_cancelled(&self) {
-        self.cancelled.fetch_add(1, Relaxed);
+        self.cancelled.inc();
     }
 
     /// A conversion started while its upload was still arriving.
     pub fn started_early(&self) {
-        self.started_early.fetch_add(1, Relaxed);
+        self.started_early.inc();
     }
 
     /// An early conversion could not finish; the stored file is converted instead.
     pub fn early_fell_back(&self) {
-        self.early_fallbacks.fetch_add(1, Relaxed);
+        self.early_fallbacks.inc();
     }
 
-    fn observe_duration(&self, took: Duration) {
-        let secs = took.as_secs_f64();
-        if let Some(i) = DURATION_BUCKETS.iter().position(|bound| secs <= *bound) {
-            self.bucket_counts[i].fetch_add(1, Relaxed);
-        }
-        self.duration_count.fetch_add(1, Relaxed);
-        self.duration_sum_micros
-            .fetch_add(took.as_micros().min(u64::MAX as u128) as u64, Relaxed);
-    }
-
-    pub fn render(&self, snap: &Snapshot<'_>) -> String {
-        let mut out = String::with_capacity(2048);
-        let _ = writeln!(
-            out,
-            "# HELP spinmesh_runner_jobs Jobs in the store by state."
-        );
-        let _ = writeln!(out, "# TYPE spinmesh_runner_jobs gauge");
+    /// Every metric, in the Prometheus text exposition format ([`CONTENT_TYPE`]). The
+    /// sampled gauges are set from `snap` first; two scrapes at once each set numbers
+    /// that were current a moment ago, which is all a gauge promises.
+    pub fn render(&self, snap: &Snapshot<'_>) -> prometheus::Result<String> {
         for status in JobStatus::ALL {
-            let _ = writeln!(
-                out,
-                "spinmesh_runner_jobs{{state=\"{status}\"}} {}",
-                snap.stats.count(status)
-            );
+            self.jobs
+                .with_label_values(&[status.as_str()])
+                .set(gauge_value(snap.stats.count(status)));
         }
-
-        let mut simple = |name: &str, kind: &str, help: &str, value: String| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {value}");
-        };
-        simple(
-            "spinmesh_runner_queue_depth",
-            "gauge",
-            "Jobs waiting for a worker.",
-            snap.stats.queued.to_string(),
-        );
-        simple(
-            "spinmesh_runner_workers",
-            "gauge",
-            "Size of the worker pool.",
-            snap.workers.to_string(),
-        );
-        simple(
-            "spinmesh_runner_workers_busy",
-            "gauge",
-            "Workers running ffmpeg right now.",
-            snap.busy_workers.to_string(),
-        );
-        simple(
-            "spinmesh_runner_bytes_received_total",
-            "counter",
-            "Upload bytes accepted since start.",
-            self.bytes_received.load(Relaxed).to_string(),
-        );
-        simple(
-            "spinmesh_runner_uploads_accepted_total",
-            "counter",
-            "Uploads recorded as jobs since start.",
-            self.uploads_accepted.load(Relaxed).to_string(),
-        );
-        simple(
-            "spinmesh_runner_conversions_started_early_total",
-            "counter",
-            "Conversions started while their upload was still arriving.",
-            self.started_early.load(Relaxed).to_string(),
-        );
-        simple(
-            "spinmesh_runner_early_start_fallbacks_total",
-            "counter",
-            "Early conversions that could not finish; the stored upload was converted instead.",
-            self.early_fallbacks.load(Relaxed).to_string(),
-        );
-        simple(
-            "spinmesh_runner_stored_input_bytes",
-            "gauge",
-            "Sum of upload sizes of all jobs in the store.",
-            snap.stats.bytes_in.to_string(),
-        );
-        simple(
-            "spinmesh_runner_stored_output_bytes",
-            "gauge",
-            "Sum of output sizes of all jobs in the store.",
-            snap.stats.bytes_out.to_string(),
-        );
-
-        let _ = writeln!(
-            out,
-            "# HELP spinmesh_runner_uploads_rejected_total Uploads turned away since start, by reason."
-        );
-        let _ = writeln!(out, "# TYPE spinmesh_runner_uploads_rejected_total counter");
-        for (reason, counter) in [
-            ("too_large", &self.rejected_too_large),
-            ("low_disk", &self.rejected_low_disk),
-            ("incomplete", &self.rejected_incomplete),
-        ] {
-            let _ = writeln!(
-                out,
-                "spinmesh_runner_uploads_rejected_total{{reason=\"{reason}\"}} {}",
-                counter.load(Relaxed)
-            );
-        }
-
-        let _ = writeln!(
-            out,
-            "# HELP spinmesh_runner_job_outcomes_total Conversion attempts by outcome since start."
-        );
-        let _ = writeln!(out, "# TYPE spinmesh_runner_job_outcomes_total counter");
-        for (outcome, counter) in [
-            ("completed", &self.completed),
-            ("failed", &self.failed),
-            ("retried", &self.retried),
-            ("cancelled", &self.cancelled),
-        ] {
-            let _ = writeln!(
-                out,
-                "spinmesh_runner_job_outcomes_total{{outcome=\"{outcome}\"}} {}",
-                counter.load(Relaxed)
-            );
-        }
-
-        let name = "spinmesh_runner_job_duration_seconds";
-        let _ = writeln!(out, "# HELP {name} Wall time of successful conversions.");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (bound, counter) in DURATION_BUCKETS.iter().zip(&self.bucket_counts) {
-            cumulative += counter.load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let count = self.duration_count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.duration_sum_micros.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {count}");
-        out
+        self.queue_depth.set(gauge_value(snap.stats.queued));
+        self.workers.set(gauge_value(snap.workers));
+        self.workers_busy.set(gauge_value(snap.busy_workers));
+        self.stored_input_bytes.set(gauge_value(snap.stats.bytes_in));
+        self.stored_output_bytes.set(gauge_value(snap.stats.bytes_out));
+        TextEncoder::new().encode_to_string(&self.registry.gather())
     }
 }
 
@@ -230,7 +207,7 @@ mod tests {
 
     #[test]
     fn renders_prometheus_text() {
-        let metrics = Metrics::default();
+        let metrics = Metrics::new().unwrap();
         metrics.upload_accepted(1000);
         metrics.upload_rejected(Rejection::TooLarge);
         metrics.job_completed(Duration::from_millis(700));
@@ -245,7 +222,8 @@ mod tests {
             stats: &stats,
             workers: 2,
             busy_workers: 1,
-        });
+        })
+        .unwrap();
         assert!(
             text.contains("spinmesh_runner_jobs{state=\"queued\"} 3\n"),
             "{text}"
@@ -258,6 +236,13 @@ mod tests {
         assert!(text.contains("spinmesh_runner_job_duration_seconds_bucket{le=\"1800\"} 1\n"));
         assert!(text.contains("spinmesh_runner_job_duration_seconds_bucket{le=\"+Inf\"} 2\n"));
         assert!(text.contains("spinmesh_runner_job_duration_seconds_count 2\n"));
+        assert!(text.contains("spinmesh_runner_job_duration_seconds_sum 4000.7\n"));
+        // Series that have not happened yet are still there, at zero.
+        assert!(text.contains("spinmesh_runner_uploads_rejected_total{reason=\"low_disk\"} 0\n"));
+        assert!(text.contains("spinmesh_runner_job_outcomes_total{outcome=\"cancelled\"} 0\n"));
+        assert!(text.contains("spinmesh_runner_jobs{state=\"failed\"} 0\n"));
+        assert!(text.contains("# TYPE spinmesh_runner_job_duration_seconds histogram\n"));
+        assert!(text.contains("# HELP spinmesh_runner_workers_busy Workers running ffmpeg right now.\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert_eq!(line.split(' ').count(), 2, "{line}");
         }

@@ -2,6 +2,12 @@
 //!
 //! Only a single byte range is served as `206`. Anything the server may legitimately
 //! ignore (another unit, several ranges, syntax errors) results in the full body.
+//!
+//! Kept by hand rather than `http-range-header` (0.4), which is less correct here: it
+//! refuses a suffix longer than the file (RFC 9110 §14.1.3 says send all of it), accepts
+//! `bytes=0-` on an empty file as byte 0 instead of 416, matches only a lower-case
+//! `bytes=` although the unit is case-insensitive, and puts malformed and unsatisfiable
+//! headers in one error type, leaving "ignore it, send 200" versus 416 to the caller.
 
 /// What to send for a `Range` header against a representation of `len` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,4 +1,9 @@
 //! Human-friendly sizes, durations and timestamps used by the CLI and the job JSON.
+//!
+//! Kept by hand rather than `bytesize`/`humantime`: `bytesize` reads a bare `K`/`M`/`G`
+//! as powers of 1000 where these flags document powers of 1024, and `humantime` refuses
+//! a bare number of seconds (`90`) and fractions (`1.5s`), both documented here and in
+//! the flag table; either switch would silently change what an existing setting means.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
