@@ -160,7 +160,7 @@ impl Spool {
     /// Bytes available to this (unprivileged) process on the spool's filesystem.
     pub fn free_space(&self) -> io::Result<u64> {
         let stat = nix::sys::statvfs::statvfs(&self.root).map_err(io::Error::from)?;
-        #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+        #[allow(clippy::unnecessary_cast, reason = "the field types differ between platforms")]
         let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
         Ok(free)
     }

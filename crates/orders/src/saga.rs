@@ -23,8 +23,7 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
-// Components run single-threaded in wasm, so the futures need no `Send` bound.
-#[allow(async_fn_in_trait)]
+#[allow(async_fn_in_trait, reason = "components run single-threaded in wasm: the futures need no `Send` bound")]
 /// The calls an order makes to other services. An implementation only sends and receives:
 /// what an answer means is decided here. Not getting an answer is
 /// [`Error::ProductsUnavailable`].
