@@ -71,9 +71,12 @@ impl App {
     pub fn load(options: AppOptions) -> Result<Arc<App>> {
         let manifest = Manifest::load(&options.manifest)?;
         let variables = ResolvedVariables::resolve(&manifest, &options.providers)?;
-        let runtime_config = RuntimeConfig::load(options.runtime_config.as_deref(), &options.state_dir)?;
+        let runtime_config =
+            RuntimeConfig::load(options.runtime_config.as_deref(), &options.state_dir)?;
         let stores = runtime_config.open_stores(&manifest)?;
-        let routes = RouteTable::build(manifest.public_routes(), |warning| tracing::warn!("{warning}"))?;
+        let routes = RouteTable::build(manifest.public_routes(), |warning| {
+            tracing::warn!("{warning}")
+        })?;
 
         let engine = crate::engine::start(&options.limits)?;
         let linker = crate::invoke::linker(&engine)?;
@@ -89,15 +92,21 @@ impl App {
         }
         let mut components = HashMap::new();
         for (id, component) in &manifest.components {
-            let compiled = crate::engine::load_component(&engine, &options.cache_dir, id, &component.source)?;
-            let outbound = OutboundPolicy::resolve(&component.allowed_outbound_hosts, variables.app_values())
-                .with_context(|| format!("component {id:?}: allowed_outbound_hosts"))?;
-            let context = ComponentContext::new(component, outbound, &options.state_dir.join("logs"))?;
+            let compiled =
+                crate::engine::load_component(&engine, &options.cache_dir, id, &component.source)?;
+            let outbound =
+                OutboundPolicy::resolve(&component.allowed_outbound_hosts, variables.app_values())
+                    .with_context(|| format!("component {id:?}: allowed_outbound_hosts"))?;
+            let context =
+                ComponentContext::new(component, outbound, &options.state_dir.join("logs"))?;
             let runnable = Runnable::new(&linker, &compiled, context, metrics.component(id))?;
             let internal_route = RouteTable::route_internal(id, "/").raw_route;
             components.insert(
                 id.clone(),
-                LoadedComponent { runnable, internal_metrics: metrics.route(id, &internal_route, Source::Internal) },
+                LoadedComponent {
+                    runnable,
+                    internal_metrics: metrics.route(id, &internal_route, Source::Internal),
+                },
             );
         }
 
@@ -108,7 +117,11 @@ impl App {
             routes,
             concurrency: Semaphore::new(options.limits.max_concurrent_requests),
             chain_concurrency: Semaphore::new(options.limits.max_concurrent_requests),
-            shared: Arc::new(Shared { stores, variables, limits: options.limits }),
+            shared: Arc::new(Shared {
+                stores,
+                variables,
+                limits: options.limits,
+            }),
             metrics,
             route_metrics,
         }))
@@ -139,17 +152,29 @@ impl App {
         let request_id = accept_or_generate_request_id(request.headers_mut());
         let uri = request.uri().clone();
         set_spin_headers(request.headers_mut(), &uri, &route, &client.to_string());
-        let response = match self.serve_public(&route.component, request, &request_id).await {
+        let response = match self
+            .serve_public(&route.component, request, &request_id)
+            .await
+        {
             Ok(response) => response,
             Err(refusal) => {
                 tracing::warn!(component = %route.component, request_id, "{method} {path}: {refusal}");
                 refusal.response(&request_id)
             }
         };
-        if let Some(metrics) = route.public_index.and_then(|index| self.route_metrics.get(index)) {
+        if let Some(metrics) = route
+            .public_index
+            .and_then(|index| self.route_metrics.get(index))
+        {
             metrics.record(&method, response.status(), started.elapsed());
         }
-        log_access(&method, &path, &route.component, response.status().as_u16(), started);
+        log_access(
+            &method,
+            &path,
+            &route.component,
+            response.status().as_u16(),
+            started,
+        );
         response
     }
 
@@ -165,17 +190,27 @@ impl App {
         let limits = &self.shared.limits;
         let policy = limits.body_policy(component);
         if request.body().size_hint().lower() > policy.limit {
-            return Err(Refusal::PayloadTooLarge { limit: policy.limit });
+            return Err(Refusal::PayloadTooLarge {
+                limit: policy.limit,
+            });
         }
         if policy.streamed {
             let _slot = self.public_slot().await?;
             self.run_guarded(component, request, 0, request_id).await
         } else {
             let (parts, body) = request.into_parts();
-            let body = crate::body::read_to_end(body, policy.limit, limits.body_read_timeout).await?;
-            let body = Full::new(body).map_err(|never| -> wasmtime_wasi_http::Error { match never {} });
+            let body =
+                crate::body::read_to_end(body, policy.limit, limits.body_read_timeout).await?;
+            let body =
+                Full::new(body).map_err(|never| -> wasmtime_wasi_http::Error { match never {} });
             let _slot = self.public_slot().await?;
-            self.run(component, http::Request::from_parts(parts, body), 0, request_id).await
+            self.run(
+                component,
+                http::Request::from_parts(parts, body),
+                0,
+                request_id,
+            )
+            .await
         }
     }
 
@@ -185,7 +220,10 @@ impl App {
         }
         let _waiting = self.metrics.waiting();
         // Never closed; a closed semaphore could only mean shutting down.
-        self.concurrency.acquire().await.map_err(|_| Refusal::AppTimeout)
+        self.concurrency
+            .acquire()
+            .await
+            .map_err(|_| Refusal::AppTimeout)
     }
 
     /// Serves a request a component sent to `http://<target>.spin.internal`.
@@ -224,7 +262,9 @@ impl App {
             tracing::warn!(component = %target, request_id, "chained {method} {}: {refusal}", uri.path());
             refusal.response(&request_id)
         });
-        loaded.internal_metrics.record(&method, response.status(), started.elapsed());
+        loaded
+            .internal_metrics
+            .record(&method, response.status(), started.elapsed());
         Ok(response)
     }
 
@@ -244,8 +284,9 @@ impl App {
         let limits = &self.shared.limits;
         let policy = limits.body_policy(component);
         let watch = BodyWatch::default();
-        let request =
-            request.map(|body| GuardedBody::new(body, policy.limit, limits.body_read_timeout, watch.clone()));
+        let request = request.map(|body| {
+            GuardedBody::new(body, policy.limit, limits.body_read_timeout, watch.clone())
+        });
         let result = self.run(component, request, depth, request_id).await;
         match watch.failure() {
             Some(failure) => Err(failure.into()),
@@ -272,7 +313,11 @@ impl App {
             return Ok(empty_response(500));
         };
         let chain: Arc<dyn ServiceChain> = Arc::clone(self) as Arc<dyn ServiceChain>;
-        match loaded.runnable.invoke(&self.engine, &self.shared, chain, request, depth).await {
+        match loaded
+            .runnable
+            .invoke(&self.engine, &self.shared, chain, request, depth)
+            .await
+        {
             Ok(response) => Ok(response),
             Err(err) if crate::invoke::is_timeout(&err) => {
                 tracing::warn!(component, request_id, "{err:#}");
@@ -299,9 +344,17 @@ impl ServiceChain for App {
 
 /// Headers Spin passes to a component about how its request was routed.
 /// Client-supplied `spin-*` headers are removed first so none can be forged.
-fn set_spin_headers(headers: &mut http::HeaderMap, uri: &http::Uri, route: &RouteMatch, client: &str) {
-    let forged: Vec<HeaderName> =
-        headers.keys().filter(|name| name.as_str().starts_with("spin-")).cloned().collect();
+fn set_spin_headers(
+    headers: &mut http::HeaderMap,
+    uri: &http::Uri,
+    route: &RouteMatch,
+    client: &str,
+) {
+    let forged: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("spin-"))
+        .cloned()
+        .collect();
     for name in forged {
         headers.remove(name);
     }
@@ -325,7 +378,13 @@ fn set_spin_headers(headers: &mut http::HeaderMap, uri: &http::Uri, route: &Rout
     set("spin-client-addr", client);
     for (name, value) in &route.captures {
         // Spin derives the header from the capture name: `:user_id` → `spin-path-match-user-id`.
-        set(&format!("spin-path-match-{}", name.to_ascii_lowercase().replace('_', "-")), value);
+        set(
+            &format!(
+                "spin-path-match-{}",
+                name.to_ascii_lowercase().replace('_', "-")
+            ),
+            value,
+        );
     }
 }
 
@@ -338,11 +397,18 @@ fn accept_or_generate_request_id(headers: &mut http::HeaderMap) -> String {
         let bytes = id.as_bytes();
         !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(u8::is_ascii_graphic)
     };
-    if let Some(id) = headers.get(REQUEST_ID).filter(sane).and_then(|id| id.to_str().ok()) {
+    if let Some(id) = headers
+        .get(REQUEST_ID)
+        .filter(sane)
+        .and_then(|id| id.to_str().ok())
+    {
         return id.to_string();
     }
     let id = fresh_request_id();
-    headers.insert(REQUEST_ID, HeaderValue::try_from(id.as_str()).expect("hex digits are a valid header value"));
+    headers.insert(
+        REQUEST_ID,
+        HeaderValue::try_from(id.as_str()).expect("hex digits are a valid header value"),
+    );
     id
 }
 
@@ -355,8 +421,13 @@ fn fresh_request_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(std::process::id()));
-    format!("{prefix:016x}-{:012x}", COUNTER.fetch_add(1, Ordering::Relaxed))
+    let prefix = PREFIX.get_or_init(|| {
+        std::collections::hash_map::RandomState::new().hash_one(std::process::id())
+    });
+    format!(
+        "{prefix:016x}-{:012x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn log_access(method: &http::Method, path: &str, component: &str, status: u16, started: Instant) {

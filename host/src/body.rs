@@ -28,7 +28,9 @@ impl BodyFailure {
     /// What a component reading the body sees.
     fn to_error(self) -> wasmtime_wasi_http::Error {
         match self {
-            BodyFailure::TooLarge { limit } => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit)),
+            BodyFailure::TooLarge { limit } => {
+                wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit))
+            }
             BodyFailure::Stalled => wasmtime_wasi_http::Error::ConnectionReadTimeout,
             BodyFailure::Aborted => wasmtime_wasi_http::Error::ConnectionTerminated,
         }
@@ -64,10 +66,20 @@ pub struct GuardedBody<B> {
 
 impl<B> GuardedBody<B> {
     pub fn new(inner: B, limit: u64, read_timeout: Duration, watch: BodyWatch) -> Self {
-        GuardedBody { inner, limit, received: 0, read_timeout, pause: None, watch }
+        GuardedBody {
+            inner,
+            limit,
+            received: 0,
+            read_timeout,
+            pause: None,
+            watch,
+        }
     }
 
-    fn fail(&mut self, failure: BodyFailure) -> Poll<Option<Result<Frame<Bytes>, wasmtime_wasi_http::Error>>> {
+    fn fail(
+        &mut self,
+        failure: BodyFailure,
+    ) -> Poll<Option<Result<Frame<Bytes>, wasmtime_wasi_http::Error>>> {
         self.pause = None;
         Poll::Ready(Some(Err(self.watch.record(failure).to_error())))
     }
@@ -80,7 +92,10 @@ where
     type Data = Bytes;
     type Error = wasmtime_wasi_http::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         // Once failed, it stays failed: a reader must never mistake a cut-off body for a whole one.
         if let Some(failure) = this.watch.failure() {
@@ -101,7 +116,9 @@ where
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 let timeout = this.read_timeout;
-                let pause = this.pause.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                let pause = this
+                    .pause
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                 if pause.as_mut().poll(cx).is_ready() {
                     return this.fail(BodyFailure::Stalled);
                 }
@@ -139,9 +156,13 @@ mod tests {
     use http_body_util::{Full, StreamBody};
 
     /// A body of `pieces`, then silence.
-    fn trickle(pieces: &[&'static [u8]]) -> impl Body<Data = Bytes, Error = std::convert::Infallible> + Unpin {
-        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
-            pieces.iter().map(|piece| Ok(Frame::data(Bytes::from_static(piece)))).collect();
+    fn trickle(
+        pieces: &[&'static [u8]],
+    ) -> impl Body<Data = Bytes, Error = std::convert::Infallible> + Unpin {
+        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = pieces
+            .iter()
+            .map(|piece| Ok(Frame::data(Bytes::from_static(piece))))
+            .collect();
         StreamBody::new(futures::stream::iter(frames).chain(futures::stream::pending()))
     }
 
@@ -150,21 +171,38 @@ mod tests {
     #[tokio::test]
     async fn whole_bodies_within_the_limit_are_read() {
         let body = Full::new(Bytes::from_static(b"0123456789"));
-        assert_eq!(read_to_end(body, 10, Duration::from_secs(5)).await.unwrap(), &b"0123456789"[..]);
+        assert_eq!(
+            read_to_end(body, 10, Duration::from_secs(5)).await.unwrap(),
+            &b"0123456789"[..]
+        );
     }
 
     #[tokio::test]
     async fn a_body_past_the_limit_is_cut_off() {
         let body = trickle(&[b"01234", b"56789", b"x"]);
-        assert_eq!(read_to_end(body, 10, Duration::from_secs(5)).await, Err(BodyFailure::TooLarge { limit: 10 }));
+        assert_eq!(
+            read_to_end(body, 10, Duration::from_secs(5)).await,
+            Err(BodyFailure::TooLarge { limit: 10 })
+        );
     }
 
     #[tokio::test]
     async fn a_stalled_body_times_out_and_stays_failed() {
         let watch = BodyWatch::default();
-        let mut body = GuardedBody::new(trickle(&[b"ab"]), 100, Duration::from_millis(200), watch.clone());
-        assert_eq!(body.frame().await.unwrap().unwrap().into_data().unwrap(), &b"ab"[..]);
-        assert!(matches!(body.frame().await, Some(Err(wasmtime_wasi_http::Error::ConnectionReadTimeout))));
+        let mut body = GuardedBody::new(
+            trickle(&[b"ab"]),
+            100,
+            Duration::from_millis(200),
+            watch.clone(),
+        );
+        assert_eq!(
+            body.frame().await.unwrap().unwrap().into_data().unwrap(),
+            &b"ab"[..]
+        );
+        assert!(matches!(
+            body.frame().await,
+            Some(Err(wasmtime_wasi_http::Error::ConnectionReadTimeout))
+        ));
         assert_eq!(watch.failure(), Some(BodyFailure::Stalled));
         assert!(body.frame().await.unwrap().is_err());
         assert!(!body.is_end_stream());

@@ -47,7 +47,10 @@ impl SqliteFile {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create directory {}", dir.display()))?;
         }
-        let file = Arc::new(SqliteFile { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) });
+        let file = Arc::new(SqliteFile {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+        });
         let first = file.connect()?;
         file.idle.lock().expect("pool lock").push(first);
         Ok(file)
@@ -71,7 +74,10 @@ impl SqliteFile {
             Some(conn) => conn,
             None => self.connect()?,
         };
-        Ok(PooledConnection { conn: Some(conn), file: Arc::clone(self) })
+        Ok(PooledConnection {
+            conn: Some(conn),
+            file: Arc::clone(self),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -118,11 +124,14 @@ mod tests {
         let file = SqliteFile::open(&dir.path().join("t.db")).unwrap();
         {
             let conn = file.checkout().unwrap();
-            conn.execute_batch("CREATE TABLE t (x INTEGER); BEGIN; INSERT INTO t VALUES (1);").unwrap();
+            conn.execute_batch("CREATE TABLE t (x INTEGER); BEGIN; INSERT INTO t VALUES (1);")
+                .unwrap();
         }
         let conn = file.checkout().unwrap();
         assert!(conn.is_autocommit());
-        let count: i64 = conn.query_row("SELECT count(*) FROM t", [], |row| row.get(0)).unwrap();
+        let count: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+            .unwrap();
         assert_eq!(count, 0);
     }
 
@@ -141,17 +150,28 @@ mod tests {
     fn a_writer_waits_for_another_connections_write_lock() {
         let dir = tempfile::tempdir().unwrap();
         let file = SqliteFile::open(&dir.path().join("t.db")).unwrap();
-        file.checkout().unwrap().execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        file.checkout()
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x INTEGER)")
+            .unwrap();
         let holder = file.checkout().unwrap();
-        holder.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);").unwrap();
+        holder
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+            .unwrap();
         let waiter = {
             let file = Arc::clone(&file);
-            std::thread::spawn(move || file.checkout().unwrap().execute("INSERT INTO t VALUES (2)", []))
+            std::thread::spawn(move || {
+                file.checkout()
+                    .unwrap()
+                    .execute("INSERT INTO t VALUES (2)", [])
+            })
         };
         std::thread::sleep(Duration::from_millis(50));
         holder.execute_batch("COMMIT").unwrap();
         assert_eq!(waiter.join().unwrap().unwrap(), 1);
-        let count: i64 = holder.query_row("SELECT count(*) FROM t", [], |row| row.get(0)).unwrap();
+        let count: i64 = holder
+            .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+            .unwrap();
         assert_eq!(count, 2);
     }
 }

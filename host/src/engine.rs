@@ -20,12 +20,14 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub fn start(limits: &Limits) -> Result<Engine> {
     let engine = build(limits)?;
     let ticking = engine.clone();
-    std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
-        loop {
-            std::thread::sleep(EPOCH_TICK);
-            ticking.increment_epoch();
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(EPOCH_TICK);
+                ticking.increment_epoch();
+            }
+        })?;
     Ok(engine)
 }
 
@@ -55,8 +57,16 @@ fn build(limits: &Limits) -> Result<Engine> {
 
 /// Compiles a component, or loads its machine code from the on-disk cache.
 /// The cache key covers the `.wasm` bytes and the engine's configuration.
-#[allow(unsafe_code, reason = "wasmtime's deserialize trusts its input; each use says why it may")]
-pub fn load_component(engine: &Engine, cache_dir: &Path, id: &str, source: &Path) -> Result<Component> {
+#[allow(
+    unsafe_code,
+    reason = "wasmtime's deserialize trusts its input; each use says why it may"
+)]
+pub fn load_component(
+    engine: &Engine,
+    cache_dir: &Path,
+    id: &str,
+    source: &Path,
+) -> Result<Component> {
     let bytes = std::fs::read(source).map_err(|err| {
         anyhow!(
             "component {id:?}: cannot read {} ({err}); build the components first (`cargo xtask build` or `spin build`)",
@@ -64,7 +74,9 @@ pub fn load_component(engine: &Engine, cache_dir: &Path, id: &str, source: &Path
         )
     })?;
     let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
     let key = format!("{:x}-{:016x}", Sha256::digest(&bytes), engine_hash.finish());
     let cached = cache_dir.join(format!("{}.cwasm", &key[..48]));
     if cached.exists() {
@@ -77,9 +89,12 @@ pub fn load_component(engine: &Engine, cache_dir: &Path, id: &str, source: &Path
         }
     }
     let started = Instant::now();
-    let precompiled = engine
-        .precompile_component(&bytes)
-        .map_err(|err| anyhow!("component {id:?}: {} is not a valid component: {err}", source.display()))?;
+    let precompiled = engine.precompile_component(&bytes).map_err(|err| {
+        anyhow!(
+            "component {id:?}: {} is not a valid component: {err}",
+            source.display()
+        )
+    })?;
     tracing::info!(component = id, "compiled in {:?}", started.elapsed());
     std::fs::create_dir_all(cache_dir)?;
     // Several hosts may share a cache (tests do): write privately, rename atomically.

@@ -45,8 +45,17 @@ impl Runnable {
         let pre = linker
             .instantiate_pre(compiled)
             .and_then(ProxyPre::new)
-            .map_err(|err| anyhow!("component {:?} cannot run on this host: {err:#}", context.id))?;
-        Ok(Runnable { pre, context: Arc::new(context), metrics: Arc::new(metrics) })
+            .map_err(|err| {
+                anyhow!(
+                    "component {:?} cannot run on this host: {err:#}",
+                    context.id
+                )
+            })?;
+        Ok(Runnable {
+            pre,
+            context: Arc::new(context),
+            metrics: Arc::new(metrics),
+        })
     }
 
     /// Serves one request with a fresh instance; the response head comes back
@@ -71,7 +80,10 @@ impl Runnable {
         store.epoch_deadline_trap();
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let incoming = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)?;
         let outparam = store.data_mut().http().new_response_outparam(sender)?;
         let pre = self.pre.clone();
         let id = self.context.id.clone();
@@ -82,13 +94,23 @@ impl Runnable {
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
                 let _running = metrics.instance_started();
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, outparam)
+                    .await
             };
             let result = match tokio::time::timeout(timeout, run).await {
                 Ok(Ok(())) => Ok(()),
                 // A guest stuck in its own code is stopped by the epoch deadline.
-                Ok(Err(err)) if err.downcast_ref::<wasmtime::Trap>() != Some(&wasmtime::Trap::Interrupt) => Err(err.into()),
-                Ok(Err(_)) | Err(_) => Err(anyhow::Error::new(TimedOut { component: id, timeout })),
+                Ok(Err(err))
+                    if err.downcast_ref::<wasmtime::Trap>() != Some(&wasmtime::Trap::Interrupt) =>
+                {
+                    Err(err.into())
+                }
+                Ok(Err(_)) | Err(_) => Err(anyhow::Error::new(TimedOut {
+                    component: id,
+                    timeout,
+                })),
             };
             // Counted here because a failure after the response head reaches nobody else.
             match &result {

@@ -58,8 +58,14 @@ pub struct BodyPolicy {
 impl Limits {
     pub fn body_policy(&self, component: &str) -> BodyPolicy {
         match self.component_max_body_bytes.get(component) {
-            Some(&limit) => BodyPolicy { limit, streamed: limit > self.max_body_bytes },
-            None => BodyPolicy { limit: self.max_body_bytes, streamed: false },
+            Some(&limit) => BodyPolicy {
+                limit,
+                streamed: limit > self.max_body_bytes,
+            },
+            None => BodyPolicy {
+                limit: self.max_body_bytes,
+                streamed: false,
+            },
         }
     }
 }
@@ -71,10 +77,30 @@ mod tests {
     #[test]
     fn only_components_given_a_larger_limit_stream() {
         let mut limits = Limits::default();
-        limits.component_max_body_bytes.insert("upload".into(), 100 << 20);
+        limits
+            .component_max_body_bytes
+            .insert("upload".into(), 100 << 20);
         limits.component_max_body_bytes.insert("tiny".into(), 1024);
-        assert_eq!(limits.body_policy("upload"), BodyPolicy { limit: 100 << 20, streamed: true });
-        assert_eq!(limits.body_policy("tiny"), BodyPolicy { limit: 1024, streamed: false });
-        assert_eq!(limits.body_policy("other"), BodyPolicy { limit: 1 << 20, streamed: false });
+        assert_eq!(
+            limits.body_policy("upload"),
+            BodyPolicy {
+                limit: 100 << 20,
+                streamed: true
+            }
+        );
+        assert_eq!(
+            limits.body_policy("tiny"),
+            BodyPolicy {
+                limit: 1024,
+                streamed: false
+            }
+        );
+        assert_eq!(
+            limits.body_policy("other"),
+            BodyPolicy {
+                limit: 1 << 20,
+                streamed: false
+            }
+        );
     }
 }

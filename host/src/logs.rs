@@ -30,7 +30,9 @@ impl ComponentOutput {
             .append(true)
             .open(&path)
             .with_context(|| format!("cannot open log file {}", path.display()))?;
-        Ok(ComponentOutput { file: Arc::new(file) })
+        Ok(ComponentOutput {
+            file: Arc::new(file),
+        })
     }
 }
 
@@ -65,7 +67,8 @@ impl StdoutStream for ComponentOutput {
 #[async_trait::async_trait]
 impl OutputStream for ComponentOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.write_now(&bytes).map_err(|error| StreamError::LastOperationFailed(error.into()))
+        self.write_now(&bytes)
+            .map_err(|error| StreamError::LastOperationFailed(error.into()))
     }
 
     fn flush(&mut self) -> StreamResult<()> {
@@ -85,7 +88,11 @@ impl Pollable for ComponentOutput {
 impl AsyncWrite for ComponentOutput {
     /// Guest output is small and line-oriented; plain blocking appends keep it
     /// ordered and are cheap next to the request itself.
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Poll::Ready(self.write_now(buf).map(|()| buf.len()))
     }
 

@@ -14,7 +14,10 @@ use spinmesh_host::limits::Limits;
 use spinmesh_host::variables::{Providers, parse_cli_variable};
 
 #[derive(Parser)]
-#[command(version, about = "Runs a Spin HTTP application (spin.toml, manifest v2) on wasmtime")]
+#[command(
+    version,
+    about = "Runs a Spin HTTP application (spin.toml, manifest v2) on wasmtime"
+)]
 struct Args {
     /// The application manifest, or a directory containing spin.toml.
     #[arg(short = 'f', long = "from", default_value = "spin.toml")]
@@ -73,14 +76,20 @@ struct Args {
 
 fn parse_component_limit(value: &str) -> Result<(String, u64), String> {
     let (component, bytes) = value.split_once('=').ok_or("expected COMPONENT=BYTES")?;
-    let bytes = bytes.trim().parse().map_err(|err| format!("{bytes:?} is not a number of bytes: {err}"))?;
+    let bytes = bytes
+        .trim()
+        .parse()
+        .map_err(|err| format!("{bytes:?} is not a number of bytes: {err}"))?;
     Ok((component.trim().to_string(), bytes))
 }
 
 fn parse_admin_listen(value: &str) -> Result<Option<SocketAddr>, String> {
     match value.trim() {
         "" | "off" => Ok(None),
-        addr => addr.parse().map(Some).map_err(|err| format!("expected ADDR:PORT or `off`: {err}")),
+        addr => addr
+            .parse()
+            .map(Some)
+            .map_err(|err| format!("expected ADDR:PORT or `off`: {err}")),
     }
 }
 
@@ -93,18 +102,31 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(args))
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
 }
 
 async fn run(args: Args) -> Result<()> {
-    let manifest = if args.from.is_dir() { args.from.join("spin.toml") } else { args.from.clone() };
+    let manifest = if args.from.is_dir() {
+        args.from.join("spin.toml")
+    } else {
+        args.from.clone()
+    };
     let state_dir = match args.state_dir {
         Some(dir) => dir,
-        None => manifest.parent().map(|p| p.join(".spin")).unwrap_or_else(|| ".spin".into()),
+        None => manifest
+            .parent()
+            .map(|p| p.join(".spin"))
+            .unwrap_or_else(|| ".spin".into()),
     };
     let cache_dir = args.cache_dir.unwrap_or_else(|| state_dir.join("cache"));
-    let cli_variables: HashMap<String, String> =
-        args.variables.iter().map(|flag| parse_cli_variable(flag)).collect::<Result<_>>()?;
+    let cli_variables: HashMap<String, String> = args
+        .variables
+        .iter()
+        .map(|flag| parse_cli_variable(flag))
+        .collect::<Result<_>>()?;
     let limits = Limits {
         memory_bytes: args.max_instance_memory_mb << 20,
         request_timeout: Duration::from_secs(args.request_timeout),
@@ -132,13 +154,20 @@ async fn run(args: Args) -> Result<()> {
     if let Some(admin) = args.admin_listen {
         let admin_listener = tokio::net::TcpListener::bind(admin)
             .await
-            .with_context(|| format!("cannot listen on {admin} (--admin-listen; `off` disables it)"))?;
+            .with_context(|| {
+                format!("cannot listen on {admin} (--admin-listen; `off` disables it)")
+            })?;
         let admin = admin_listener.local_addr()?;
         if !admin.ip().is_loopback() {
-            tracing::warn!("the admin listener on {admin} is not loopback-only and has no authentication");
+            tracing::warn!(
+                "the admin listener on {admin} is not loopback-only and has no authentication"
+            );
         }
         tracing::info!("admin listener (metrics) on http://{admin}/metrics");
-        tokio::spawn(spinmesh_host::server::serve_admin(Arc::clone(&app), admin_listener));
+        tokio::spawn(spinmesh_host::server::serve_admin(
+            Arc::clone(&app),
+            admin_listener,
+        ));
     }
     tracing::info!("serving {} on http://{address}", app.name);
     // Tools (xtask, tests) read this line to find the port when --listen used port 0.

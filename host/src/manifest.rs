@@ -150,10 +150,12 @@ struct RawComponent {
 impl Manifest {
     /// `(route, component)` for each public HTTP trigger, in declaration order.
     pub fn public_routes(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.http_triggers.iter().filter_map(|trigger| match &trigger.route {
-            Route::Public(route) => Some((route.as_str(), trigger.component.as_str())),
-            Route::Private => None,
-        })
+        self.http_triggers
+            .iter()
+            .filter_map(|trigger| match &trigger.route {
+                Route::Public(route) => Some((route.as_str(), trigger.component.as_str())),
+                Route::Private => None,
+            })
     }
 
     pub fn load(path: &Path) -> Result<Self> {
@@ -174,7 +176,12 @@ impl Manifest {
         if raw.spin_manifest_version.as_integer() != Some(2) {
             bail!("`spin_manifest_version` must be 2 (this host reads manifest v2 only)");
         }
-        if let Some(base) = raw.application.trigger.http.as_ref().and_then(|h| h.base.as_deref())
+        if let Some(base) = raw
+            .application
+            .trigger
+            .http
+            .as_ref()
+            .and_then(|h| h.base.as_deref())
             && base != "/"
         {
             bail!("`application.trigger.http.base` must be \"/\" (Spin 2+ ignores other bases)");
@@ -235,11 +242,13 @@ fn parse_component(
     let _ = raw.description;
     for (name, template) in &raw.variables {
         validate_variable_name(name).with_context(|| format!("in `variables`: `{name}`"))?;
-        for reference in template_references(template)
-            .with_context(|| format!("in `variables.{name}`"))?
+        for reference in
+            template_references(template).with_context(|| format!("in `variables.{name}`"))?
         {
             if !app_variables.contains_key(&reference) {
-                bail!("`variables.{name}` refers to `{{{{ {reference} }}}}`, which `[variables]` does not declare");
+                bail!(
+                    "`variables.{name}` refers to `{{{{ {reference} }}}}`, which `[variables]` does not declare"
+                );
             }
         }
     }
@@ -266,7 +275,10 @@ fn parse_http_trigger(
     if let Some(executor) = raw.executor
         && executor.kind != "spin"
     {
-        bail!("`executor`: only the \"spin\" executor is supported, not {:?}", executor.kind);
+        bail!(
+            "`executor`: only the \"spin\" executor is supported, not {:?}",
+            executor.kind
+        );
     }
     let route = match raw.route {
         Some(RawRoute::Path(path)) => {
@@ -295,7 +307,10 @@ fn parse_http_trigger(
 fn validate_component_id(id: &str) -> Result<()> {
     let valid = !id.is_empty()
         && id.split('-').all(|word| {
-            !word.is_empty() && word.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            !word.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         })
         && id.starts_with(|c: char| c.is_ascii_lowercase());
     if !valid {
@@ -342,9 +357,15 @@ source = "hidden.wasm"
         let manifest = parse(MINIMAL).unwrap();
         assert_eq!(manifest.application.name, "demo");
         assert_eq!(manifest.http_triggers.len(), 2);
-        assert_eq!(manifest.http_triggers[0].route, Route::Public("/hello/...".into()));
+        assert_eq!(
+            manifest.http_triggers[0].route,
+            Route::Public("/hello/...".into())
+        );
         assert_eq!(manifest.http_triggers[1].route, Route::Private);
-        assert_eq!(manifest.public_routes().collect::<Vec<_>>(), [("/hello/...", "hello")]);
+        assert_eq!(
+            manifest.public_routes().collect::<Vec<_>>(),
+            [("/hello/...", "hello")]
+        );
         let hello = &manifest.components["hello"];
         assert_eq!(hello.source, Path::new("/app/target/hello.wasm"));
         assert_eq!(hello.key_value_stores, ["default"]);
@@ -377,10 +398,9 @@ source = "hidden.wasm"
 
     #[test]
     fn rejects_bad_component_ids_and_routes() {
-        let text = MINIMAL.replace("[component.hidden]", "[component.Hidden]").replace(
-            "component = \"hidden\"",
-            "component = \"Hidden\"",
-        );
+        let text = MINIMAL
+            .replace("[component.hidden]", "[component.Hidden]")
+            .replace("component = \"hidden\"", "component = \"Hidden\"");
         assert!(error_of(&text).contains("kebab-case"));
         let text = MINIMAL.replace("/hello/...", "hello");
         assert!(error_of(&text).contains("route"), "{}", error_of(&text));

@@ -9,16 +9,17 @@ use std::time::Duration;
 
 use anyhow::Result;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The exposition format `render` produces.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Upper bounds (seconds) of the request duration histogram: 0.5 ms to 10 s.
-const DURATION_BUCKETS: [f64; 14] =
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// How a request reached a component: the public listener or service chaining.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,7 +66,10 @@ impl HostMetrics {
     pub fn new() -> Result<Self> {
         let registry = Registry::new_custom(Some("spinmesh_host".into()), None)?;
         let requests = IntCounterVec::new(
-            Opts::new("requests_total", "Requests answered by a component, by route and response status."),
+            Opts::new(
+                "requests_total",
+                "Requests answered by a component, by route and response status.",
+            ),
             &["component", "route", "source", "method", "status"],
         )?;
         let durations = HistogramVec::new(
@@ -77,11 +81,17 @@ impl HostMetrics {
             &["component", "route", "source"],
         )?;
         let instances = IntGaugeVec::new(
-            Opts::new("instances", "Component instances running now (one per request in flight)."),
+            Opts::new(
+                "instances",
+                "Component instances running now (one per request in flight).",
+            ),
             &["component"],
         )?;
         let instantiations = IntCounterVec::new(
-            Opts::new("instantiations_total", "Component instances created (one per request)."),
+            Opts::new(
+                "instantiations_total",
+                "Component instances created (one per request).",
+            ),
             &["component"],
         )?;
         let failures = IntCounterVec::new(
@@ -92,7 +102,10 @@ impl HostMetrics {
             &["component", "reason"],
         )?;
         let rejected = IntCounterVec::new(
-            Opts::new("requests_rejected_total", "Requests the host refused before running any component."),
+            Opts::new(
+                "requests_rejected_total",
+                "Requests the host refused before running any component.",
+            ),
             &["reason"],
         )?;
         let waiting = IntGauge::new(
@@ -128,7 +141,9 @@ impl HostMetrics {
             component: component.to_string(),
             route: route.to_string(),
             source: source.label(),
-            duration: self.durations.with_label_values(&[component, route, source.label()]),
+            duration: self
+                .durations
+                .with_label_values(&[component, route, source.label()]),
         }
     }
 
@@ -174,7 +189,13 @@ impl RouteMetrics {
     pub fn record(&self, method: &http::Method, status: http::StatusCode, elapsed: Duration) {
         self.duration.observe(elapsed.as_secs_f64());
         self.requests
-            .with_label_values(&[&self.component, &self.route, self.source, method_label(method), status.as_str()])
+            .with_label_values(&[
+                &self.component,
+                &self.route,
+                self.source,
+                method_label(method),
+                status.as_str(),
+            ])
             .inc();
     }
 }
@@ -183,7 +204,8 @@ impl RouteMetrics {
 /// cannot mint label values.
 fn method_label(method: &http::Method) -> &str {
     match method.as_str() {
-        name @ ("GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "CONNECT" | "TRACE") => name,
+        name @ ("GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "CONNECT"
+        | "TRACE") => name,
         _ => "OTHER",
     }
 }
@@ -237,8 +259,16 @@ mod tests {
         let metrics = HostMetrics::new().unwrap();
         let route = metrics.route("users", "/api/users/:id", Source::Public);
         let component = metrics.component("users");
-        route.record(&http::Method::GET, http::StatusCode::OK, Duration::from_millis(3));
-        route.record(&http::Method::from_bytes(b"BREW").unwrap(), http::StatusCode::NOT_FOUND, Duration::from_secs(20));
+        route.record(
+            &http::Method::GET,
+            http::StatusCode::OK,
+            Duration::from_millis(3),
+        );
+        route.record(
+            &http::Method::from_bytes(b"BREW").unwrap(),
+            http::StatusCode::NOT_FOUND,
+            Duration::from_secs(20),
+        );
         drop(component.instance_started());
         component.timed_out();
         metrics.rejected(Rejection::NoRoute);
@@ -260,7 +290,10 @@ mod tests {
             "spinmesh_host_requests_waiting 1",
             "# TYPE spinmesh_host_requests_total counter",
         ] {
-            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
         }
     }
 }

@@ -36,8 +36,10 @@ impl AllowedHost {
     /// Checks the syntax of an entry that may still contain templates.
     pub fn parse_template(entry: &str) -> Result<()> {
         let references = crate::template::template_references(entry)?;
-        let placeholders: HashMap<String, String> =
-            references.into_iter().map(|name| (name, "placeholder".to_string())).collect();
+        let placeholders: HashMap<String, String> = references
+            .into_iter()
+            .map(|name| (name, "placeholder".to_string()))
+            .collect();
         let expanded = crate::template::expand_template(entry, &placeholders)?;
         if placeholders.is_empty() {
             Self::parse(&expanded)?;
@@ -54,13 +56,18 @@ impl AllowedHost {
     pub fn parse(entry: &str) -> Result<Self> {
         let Some((scheme, rest)) = entry.split_once("://") else {
             if entry == "self" {
-                bail!("\"self\" is not supported; call other components at http://<id>.spin.internal");
+                bail!(
+                    "\"self\" is not supported; call other components at http://<id>.spin.internal"
+                );
             }
             bail!("expected scheme://host[:port]");
         };
         let scheme = match scheme {
             "*" => None,
-            s if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) => {
+            s if !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
                 Some(s.to_ascii_lowercase())
             }
             _ => bail!("invalid scheme {scheme:?}"),
@@ -70,7 +77,9 @@ impl AllowedHost {
             bail!("paths are not allowed, only scheme://host[:port]");
         }
         let (host, port) = match rest.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => (host, Some(port)),
+            Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => {
+                (host, Some(port))
+            }
             _ => (rest, None),
         };
         let host = host.to_ascii_lowercase();
@@ -96,11 +105,16 @@ impl AllowedHost {
     }
 
     pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
-        let scheme_ok = self.scheme.as_deref().is_none_or(|s| s.eq_ignore_ascii_case(scheme));
+        let scheme_ok = self
+            .scheme
+            .as_deref()
+            .is_none_or(|s| s.eq_ignore_ascii_case(scheme));
         let host = host.to_ascii_lowercase();
         let host_ok = match &self.host {
             HostPattern::Any => true,
-            HostPattern::Suffix(suffix) => host.ends_with(suffix.as_str()) && host.len() > suffix.len(),
+            HostPattern::Suffix(suffix) => {
+                host.ends_with(suffix.as_str()) && host.len() > suffix.len()
+            }
             HostPattern::Exact(exact) => *exact == host,
         };
         let port_ok = match &self.port {
@@ -112,7 +126,10 @@ impl AllowedHost {
 }
 
 fn parse_port_spec(spec: &str) -> Result<Range<u16>> {
-    let number = |s: &str| s.parse::<u16>().with_context(|| format!("invalid port {s:?}"));
+    let number = |s: &str| {
+        s.parse::<u16>()
+            .with_context(|| format!("invalid port {s:?}"))
+    };
     match spec.split_once("..") {
         Some((start, end)) => {
             let (start, end) = (number(start)?, number(end)?);
@@ -155,13 +172,19 @@ impl OutboundPolicy {
         let Some(port) = port.or_else(|| default_port(scheme)) else {
             return false;
         };
-        self.allowed.iter().any(|allowed| allowed.allows(scheme, host, port))
+        self.allowed
+            .iter()
+            .any(|allowed| allowed.allows(scheme, host, port))
     }
 
     /// Enforces the policy on one outbound request of `component`: a URL the
     /// allow-list does not cover is logged and refused as wasi:http's
     /// `HttpRequestDenied`; an allowed one is either in-app or external.
-    pub fn authorize(&self, component: &str, uri: &http::Uri) -> Result<Destination, wasmtime_wasi_http::Error> {
+    pub fn authorize(
+        &self,
+        component: &str,
+        uri: &http::Uri,
+    ) -> Result<Destination, wasmtime_wasi_http::Error> {
         let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
         let host = uri.host().unwrap_or_default().to_ascii_lowercase();
         let port = uri.port_u16();
@@ -211,7 +234,11 @@ mod tests {
 
     #[test]
     fn wildcards_and_ranges() {
-        let p = policy(&["http://*.spin.internal", "*://localhost:*", "http://10.0.0.1:8000..8002"]);
+        let p = policy(&[
+            "http://*.spin.internal",
+            "*://localhost:*",
+            "http://10.0.0.1:8000..8002",
+        ]);
         assert!(p.allows("http", "products.spin.internal", None));
         assert!(!p.allows("http", "spin.internal", None));
         assert!(!p.allows("https", "products.spin.internal", None));
@@ -229,10 +256,21 @@ mod tests {
 
     #[test]
     fn rejects_malformed_entries() {
-        for bad in ["example.com", "http://", "http://a/b", "http://a:x", "http://a*b.com", "self", "http://self"] {
+        for bad in [
+            "example.com",
+            "http://",
+            "http://a/b",
+            "http://a:x",
+            "http://a*b.com",
+            "self",
+            "http://self",
+        ] {
             assert!(AllowedHost::parse(bad).is_err(), "{bad}");
         }
-        assert!(AllowedHost::parse("*://example.com").is_err(), "wildcard scheme needs a port");
+        assert!(
+            AllowedHost::parse("*://example.com").is_err(),
+            "wildcard scheme needs a port"
+        );
         AllowedHost::parse_template("http://{{ runner_host }}").unwrap();
     }
 
@@ -240,8 +278,16 @@ mod tests {
     fn authorize_refuses_or_says_where_a_request_goes() {
         let p = policy(&["http://*.spin.internal", "https://api.example.com"]);
         let uri = |s: &str| s.parse::<http::Uri>().unwrap();
-        assert_eq!(p.authorize("c", &uri("http://Users.spin.internal/x")).unwrap(), Destination::Internal("users".into()));
-        assert_eq!(p.authorize("c", &uri("https://api.example.com/v1")).unwrap(), Destination::External);
+        assert_eq!(
+            p.authorize("c", &uri("http://Users.spin.internal/x"))
+                .unwrap(),
+            Destination::Internal("users".into())
+        );
+        assert_eq!(
+            p.authorize("c", &uri("https://api.example.com/v1"))
+                .unwrap(),
+            Destination::External
+        );
         assert!(matches!(
             p.authorize("c", &uri("http://api.example.com/v1")),
             Err(wasmtime_wasi_http::Error::HttpRequestDenied)

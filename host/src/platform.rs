@@ -24,7 +24,9 @@ wasmtime::component::bindgen!({
 use fermyon::spin::{key_value, sqlite, variables};
 
 /// Adds the platform interfaces to a linker.
-pub fn add_to_linker(linker: &mut wasmtime::component::Linker<RequestState>) -> wasmtime::Result<()> {
+pub fn add_to_linker(
+    linker: &mut wasmtime::component::Linker<RequestState>,
+) -> wasmtime::Result<()> {
     type Data = wasmtime::component::HasSelf<RequestState>;
     key_value::add_to_linker::<_, Data>(linker, |state| state)?;
     sqlite::add_to_linker::<_, Data>(linker, |state| state)?;
@@ -45,7 +47,9 @@ pub struct SqliteConnection {
 }
 
 /// Runs blocking store work off the async workers.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> wasmtime::Result<T> {
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> wasmtime::Result<T> {
     Ok(tokio::task::spawn_blocking(work).await?)
 }
 
@@ -56,7 +60,10 @@ fn kv_error(err: impl std::fmt::Display) -> key_value::Error {
 impl key_value::Host for RequestState {}
 
 impl key_value::HostStore for RequestState {
-    async fn open(&mut self, label: String) -> wasmtime::Result<Result<Resource<KeyValueStore>, key_value::Error>> {
+    async fn open(
+        &mut self,
+        label: String,
+    ) -> wasmtime::Result<Result<Resource<KeyValueStore>, key_value::Error>> {
         if !self.component.key_value_stores.contains(&label) {
             return Ok(Err(key_value::Error::AccessDenied));
         }
@@ -66,7 +73,11 @@ impl key_value::HostStore for RequestState {
         Ok(Ok(self.table.push(KeyValueStore { label, file })?))
     }
 
-    async fn get(&mut self, store: Resource<KeyValueStore>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, key_value::Error>> {
+    async fn get(
+        &mut self,
+        store: Resource<KeyValueStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, key_value::Error>> {
         let (label, file) = self.kv(&store)?;
         blocking(move || {
             let conn = file.checkout().map_err(kv_error)?;
@@ -82,7 +93,12 @@ impl key_value::HostStore for RequestState {
         .await
     }
 
-    async fn set(&mut self, store: Resource<KeyValueStore>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), key_value::Error>> {
+    async fn set(
+        &mut self,
+        store: Resource<KeyValueStore>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), key_value::Error>> {
         let (label, file) = self.kv(&store)?;
         blocking(move || {
             let conn = file.checkout().map_err(kv_error)?;
@@ -97,7 +113,11 @@ impl key_value::HostStore for RequestState {
         .await
     }
 
-    async fn delete(&mut self, store: Resource<KeyValueStore>, key: String) -> wasmtime::Result<Result<(), key_value::Error>> {
+    async fn delete(
+        &mut self,
+        store: Resource<KeyValueStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), key_value::Error>> {
         let (label, file) = self.kv(&store)?;
         blocking(move || {
             let conn = file.checkout().map_err(kv_error)?;
@@ -109,25 +129,36 @@ impl key_value::HostStore for RequestState {
         .await
     }
 
-    async fn exists(&mut self, store: Resource<KeyValueStore>, key: String) -> wasmtime::Result<Result<bool, key_value::Error>> {
+    async fn exists(
+        &mut self,
+        store: Resource<KeyValueStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, key_value::Error>> {
         let (label, file) = self.kv(&store)?;
         blocking(move || {
             let conn = file.checkout().map_err(kv_error)?;
-            conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2)")
-                .and_then(|mut stmt| stmt.query_row((label, key), |row| row.get(0)))
-                .map_err(kv_error)
+            conn.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2)",
+            )
+            .and_then(|mut stmt| stmt.query_row((label, key), |row| row.get(0)))
+            .map_err(kv_error)
         })
         .await
     }
 
-    async fn get_keys(&mut self, store: Resource<KeyValueStore>) -> wasmtime::Result<Result<Vec<String>, key_value::Error>> {
+    async fn get_keys(
+        &mut self,
+        store: Resource<KeyValueStore>,
+    ) -> wasmtime::Result<Result<Vec<String>, key_value::Error>> {
         let (label, file) = self.kv(&store)?;
         blocking(move || {
             let conn = file.checkout().map_err(kv_error)?;
             let mut stmt = conn
                 .prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1 ORDER BY key")
                 .map_err(kv_error)?;
-            let keys = stmt.query_map([label], |row| row.get(0)).map_err(kv_error)?;
+            let keys = stmt
+                .query_map([label], |row| row.get(0))
+                .map_err(kv_error)?;
             keys.collect::<Result<Vec<String>, _>>().map_err(kv_error)
         })
         .await
@@ -149,7 +180,10 @@ impl RequestState {
 impl sqlite::Host for RequestState {}
 
 impl sqlite::HostConnection for RequestState {
-    async fn open(&mut self, database: String) -> wasmtime::Result<Result<Resource<SqliteConnection>, sqlite::Error>> {
+    async fn open(
+        &mut self,
+        database: String,
+    ) -> wasmtime::Result<Result<Resource<SqliteConnection>, sqlite::Error>> {
         if !self.component.sqlite_databases.contains(&database) {
             return Ok(Err(sqlite::Error::AccessDenied));
         }
@@ -157,7 +191,9 @@ impl sqlite::HostConnection for RequestState {
             return Ok(Err(sqlite::Error::NoSuchDatabase));
         };
         match blocking(move || file.checkout()).await? {
-            Ok(conn) => Ok(Ok(self.table.push(SqliteConnection { conn: Arc::new(Mutex::new(conn)) })?)),
+            Ok(conn) => Ok(Ok(self.table.push(SqliteConnection {
+                conn: Arc::new(Mutex::new(conn)),
+            })?)),
             Err(err) => Ok(Err(sqlite::Error::Io(err.to_string()))),
         }
     }
@@ -217,22 +253,35 @@ fn execute_statement(
     parameters: &[sqlite::Value],
 ) -> rusqlite::Result<sqlite::QueryResult> {
     let mut stmt = conn.prepare_cached(statement)?;
-    let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_string).collect();
+    let columns: Vec<String> = stmt
+        .column_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     let mut rows = stmt.query(rusqlite::params_from_iter(parameters))?;
     let mut results = Vec::new();
     while let Some(row) = rows.next()? {
-        let values = (0..columns.len()).map(|i| row.get_ref(i).map(to_value)).collect::<Result<_, _>>()?;
+        let values = (0..columns.len())
+            .map(|i| row.get_ref(i).map(to_value))
+            .collect::<Result<_, _>>()?;
         results.push(sqlite::RowResult { values });
     }
-    Ok(sqlite::QueryResult { columns, rows: results })
+    Ok(sqlite::QueryResult {
+        columns,
+        rows: results,
+    })
 }
 
 impl variables::Host for RequestState {
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, variables::Error>> {
         use crate::variables::VariableError;
-        Ok(self.shared.variables.get(&self.component.id, &name).map_err(|err| match err {
-            VariableError::InvalidName(name) => variables::Error::InvalidName(name),
-            VariableError::Undefined(name) => variables::Error::Undefined(name),
-        }))
+        Ok(self
+            .shared
+            .variables
+            .get(&self.component.id, &name)
+            .map_err(|err| match err {
+                VariableError::InvalidName(name) => variables::Error::InvalidName(name),
+                VariableError::Undefined(name) => variables::Error::Undefined(name),
+            }))
     }
 }

@@ -18,14 +18,22 @@ const RETRY_AFTER_SECS: &str = "1";
 pub fn empty_response(status: u16) -> http::Response<HyperOutgoingBody> {
     http::Response::builder()
         .status(status)
-        .body(Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync())
+        .body(
+            Empty::<Bytes>::new()
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
         .expect("valid status")
 }
 
 pub fn text_response(status: u16, text: impl Into<Bytes>) -> http::Response<HyperOutgoingBody> {
     http::Response::builder()
         .status(status)
-        .body(Full::new(text.into()).map_err(|never| match never {}).boxed_unsync())
+        .body(
+            Full::new(text.into())
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
         .expect("valid status")
 }
 
@@ -71,7 +79,8 @@ impl Refusal {
             Refusal::BodyAborted => "The request body was cut off".to_string(),
             Refusal::AppTimeout => "The service did not answer in time; try again".to_string(),
         };
-        let body = serde_json::json!({ "status": status.to_string(), "message": message, "code": code });
+        let body =
+            serde_json::json!({ "status": status.to_string(), "message": message, "code": code });
         let mut response = text_response(status, body.to_string());
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use anyhow::{Result, anyhow, bail};
 use routefinder::{RouteSpec, Router};
 
-
 /// Checks that a manifest route is one Spin accepts.
 pub fn validate_route(route: &str) -> Result<()> {
     if !route.starts_with('/') {
@@ -37,7 +36,10 @@ fn to_pattern(route: &str) -> String {
 
 /// The part of a route before its trailing wildcard (Spin's "component route").
 fn wildcard_prefix(route: &str) -> &str {
-    route.strip_suffix("/...").or_else(|| route.strip_suffix("/*")).unwrap_or(route)
+    route
+        .strip_suffix("/...")
+        .or_else(|| route.strip_suffix("/*"))
+        .unwrap_or(route)
 }
 
 #[derive(Debug, Clone)]
@@ -81,7 +83,11 @@ impl RouteTable {
     ) -> Result<Self> {
         let mut routes: BTreeMap<String, RouteEntry> = BTreeMap::new();
         for (raw, component) in public_routes {
-            let entry = RouteEntry { component: component.to_string(), raw: raw.to_string(), index: 0 };
+            let entry = RouteEntry {
+                component: component.to_string(),
+                raw: raw.to_string(),
+                index: 0,
+            };
             if let Some(previous) = routes.insert(to_pattern(raw), entry) {
                 warn(format!(
                     "route {raw:?} is declared twice: component {component:?} replaces {:?}",
@@ -93,7 +99,9 @@ impl RouteTable {
         let mut entries = Vec::with_capacity(routes.len());
         for (index, (pattern, mut entry)) in routes.into_iter().enumerate() {
             entry.index = index;
-            router.add(pattern.as_str(), entry.clone()).map_err(|err| anyhow!("route {pattern:?}: {err}"))?;
+            router
+                .add(pattern.as_str(), entry.clone())
+                .map_err(|err| anyhow!("route {pattern:?}: {err}"))?;
             entries.push(entry);
         }
         Ok(RouteTable { router, entries })
@@ -101,7 +109,9 @@ impl RouteTable {
 
     /// `(component, route as written)` for each public route, in index order.
     pub fn public_routes(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|entry| (entry.component.as_str(), entry.raw.as_str()))
+        self.entries
+            .iter()
+            .map(|entry| (entry.component.as_str(), entry.raw.as_str()))
     }
 
     /// Finds the component serving `path` on the public listener.
@@ -113,7 +123,10 @@ impl RouteTable {
         // Spin keeps trailing slashes in the path info (`/x/a/` under `/x/...`
         // gives `/a/`), which routefinder's capture trims, so cut the prefix off.
         let path_info = match captures.wildcard() {
-            Some(_) => path.strip_prefix(component_route).unwrap_or(path).to_string(),
+            Some(_) => path
+                .strip_prefix(component_route)
+                .unwrap_or(path)
+                .to_string(),
             None => String::new(),
         };
         Some(RouteMatch {
@@ -167,7 +180,10 @@ mod tests {
         ]);
         assert_eq!(component_for(&t, "/api/users/me").as_deref(), Some("me"));
         assert_eq!(component_for(&t, "/api/users/42").as_deref(), Some("user"));
-        assert_eq!(component_for(&t, "/api/users/42/extra").as_deref(), Some("api"));
+        assert_eq!(
+            component_for(&t, "/api/users/42/extra").as_deref(),
+            Some("api")
+        );
         assert_eq!(component_for(&t, "/api").as_deref(), Some("api"));
         assert_eq!(component_for(&t, "/other").as_deref(), Some("fallback"));
     }
@@ -175,7 +191,10 @@ mod tests {
     #[test]
     fn longer_wildcard_prefix_wins() {
         let (t, _) = table(&[("/api/...", "api"), ("/api/jobs/...", "jobs")]);
-        assert_eq!(component_for(&t, "/api/jobs/1/download").as_deref(), Some("jobs"));
+        assert_eq!(
+            component_for(&t, "/api/jobs/1/download").as_deref(),
+            Some("jobs")
+        );
         assert_eq!(component_for(&t, "/api/other").as_deref(), Some("api"));
     }
 
@@ -208,8 +227,14 @@ mod tests {
         let (t, _) = table(&[("/b", "second"), ("/a/...", "first"), ("/b", "third")]);
         let routes: Vec<_> = t.public_routes().collect();
         assert_eq!(routes, [("first", "/a/..."), ("third", "/b")]);
-        assert_eq!(routes[t.route("/a/x").unwrap().public_index.unwrap()], ("first", "/a/..."));
-        assert_eq!(routes[t.route("/b").unwrap().public_index.unwrap()], ("third", "/b"));
+        assert_eq!(
+            routes[t.route("/a/x").unwrap().public_index.unwrap()],
+            ("first", "/a/...")
+        );
+        assert_eq!(
+            routes[t.route("/b").unwrap().public_index.unwrap()],
+            ("third", "/b")
+        );
         assert_eq!(RouteTable::route_internal("first", "/").public_index, None);
     }
 

@@ -64,7 +64,11 @@ impl RuntimeConfig {
             let path = backend
                 .path
                 .with_context(|| format!("[{section}.{label}]: `path` is required"))?;
-            Ok(if path.is_absolute() { path } else { base.join(path) })
+            Ok(if path.is_absolute() {
+                path
+            } else {
+                base.join(path)
+            })
         };
         let mut config = RuntimeConfig::default();
         for (label, backend) in raw.key_value_store {
@@ -102,20 +106,27 @@ impl RuntimeConfig {
         for (id, component) in &manifest.components {
             for label in &component.key_value_stores {
                 let Some(path) = self.key_value_stores.get(label) else {
-                    bail!("unknown key_value_stores label {label:?} for component {id:?}: define it in the runtime config as [key_value_store.{label}]");
+                    bail!(
+                        "unknown key_value_stores label {label:?} for component {id:?}: define it in the runtime config as [key_value_store.{label}]"
+                    );
                 };
                 if !stores.key_value.contains_key(label) {
                     let file = open(path)?;
                     // Once here, not on every `open` a request makes.
                     file.checkout()?.execute_batch(KV_SCHEMA).with_context(|| {
-                        format!("cannot prepare key-value store {label:?} at {}", path.display())
+                        format!(
+                            "cannot prepare key-value store {label:?} at {}",
+                            path.display()
+                        )
                     })?;
                     stores.key_value.insert(label.clone(), file);
                 }
             }
             for label in &component.sqlite_databases {
                 let Some(path) = self.sqlite_databases.get(label) else {
-                    bail!("unknown sqlite_databases label {label:?} for component {id:?}: define it in the runtime config as [sqlite_database.{label}]");
+                    bail!(
+                        "unknown sqlite_databases label {label:?} for component {id:?}: define it in the runtime config as [sqlite_database.{label}]"
+                    );
                 };
                 if !stores.sqlite.contains_key(label) {
                     stores.sqlite.insert(label.clone(), open(path)?);
@@ -151,17 +162,30 @@ mod tests {
         )
         .unwrap();
         let config = RuntimeConfig::load(Some(&path), Path::new("/state")).unwrap();
-        assert_eq!(config.key_value_stores["cache"], dir.path().join("data/cache.db"));
-        assert_eq!(config.key_value_stores["default"], Path::new("/state/sqlite_key_value.db"));
+        assert_eq!(
+            config.key_value_stores["cache"],
+            dir.path().join("data/cache.db")
+        );
+        assert_eq!(
+            config.key_value_stores["default"],
+            Path::new("/state/sqlite_key_value.db")
+        );
         assert_eq!(config.sqlite_databases["auth"], Path::new("/abs/auth.db"));
-        assert_eq!(config.sqlite_databases["default"], Path::new("/state/sqlite_db.db"));
+        assert_eq!(
+            config.sqlite_databases["default"],
+            Path::new("/state/sqlite_db.db")
+        );
     }
 
     #[test]
     fn rejects_unsupported_backends() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rc.toml");
-        std::fs::write(&path, "[key_value_store.cache]\ntype = \"redis\"\nurl = \"redis://x\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "[key_value_store.cache]\ntype = \"redis\"\nurl = \"redis://x\"\n",
+        )
+        .unwrap();
         assert!(RuntimeConfig::load(Some(&path), dir.path()).is_err());
     }
 
@@ -175,6 +199,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = RuntimeConfig::load(None, dir.path()).unwrap();
         let err = config.open_stores(&manifest).unwrap_err().to_string();
-        assert!(err.contains("unknown key_value_stores label \"cache\" for component \"full\""), "{err}");
+        assert!(
+            err.contains("unknown key_value_stores label \"cache\" for component \"full\""),
+            "{err}"
+        );
     }
 }

@@ -31,7 +31,11 @@ const LINGER: Duration = Duration::from_secs(2);
 /// At most this much is discarded while lingering.
 const LINGER_BYTES: usize = 64 << 20;
 
-pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     let connections = Arc::new(Semaphore::new(app.limits().max_connections));
     // Connections hold a receiver; shutdown is announced through the sender and
     // is complete once every receiver is gone.
@@ -56,12 +60,21 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(Arc::clone(&app), stream, client, stopped.clone(), slot));
+        tokio::spawn(serve_connection(
+            Arc::clone(&app),
+            stream,
+            client,
+            stopped.clone(),
+            slot,
+        ));
     }
     drop(stopped);
     tracing::info!("shutting down: waiting for in-flight requests");
     let _ = stop.send(());
-    if tokio::time::timeout(DRAIN_TIMEOUT, stop.closed()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, stop.closed())
+        .await
+        .is_err()
+    {
         tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}");
     }
     Ok(())
@@ -78,7 +91,9 @@ async fn serve_connection(
     let service = service_fn(move |request| {
         let app = Arc::clone(&app);
         // Boxed so the connection can be polled without shutting the socket down.
-        Box::pin(async move { Ok::<_, std::convert::Infallible>(route(&app, request, client).await) })
+        Box::pin(
+            async move { Ok::<_, std::convert::Infallible>(route(&app, request, client).await) },
+        )
     });
     let mut connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -130,21 +145,36 @@ async fn route(
     if let Some(reserved) = path.strip_prefix("/.well-known/spin/") {
         return match reserved {
             "health" => text_response(200, "OK"),
-            "info" => text_response(200, serde_json::json!({ "name": app.name, "host": "spinmesh-host" }).to_string()),
+            "info" => text_response(
+                200,
+                serde_json::json!({ "name": app.name, "host": "spinmesh-host" }).to_string(),
+            ),
             _ => empty_response(404),
         };
     }
-    let host = request.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
+    let host = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok());
     match host {
         // In-app addresses are for service chaining only; never route them from outside.
-        Some(host) if host.split(':').next().unwrap_or(host).ends_with(".spin.internal") => {
+        Some(host)
+            if host
+                .split(':')
+                .next()
+                .unwrap_or(host)
+                .ends_with(".spin.internal") =>
+        {
             app.metrics().rejected(Rejection::InternalHost);
             return empty_response(400);
         }
         Some(_) => {}
         None => {
             // HTTP/1.0 clients may omit Host; wasi:http needs an authority.
-            request.headers_mut().insert(http::header::HOST, http::HeaderValue::from_static("localhost"));
+            request.headers_mut().insert(
+                http::header::HOST,
+                http::HeaderValue::from_static("localhost"),
+            );
         }
     }
     app.handle_public(request, client).await
@@ -168,7 +198,10 @@ pub async fn serve_admin(app: Arc<App>, listener: TcpListener) {
             async move { Ok::<_, std::convert::Infallible>(response) }
         });
         tokio::spawn(async move {
-            if let Err(err) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+            if let Err(err) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 tracing::debug!("admin connection ended with an error: {err}");
             }
         });
@@ -182,7 +215,10 @@ fn admin_route<B>(app: &App, request: &http::Request<B>) -> http::Response<Hyper
     }
     if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
         let mut response = text_response(405, "method not allowed\n");
-        response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+        response.headers_mut().insert(
+            http::header::ALLOW,
+            http::HeaderValue::from_static("GET, HEAD"),
+        );
         return response;
     }
     if path == "/healthz" {
@@ -191,9 +227,10 @@ fn admin_route<B>(app: &App, request: &http::Request<B>) -> http::Response<Hyper
     match app.metrics().render() {
         Ok(text) => {
             let mut response = text_response(200, text);
-            response
-                .headers_mut()
-                .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(metrics::CONTENT_TYPE));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
             response
         }
         Err(err) => {

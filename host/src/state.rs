@@ -33,7 +33,11 @@ pub struct ComponentContext {
 }
 
 impl ComponentContext {
-    pub fn new(component: &Component, outbound: OutboundPolicy, logs_dir: &Path) -> anyhow::Result<Self> {
+    pub fn new(
+        component: &Component,
+        outbound: OutboundPolicy,
+        logs_dir: &Path,
+    ) -> anyhow::Result<Self> {
         Ok(ComponentContext {
             id: component.id.clone(),
             key_value_stores: component.key_value_stores.iter().cloned().collect(),
@@ -79,7 +83,12 @@ pub struct RequestState {
 
 impl RequestState {
     /// `depth` counts service-chaining hops, to stop request loops.
-    pub fn new(shared: Arc<Shared>, component: Arc<ComponentContext>, chain: Arc<dyn ServiceChain>, depth: u32) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        component: Arc<ComponentContext>,
+        chain: Arc<dyn ServiceChain>,
+        depth: u32,
+    ) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(component.stdout.clone())
             .stderr(component.stderr.clone())
@@ -89,7 +98,11 @@ impl RequestState {
             .memory_size(shared.limits.memory_bytes)
             .instances(shared.limits.instances_per_request)
             .build();
-        let hooks = OutboundHooks { chain, component: Arc::clone(&component), depth };
+        let hooks = OutboundHooks {
+            chain,
+            component: Arc::clone(&component),
+            depth,
+        };
         RequestState {
             shared,
             component,
@@ -104,13 +117,20 @@ impl RequestState {
 
 impl WasiView for RequestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for RequestState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
     }
 }
 
@@ -132,7 +152,11 @@ impl WasiHttpHooks for OutboundHooks {
         options: Option<wasmtime_wasi_http::RequestOptions>,
         fut: BoxedIo,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
-        match self.component.outbound.authorize(&self.component.id, request.uri()) {
+        match self
+            .component
+            .outbound
+            .authorize(&self.component.id, request.uri())
+        {
             Err(denied) => Box::new(async { Err(denied) }),
             Ok(Destination::Internal(target)) => {
                 let chain = Arc::clone(&self.chain);
@@ -146,7 +170,8 @@ impl WasiHttpHooks for OutboundHooks {
                 let _ = fut;
                 Box::new(async move {
                     use http_body_util::BodyExt;
-                    let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+                    let (response, io) =
+                        wasmtime_wasi_http::default_send_request(request, options).await?;
                     Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as BoxedIo))
                 })
             }

@@ -12,7 +12,9 @@ use anyhow::{Result, bail};
 pub fn validate_variable_name(name: &str) -> Result<()> {
     let valid = name.split('_').all(|word| {
         word.starts_with(|c: char| c.is_ascii_lowercase())
-            && word.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && word
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
     });
     if !valid {
         bail!(

@@ -12,7 +12,9 @@ use crate::template::{expand_template, validate_variable_name};
 /// first, then lowercase letters, digits and single `_`, not ending in `_`).
 fn is_valid_lookup_name(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !name.ends_with('_')
         && !name.contains("__")
 }
@@ -30,7 +32,8 @@ impl Providers {
     pub fn from_process_env(cli: HashMap<String, String>) -> Self {
         let env = std::env::vars()
             .filter_map(|(key, value)| {
-                key.strip_prefix("SPIN_VARIABLE_").map(|name| (name.to_ascii_lowercase(), value))
+                key.strip_prefix("SPIN_VARIABLE_")
+                    .map(|name| (name.to_ascii_lowercase(), value))
             })
             .collect();
         Providers { cli, env }
@@ -68,7 +71,9 @@ impl ResolvedVariables {
         for name in providers.cli.keys() {
             if !manifest.variables.contains_key(name) {
                 // Spin ignores such flags too; say so, since it is usually a typo.
-                tracing::warn!("--variable {name}: the manifest declares no such variable; ignored");
+                tracing::warn!(
+                    "--variable {name}: the manifest declares no such variable; ignored"
+                );
             }
         }
         let mut app_values = HashMap::new();
@@ -92,7 +97,10 @@ impl ResolvedVariables {
             let hints: Vec<String> = missing
                 .iter()
                 .map(|name| {
-                    format!("`{name}` (set SPIN_VARIABLE_{} or --variable {name}=…)", name.to_uppercase())
+                    format!(
+                        "`{name}` (set SPIN_VARIABLE_{} or --variable {name}=…)",
+                        name.to_uppercase()
+                    )
                 })
                 .collect();
             bail!("required variables have no value: {}", hints.join(", "));
@@ -108,7 +116,10 @@ impl ResolvedVariables {
             }
             by_component.insert(id.clone(), values);
         }
-        Ok(ResolvedVariables { app: app_values, by_component })
+        Ok(ResolvedVariables {
+            app: app_values,
+            by_component,
+        })
     }
 
     /// Application variable values, for templates the host itself expands
@@ -179,7 +190,10 @@ variables = { url = "pg://{{ host }}:{{port}}/x", key = "{{ secret }}", maybe = 
     fn missing_required_variable_is_a_startup_error() {
         let err = ResolvedVariables::resolve(&manifest(), &Providers::default()).unwrap_err();
         let message = err.to_string();
-        assert!(message.contains("`secret`") && message.contains("SPIN_VARIABLE_SECRET"), "{message}");
+        assert!(
+            message.contains("`secret`") && message.contains("SPIN_VARIABLE_SECRET"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -187,8 +201,14 @@ variables = { url = "pg://{{ host }}:{{port}}/x", key = "{{ secret }}", maybe = 
         let mut providers = Providers::default();
         providers.env.insert("secret".into(), "s".into());
         let resolved = ResolvedVariables::resolve(&manifest(), &providers).unwrap();
-        assert_eq!(resolved.get("app", "Bad-Name"), Err(VariableError::InvalidName("Bad-Name".into())));
-        assert_eq!(resolved.get("app", "nope"), Err(VariableError::Undefined("nope".into())));
+        assert_eq!(
+            resolved.get("app", "Bad-Name"),
+            Err(VariableError::InvalidName("Bad-Name".into()))
+        );
+        assert_eq!(
+            resolved.get("app", "nope"),
+            Err(VariableError::Undefined("nope".into()))
+        );
         assert_eq!(resolved.get("app", "maybe").unwrap(), "");
     }
 
@@ -203,7 +223,10 @@ variables = { url = "pg://{{ host }}:{{port}}/x", key = "{{ secret }}", maybe = 
 
     #[test]
     fn parses_cli_flags() {
-        assert_eq!(parse_cli_variable("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert_eq!(
+            parse_cli_variable("a=b=c").unwrap(),
+            ("a".into(), "b=c".into())
+        );
         assert!(parse_cli_variable("novalue").is_err());
     }
 }

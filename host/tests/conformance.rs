@@ -97,20 +97,56 @@ fn post(app: &App, path: &str, body: impl Into<reqwest::blocking::Body>) -> (u16
 fn key_value_round_trip_and_grants() {
     let (_dir, builder) = app();
     let app = builder.start();
-    assert_eq!(post(&app, "/granted/kv/default/set?key=b", "2").1, json!({ "ok": null }));
-    assert_eq!(post(&app, "/granted/kv/default/set?key=a", "1").1, json!({ "ok": null }));
-    assert_eq!(post(&app, "/granted/kv/default/set?key=a", "one").1, json!({ "ok": null }));
-    assert_eq!(get(&app, "/granted/kv/default/get?key=a").1, json!({ "ok": "one" }));
-    assert_eq!(get(&app, "/granted/kv/default/get?key=zzz").1, json!({ "ok": null }));
-    assert_eq!(get(&app, "/granted/kv/default/exists?key=b").1, json!({ "ok": true }));
-    assert_eq!(get(&app, "/granted/kv/default/keys").1, json!({ "ok": ["a", "b"] }));
-    assert_eq!(post(&app, "/granted/kv/default/delete?key=b", "").1, json!({ "ok": null }));
-    assert_eq!(get(&app, "/granted/kv/default/exists?key=b").1, json!({ "ok": false }));
-    assert_eq!(get(&app, "/granted/kv/default/keys").1, json!({ "ok": ["a"] }));
+    assert_eq!(
+        post(&app, "/granted/kv/default/set?key=b", "2").1,
+        json!({ "ok": null })
+    );
+    assert_eq!(
+        post(&app, "/granted/kv/default/set?key=a", "1").1,
+        json!({ "ok": null })
+    );
+    assert_eq!(
+        post(&app, "/granted/kv/default/set?key=a", "one").1,
+        json!({ "ok": null })
+    );
+    assert_eq!(
+        get(&app, "/granted/kv/default/get?key=a").1,
+        json!({ "ok": "one" })
+    );
+    assert_eq!(
+        get(&app, "/granted/kv/default/get?key=zzz").1,
+        json!({ "ok": null })
+    );
+    assert_eq!(
+        get(&app, "/granted/kv/default/exists?key=b").1,
+        json!({ "ok": true })
+    );
+    assert_eq!(
+        get(&app, "/granted/kv/default/keys").1,
+        json!({ "ok": ["a", "b"] })
+    );
+    assert_eq!(
+        post(&app, "/granted/kv/default/delete?key=b", "").1,
+        json!({ "ok": null })
+    );
+    assert_eq!(
+        get(&app, "/granted/kv/default/exists?key=b").1,
+        json!({ "ok": false })
+    );
+    assert_eq!(
+        get(&app, "/granted/kv/default/keys").1,
+        json!({ "ok": ["a"] })
+    );
 
     // Not listed in the component's key_value_stores: Spin's access-denied.
-    assert_eq!(get(&app, "/bare/kv/default/get?key=a").1, json!({ "error": "access-denied" }));
-    assert_eq!(get(&app, "/granted/kv/other/get?key=a").1, json!({ "error": "access-denied" }));
+    assert_eq!(
+        get(&app, "/bare/kv/default/get?key=a").1,
+        json!({ "error": "access-denied" })
+    );
+    assert_eq!(
+        get(&app, "/granted/kv/other/get?key=a").1,
+        json!({ "error": "access-denied" })
+    );
 }
 
 #[test]
@@ -141,8 +177,16 @@ fn sqlite_value_types_parameters_and_transactions() {
             ]],
         })
     );
-    assert_eq!(results[6], json!({ "columns": ["c"], "rows": [[{ "integer": 1 }]] }), "rolled back");
-    assert!(results[7]["error"].as_str().unwrap().starts_with("io:"), "{}", results[7]);
+    assert_eq!(
+        results[6],
+        json!({ "columns": ["c"], "rows": [[{ "integer": 1 }]] }),
+        "rolled back"
+    );
+    assert!(
+        results[7]["error"].as_str().unwrap().starts_with("io:"),
+        "{}",
+        results[7]
+    );
 
     let (_, denied) = post(&app, "/bare/sqlite/default", "[]");
     assert_eq!(denied, json!({ "error": "access-denied" }));
@@ -151,15 +195,37 @@ fn sqlite_value_types_parameters_and_transactions() {
 #[test]
 fn variables_resolve_with_spin_precedence() {
     let (_dir, builder) = app();
-    let app = builder.env("SPIN_VARIABLE_REGION", "us").env("SPIN_VARIABLE_GREETING", "hi").variable("greeting", "hey").start();
+    let app = builder
+        .env("SPIN_VARIABLE_REGION", "us")
+        .env("SPIN_VARIABLE_GREETING", "hi")
+        .variable("greeting", "hey")
+        .start();
     // --variable beats SPIN_VARIABLE_*, which beats the default.
-    assert_eq!(get(&app, "/granted/variables/message").1, json!({ "ok": "hey, us!" }));
-    assert_eq!(get(&app, "/granted/variables/literal").1, json!({ "ok": "plain" }));
-    assert_eq!(get(&app, "/granted/variables/missing").1, json!({ "error": "undefined" }));
-    assert_eq!(get(&app, "/granted/variables/Bad-Name").1, json!({ "error": "invalid-name" }));
+    assert_eq!(
+        get(&app, "/granted/variables/message").1,
+        json!({ "ok": "hey, us!" })
+    );
+    assert_eq!(
+        get(&app, "/granted/variables/literal").1,
+        json!({ "ok": "plain" })
+    );
+    assert_eq!(
+        get(&app, "/granted/variables/missing").1,
+        json!({ "error": "undefined" })
+    );
+    assert_eq!(
+        get(&app, "/granted/variables/Bad-Name").1,
+        json!({ "error": "invalid-name" })
+    );
     // Variables are per component: `bare` declares none.
-    assert_eq!(get(&app, "/bare/variables/message").1, json!({ "error": "undefined" }));
-    assert_eq!(get(&app, "/granted/env/FIXTURE_MODE").1, json!({ "ok": "granted" }));
+    assert_eq!(
+        get(&app, "/bare/variables/message").1,
+        json!({ "error": "undefined" })
+    );
+    assert_eq!(
+        get(&app, "/granted/env/FIXTURE_MODE").1,
+        json!({ "ok": "granted" })
+    );
     assert_eq!(get(&app, "/bare/env/FIXTURE_MODE").1, json!({ "ok": null }));
 }
 
@@ -167,7 +233,10 @@ fn variables_resolve_with_spin_precedence() {
 fn defaults_apply_without_providers() {
     let (_dir, builder) = app();
     let app = builder.start();
-    assert_eq!(get(&app, "/granted/variables/message").1, json!({ "ok": "hello, eu!" }));
+    assert_eq!(
+        get(&app, "/granted/variables/message").1,
+        json!({ "ok": "hello, eu!" })
+    );
 }
 
 /// A one-shot HTTP server answering every request with `pong`.
@@ -179,7 +248,9 @@ fn echo_server() -> u16 {
             let mut stream = stream;
             let mut buffer = [0u8; 4096];
             let _ = stream.read(&mut buffer);
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong");
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong",
+            );
         }
     });
     port
@@ -191,19 +262,38 @@ fn outbound_http_is_limited_to_allowed_hosts() {
     let (_dir, builder) = app();
     let app = builder.variable("echo_port", &port.to_string()).start();
     let allowed = format!("/granted/outbound?url=http://127.0.0.1:{port}/x");
-    assert_eq!(get(&app, &allowed).1, json!({ "status": 200, "body": "pong" }));
+    assert_eq!(
+        get(&app, &allowed).1,
+        json!({ "status": 200, "body": "pong" })
+    );
 
-    let other_port = format!("/granted/outbound?url=http://127.0.0.1:{}/x", port.wrapping_add(1));
-    assert!(get(&app, &other_port).1["error"].as_str().unwrap().contains("HttpRequestDenied"));
+    let other_port = format!(
+        "/granted/outbound?url=http://127.0.0.1:{}/x",
+        port.wrapping_add(1)
+    );
+    assert!(
+        get(&app, &other_port).1["error"]
+            .as_str()
+            .unwrap()
+            .contains("HttpRequestDenied")
+    );
     let no_grant = format!("/bare/outbound?url=http://127.0.0.1:{port}/x");
-    assert!(get(&app, &no_grant).1["error"].as_str().unwrap().contains("HttpRequestDenied"));
+    assert!(
+        get(&app, &no_grant).1["error"]
+            .as_str()
+            .unwrap()
+            .contains("HttpRequestDenied")
+    );
 }
 
 #[test]
 fn service_chaining_reaches_private_components_in_process() {
     let (_dir, builder) = app();
     let app = builder.start();
-    let (_, chained) = get(&app, "/granted/outbound?url=http://hidden.spin.internal/inner/path%3Fq=1");
+    let (_, chained) = get(
+        &app,
+        "/granted/outbound?url=http://hidden.spin.internal/inner/path%3Fq=1",
+    );
     assert_eq!(chained["status"], 200, "{chained}");
     let inner: Value = serde_json::from_str(chained["body"].as_str().unwrap()).unwrap();
     let headers = &inner["headers"];
@@ -214,10 +304,23 @@ fn service_chaining_reaches_private_components_in_process() {
 
     // Chaining needs its own grant, and the private component has no public route.
     let (_, denied) = get(&app, "/bare/outbound?url=http://hidden.spin.internal/");
-    assert!(denied["error"].as_str().unwrap().contains("HttpRequestDenied"), "{denied}");
-    assert_eq!(client().get(app.url("/hidden")).send().unwrap().status(), 404);
+    assert!(
+        denied["error"]
+            .as_str()
+            .unwrap()
+            .contains("HttpRequestDenied"),
+        "{denied}"
+    );
+    assert_eq!(
+        client().get(app.url("/hidden")).send().unwrap().status(),
+        404
+    );
     // A Host naming an in-app address is refused from outside.
-    let spoofed = client().get(app.url("/granted/headers")).header("host", "hidden.spin.internal").send().unwrap();
+    let spoofed = client()
+        .get(app.url("/granted/headers"))
+        .header("host", "hidden.spin.internal")
+        .send()
+        .unwrap();
     assert_eq!(spoofed.status(), 400);
 }
 
@@ -240,26 +343,61 @@ fn routes_follow_spin_precedence_and_set_spin_headers() {
     assert_eq!(wild["spin-path-info"], "/a/b/");
     assert_eq!(wild["spin-base-path"], "/");
     let host = app.url.trim_start_matches("http://").to_string();
-    assert_eq!(param["spin-full-url"], format!("http://{host}/exact/other?x=1"));
-    assert!(param["spin-client-addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(
+        param["spin-full-url"],
+        format!("http://{host}/exact/other?x=1")
+    );
+    assert!(
+        param["spin-client-addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
 
     // Client-sent spin-* headers never reach the component.
-    let forged = client().get(app.url("/exact/path")).header("spin-client-addr", "6.6.6.6:1").send().unwrap();
+    let forged = client()
+        .get(app.url("/exact/path"))
+        .header("spin-client-addr", "6.6.6.6:1")
+        .send()
+        .unwrap();
     let forged: Value = forged.json().unwrap();
-    assert!(forged["headers"]["spin-client-addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(
+        forged["headers"]["spin-client-addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
 
     // A duplicated route: the later declaration wins, with a warning.
     assert_eq!(get(&app, "/dup").1["headers"]["spin-matched-route"], "/dup");
     assert!(app.log().contains("declared twice"), "{}", app.log());
-    assert_eq!(client().get(app.url("/nothing-here")).send().unwrap().status(), 404);
-    assert_eq!(client().get(app.url("/.well-known/spin/health")).send().unwrap().text().unwrap(), "OK");
+    assert_eq!(
+        client()
+            .get(app.url("/nothing-here"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        client()
+            .get(app.url("/.well-known/spin/health"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+        "OK"
+    );
 }
 
 #[test]
 fn trap_gives_500_and_the_host_keeps_serving() {
     let (_dir, builder) = app();
     let mut app = builder.start();
-    assert_eq!(client().get(app.url("/bare/trap")).send().unwrap().status(), 500);
+    assert_eq!(
+        client().get(app.url("/bare/trap")).send().unwrap().status(),
+        500
+    );
     assert_eq!(get(&app, "/bare/headers").0, 200);
     assert!(app.host_is_running());
     // The component's output lands in its own log files, as with `spin up`.
@@ -280,7 +418,11 @@ fn runaway_component_is_stopped_by_the_timeout() {
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
     let body: Value = response.json().unwrap();
-    assert_eq!((body["status"].as_str(), body["code"].as_str()), (Some("503"), Some("timeout")), "{body}");
+    assert_eq!(
+        (body["status"].as_str(), body["code"].as_str()),
+        (Some("503"), Some("timeout")),
+        "{body}"
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     assert_eq!(get(&app, "/bare/headers").0, 200);
 }
@@ -292,7 +434,10 @@ fn memory_is_capped_per_instance() {
     let (status, body) = get(&app, "/bare/memory");
     assert_eq!(status, 200);
     let allocated = body["allocated_mib"].as_u64().unwrap();
-    assert!(allocated < 64, "allocated {allocated} MiB past a 64 MiB cap");
+    assert!(
+        allocated < 64,
+        "allocated {allocated} MiB past a 64 MiB cap"
+    );
 }
 
 fn startup_error(extra: &str, edit: impl Fn(String) -> String) -> String {
@@ -308,18 +453,46 @@ fn startup_error(extra: &str, edit: impl Fn(String) -> String) -> String {
 
 #[test]
 fn startup_errors_name_the_problem() {
-    let log = startup_error("", |m| m.replacen("conformance_fixture.wasm", "missing.wasm", 1));
-    assert!(log.contains("missing.wasm") && log.contains("cargo xtask build"), "{log}");
+    let log = startup_error("", |m| {
+        m.replacen("conformance_fixture.wasm", "missing.wasm", 1)
+    });
+    assert!(
+        log.contains("missing.wasm") && log.contains("cargo xtask build"),
+        "{log}"
+    );
 
-    let log = startup_error("", |m| m.replace("[component.bare]", "[component.bare]\nunknown_key = 1"));
-    assert!(log.contains("unknown_key") && log.contains("spin.toml"), "{log}");
+    let log = startup_error("", |m| {
+        m.replace("[component.bare]", "[component.bare]\nunknown_key = 1")
+    });
+    assert!(
+        log.contains("unknown_key") && log.contains("spin.toml"),
+        "{log}"
+    );
 
-    let log = startup_error("", |m| m.replace("route = \"/bare/...\"", "route = \"bare\""));
+    let log = startup_error("", |m| {
+        m.replace("route = \"/bare/...\"", "route = \"bare\"")
+    });
     assert!(log.contains("route"), "{log}");
 
-    let log = startup_error("", |m| m.replace("region = { default = \"eu\" }", "region = { required = true }"));
-    assert!(log.contains("region") && log.contains("SPIN_VARIABLE_REGION"), "{log}");
+    let log = startup_error("", |m| {
+        m.replace(
+            "region = { default = \"eu\" }",
+            "region = { required = true }",
+        )
+    });
+    assert!(
+        log.contains("region") && log.contains("SPIN_VARIABLE_REGION"),
+        "{log}"
+    );
 
-    let log = startup_error("", |m| m.replace("key_value_stores = [\"default\"]", "key_value_stores = [\"cache\"]"));
-    assert!(log.contains("unknown key_value_stores label \"cache\" for component \"granted\""), "{log}");
+    let log = startup_error("", |m| {
+        m.replace(
+            "key_value_stores = [\"default\"]",
+            "key_value_stores = [\"cache\"]",
+        )
+    });
+    assert!(
+        log.contains("unknown key_value_stores label \"cache\" for component \"granted\""),
+        "{log}"
+    );
 }

@@ -83,14 +83,20 @@ fn read_until_closed(stream: &mut TcpStream, by: Instant) -> Vec<u8> {
     let mut buffer = [0u8; 16 * 1024];
     loop {
         let left = by.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "the host kept the connection open; got {:?}", String::from_utf8_lossy(&received));
+        assert!(
+            !left.is_zero(),
+            "the host kept the connection open; got {:?}",
+            String::from_utf8_lossy(&received)
+        );
         stream.set_read_timeout(Some(left)).unwrap();
         match stream.read(&mut buffer) {
             Ok(0) => return received,
             Ok(read) => received.extend_from_slice(&buffer[..read]),
             // A reset after the answer still counts as closed.
             Err(err) if err.kind() == ErrorKind::ConnectionReset => return received,
-            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                continue;
+            }
             Err(err) => panic!("reading the answer: {err}"),
         }
     }
@@ -99,9 +105,19 @@ fn read_until_closed(stream: &mut TcpStream, by: Instant) -> Vec<u8> {
 /// The status and JSON body of the one response in `raw`.
 fn parse_response(raw: &[u8]) -> (u16, String, Value) {
     let text = String::from_utf8_lossy(raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no response in {text:?}"));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{head}"));
-    (status, head.to_ascii_lowercase(), serde_json::from_str(body).unwrap_or(Value::Null))
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response in {text:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{head}"));
+    (
+        status,
+        head.to_ascii_lowercase(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
 }
 
 fn assert_error(raw: &[u8], status: u16, code: &str) -> String {
@@ -109,7 +125,10 @@ fn assert_error(raw: &[u8], status: u16, code: &str) -> String {
     assert_eq!(got, status, "{head}\n{body}");
     assert_eq!(body["status"], status.to_string(), "{body}");
     assert_eq!(body["code"], code, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert!(head.contains("\r\nx-request-id: "), "{head}");
     head
 }
@@ -121,8 +140,14 @@ fn slow_clients_neither_block_others_nor_stay_connected() {
     let rss_before = rss_mib(pid);
     let address = address(&app);
     let opened = Instant::now();
-    let half_headers: Vec<TcpStream> =
-        (0..300).map(|i| connect(&address, &format!("GET /buffered/headers HTTP/1.1\r\nHost: x\r\nX-Slow-{i}: "))).collect();
+    let half_headers: Vec<TcpStream> = (0..300)
+        .map(|i| {
+            connect(
+                &address,
+                &format!("GET /buffered/headers HTTP/1.1\r\nHost: x\r\nX-Slow-{i}: "),
+            )
+        })
+        .collect();
     let trickling: Vec<TcpStream> = (0..200)
         .map(|_| {
             connect(
@@ -140,7 +165,10 @@ fn slow_clients_neither_block_others_nor_stay_connected() {
         assert_eq!(response.status(), 200);
         latencies.push(started.elapsed());
     }
-    let health = client().get(app.url("/.well-known/spin/health")).send().unwrap();
+    let health = client()
+        .get(app.url("/.well-known/spin/health"))
+        .send()
+        .unwrap();
     assert_eq!(health.status(), 200);
     let rss_loaded = rss_mib(pid);
     latencies.sort();
@@ -150,7 +178,10 @@ fn slow_clients_neither_block_others_nor_stay_connected() {
          host RSS {rss_before:.1} MiB before, {rss_loaded:.1} MiB under load",
         latencies[latencies.len() / 2]
     );
-    assert!(slowest < ANSWER_BOUND, "a request took {slowest:?} behind slow clients");
+    assert!(
+        slowest < ANSWER_BOUND,
+        "a request took {slowest:?} behind slow clients"
+    );
 
     // Then each stalled connection is closed: the trickling ones with a 408.
     let by = opened + CLOSE_BOUND;
@@ -161,17 +192,33 @@ fn slow_clients_neither_block_others_nor_stay_connected() {
         let raw = read_until_closed(&mut stream, by);
         assert_error(&raw, 408, "request_timeout");
     }
-    eprintln!("all 500 stalled connections closed after {:?}", opened.elapsed());
-    assert_eq!(client().get(app.url("/buffered/headers")).send().unwrap().status(), 200);
+    eprintln!(
+        "all 500 stalled connections closed after {:?}",
+        opened.elapsed()
+    );
+    assert_eq!(
+        client()
+            .get(app.url("/buffered/headers"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 /// Sends `head` and then `body_bytes` of body (chunked when `chunked`) from
 /// another thread, while this one reads the answer.
 fn send_big_body(address: &str, path: &str, body_bytes: usize, chunked: bool) -> Vec<u8> {
-    let framing = if chunked { "Transfer-Encoding: chunked".to_string() } else { format!("Content-Length: {body_bytes}") };
+    let framing = if chunked {
+        "Transfer-Encoding: chunked".to_string()
+    } else {
+        format!("Content-Length: {body_bytes}")
+    };
     let mut stream = connect(
         address,
-        &format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"),
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
+        ),
     );
     let mut writer = stream.try_clone().unwrap();
     let sender = std::thread::spawn(move || {
@@ -215,7 +262,11 @@ fn big_bodies_get_413_and_memory_stays_bounded() {
                 let address = address.as_str();
                 scope.spawn(move || {
                     // Declared and chunked, to a route the host reads first and to a streamed one.
-                    let path = if i % 4 < 2 { "/buffered/echo" } else { "/streamed/echo" };
+                    let path = if i % 4 < 2 {
+                        "/buffered/echo"
+                    } else {
+                        "/streamed/echo"
+                    };
                     let raw = send_big_body(address, path, fifty_mb, i % 2 == 1);
                     assert_error(&raw, 413, "payload_too_large");
                     assert!(parse_response(&raw).1.contains("\r\nconnection: close"));
@@ -227,16 +278,31 @@ fn big_bodies_get_413_and_memory_stays_bounded() {
         }
     });
     let peak = spinmesh_e2e::peak_rss_mib(pid).unwrap();
-    eprintln!("24 concurrent 50 MB bodies: host RSS {rss_before:.1} MiB before, peak {peak:.1} MiB");
-    assert!(peak - rss_before < 256.0, "RSS grew from {rss_before:.1} to {peak:.1} MiB");
-    assert_eq!(client().get(app.url("/buffered/headers")).send().unwrap().status(), 200);
+    eprintln!(
+        "24 concurrent 50 MB bodies: host RSS {rss_before:.1} MiB before, peak {peak:.1} MiB"
+    );
+    assert!(
+        peak - rss_before < 256.0,
+        "RSS grew from {rss_before:.1} to {peak:.1} MiB"
+    );
+    assert_eq!(
+        client()
+            .get(app.url("/buffered/headers"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[test]
 fn a_client_that_stops_mid_body_gets_408() {
     let (_dir, mut app) = start();
     let address = address(&app);
-    for (path, id) in [("/buffered/echo", "stalled-buffered-1"), ("/streamed/echo", "stalled-streamed-1")] {
+    for (path, id) in [
+        ("/buffered/echo", "stalled-buffered-1"),
+        ("/streamed/echo", "stalled-streamed-1"),
+    ] {
         let mut stream = connect(
             &address,
             &format!(
@@ -249,7 +315,11 @@ fn a_client_that_stops_mid_body_gets_408() {
     }
     let log = app.log();
     for id in ["stalled-buffered-1", "stalled-streamed-1"] {
-        assert!(log.lines().any(|line| line.contains(id) && line.contains("stopped arriving")), "{log}");
+        assert!(
+            log.lines()
+                .any(|line| line.contains(id) && line.contains("stopped arriving")),
+            "{log}"
+        );
     }
 }
 
@@ -257,10 +327,21 @@ fn a_client_that_stops_mid_body_gets_408() {
 fn bodies_within_the_limits_reach_the_component() {
     let (_dir, app) = start();
     // The fixture answers with the headers it got, for any path it has no endpoint for.
-    for (path, size) in [("/buffered/echo", 1 << 20), ("/streamed/echo", STREAMED_LIMIT as usize)] {
-        let response = client().post(app.url(path)).body(vec![b'x'; size]).send().unwrap();
+    for (path, size) in [
+        ("/buffered/echo", 1 << 20),
+        ("/streamed/echo", STREAMED_LIMIT as usize),
+    ] {
+        let response = client()
+            .post(app.url(path))
+            .body(vec![b'x'; size])
+            .send()
+            .unwrap();
         assert_eq!(response.status(), 200, "{path}");
         let echoed: Value = response.json().unwrap();
-        assert_eq!(echoed["headers"]["content-length"], size.to_string(), "{path}");
+        assert_eq!(
+            echoed["headers"]["content-length"],
+            size.to_string(),
+            "{path}"
+        );
     }
 }

@@ -41,15 +41,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ttl: config.lease_ttl,
     };
     let runner_id = holder.runner_id.clone();
-    let pg_config = config.database_url.as_deref().map(pg::parse_url).transpose()?;
+    let pg_config = config
+        .database_url
+        .as_deref()
+        .map(pg::parse_url)
+        .transpose()?;
     let sharing = match pg_config {
         Some(_) => Sharing::Shared,
         None => Sharing::Exclusive,
     };
     let spool_dir = config.spool_dir.clone();
-    let spool = Arc::new(
-        tokio::task::spawn_blocking(move || Spool::open(&spool_dir, sharing)).await??,
-    );
+    let spool =
+        Arc::new(tokio::task::spawn_blocking(move || Spool::open(&spool_dir, sharing)).await??);
     let store = match &pg_config {
         Some(pg_config) => {
             // Workers, uploads and the API share the pool; a few spare connections keep
@@ -69,7 +72,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     match spool.leftovers_removed() {
         Some(0) => {}
-        Some(files) => info!(files, "removed partial uploads and outputs left by a previous run"),
+        Some(files) => info!(
+            files,
+            "removed partial uploads and outputs left by a previous run"
+        ),
         None => info!("other runners share the spool; leaving its partial files alone"),
     }
     // With SQLite, the exclusive spool lock proves that whoever holds a lease in this
@@ -131,9 +137,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         stop.clone(),
     ));
     // Stays up through shutdown: cancels must still reach conversions that are draining.
-    let notifications = pg_config.map(|pg_config| {
-        tokio::spawn(pg::listen(pg_config, wake.clone(), registry.clone()))
-    });
+    let notifications = pg_config
+        .map(|pg_config| tokio::spawn(pg::listen(pg_config, wake.clone(), registry.clone())));
     let sweeper = tokio::spawn(worker::run_sweeper(
         store.clone(),
         spool.clone(),
@@ -235,7 +240,9 @@ async fn watch_signals(shutdown: CancellationToken) {
     info!("shutdown signal received");
     shutdown.cancel();
     wait_for_signal().await;
-    warn!("second signal: exiting immediately; running jobs are re-queued once their leases expire");
+    warn!(
+        "second signal: exiting immediately; running jobs are re-queued once their leases expire"
+    );
     std::process::exit(130);
 }
 

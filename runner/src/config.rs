@@ -133,7 +133,9 @@ impl Config {
         if let Some(id) = &self.runner_id
             && (id.is_empty()
                 || id.len() > 64
-                || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
         {
             bail!("--runner-id must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_' or '.'");
         }
@@ -238,7 +240,12 @@ mod tests {
             args.extend_from_slice(bad);
             assert!(parse(&args).validate().is_err(), "{bad:?}");
         }
-        let c = parse(&["--token", "t", "--database-url", "postgres://u@127.0.0.1:5/db"]);
+        let c = parse(&[
+            "--token",
+            "t",
+            "--database-url",
+            "postgres://u@127.0.0.1:5/db",
+        ]);
         assert!(c.validate().is_ok());
     }
 }

@@ -351,7 +351,10 @@ pub async fn convert(
         // behind our back; we decide what happens to them.
         .process_group(0);
     #[cfg(target_os = "linux")]
-    #[allow(unsafe_code, reason = "pre_exec is unsafe; the closure keeps to what is safe after fork")]
+    #[allow(
+        unsafe_code,
+        reason = "pre_exec is unsafe; the closure keeps to what is safe after fork"
+    )]
     // SAFETY: the closure runs in the forked child before exec and only calls prctl,
     // which is async-signal-safe.
     unsafe {

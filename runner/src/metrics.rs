@@ -58,7 +58,10 @@ pub struct Snapshot<'a> {
 }
 
 /// Adds `metric` to `registry` and hands it back for recording.
-fn register<M: Collector + Clone + 'static>(registry: &Registry, metric: M) -> prometheus::Result<M> {
+fn register<M: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> prometheus::Result<M> {
     registry.register(Box::new(metric.clone()))?;
     Ok(metric)
 }
@@ -82,14 +85,20 @@ impl Metrics {
         let rejected = register(
             &registry,
             IntCounterVec::new(
-                Opts::new("uploads_rejected_total", "Uploads turned away since start, by reason."),
+                Opts::new(
+                    "uploads_rejected_total",
+                    "Uploads turned away since start, by reason.",
+                ),
                 &["reason"],
             )?,
         )?;
         let outcomes = register(
             &registry,
             IntCounterVec::new(
-                Opts::new("job_outcomes_total", "Conversion attempts by outcome since start."),
+                Opts::new(
+                    "job_outcomes_total",
+                    "Conversion attempts by outcome since start.",
+                ),
                 &["outcome"],
             )?,
         )?;
@@ -133,8 +142,11 @@ impl Metrics {
             durations: register(
                 &registry,
                 Histogram::with_opts(
-                    HistogramOpts::new("job_duration_seconds", "Wall time of successful conversions.")
-                        .buckets(DURATION_BUCKETS.to_vec()),
+                    HistogramOpts::new(
+                        "job_duration_seconds",
+                        "Wall time of successful conversions.",
+                    )
+                    .buckets(DURATION_BUCKETS.to_vec()),
                 )?,
             )?,
             jobs,
@@ -195,8 +207,10 @@ impl Metrics {
         self.queue_depth.set(gauge_value(snap.stats.queued));
         self.workers.set(gauge_value(snap.workers));
         self.workers_busy.set(gauge_value(snap.busy_workers));
-        self.stored_input_bytes.set(gauge_value(snap.stats.bytes_in));
-        self.stored_output_bytes.set(gauge_value(snap.stats.bytes_out));
+        self.stored_input_bytes
+            .set(gauge_value(snap.stats.bytes_in));
+        self.stored_output_bytes
+            .set(gauge_value(snap.stats.bytes_out));
         TextEncoder::new().encode_to_string(&self.registry.gather())
     }
 }
@@ -218,12 +232,13 @@ mod tests {
             total: 5,
             ..Stats::default()
         };
-        let text = metrics.render(&Snapshot {
-            stats: &stats,
-            workers: 2,
-            busy_workers: 1,
-        })
-        .unwrap();
+        let text = metrics
+            .render(&Snapshot {
+                stats: &stats,
+                workers: 2,
+                busy_workers: 1,
+            })
+            .unwrap();
         assert!(
             text.contains("spinmesh_runner_jobs{state=\"queued\"} 3\n"),
             "{text}"
@@ -242,7 +257,11 @@ mod tests {
         assert!(text.contains("spinmesh_runner_job_outcomes_total{outcome=\"cancelled\"} 0\n"));
         assert!(text.contains("spinmesh_runner_jobs{state=\"failed\"} 0\n"));
         assert!(text.contains("# TYPE spinmesh_runner_job_duration_seconds histogram\n"));
-        assert!(text.contains("# HELP spinmesh_runner_workers_busy Workers running ffmpeg right now.\n"));
+        assert!(
+            text.contains(
+                "# HELP spinmesh_runner_workers_busy Workers running ffmpeg right now.\n"
+            )
+        );
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert_eq!(line.split(' ').count(), 2, "{line}");
         }

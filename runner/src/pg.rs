@@ -170,8 +170,7 @@ async fn migrate(client: &mut deadpool_postgres::Client) -> Result<()> {
 
 /// Announces on `channel`; delivered to listeners when `tx` commits.
 async fn notify(tx: &Transaction<'_>, channel: &str, payload: &str) -> Result<()> {
-    tx
-        .execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
+    tx.execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
         .await?;
     Ok(())
 }
@@ -340,7 +339,10 @@ impl JobStore for PgJobStore {
                 }
                 None => {
                     let next_due: Option<i64> = client
-                        .query_one("SELECT MIN(not_before) FROM jobs WHERE status = 'queued'", &[])
+                        .query_one(
+                            "SELECT MIN(not_before) FROM jobs WHERE status = 'queued'",
+                            &[],
+                        )
                         .await?
                         .try_get(0)?;
                     Ok(Claim::Idle { next_due })
@@ -548,7 +550,11 @@ fn qualified_columns() -> String {
 /// notifications wake a local worker, cancels stop the local conversion of that job (if
 /// this runner has it). Reconnects with backoff after any failure, and then wakes every
 /// worker once, since notifications sent meanwhile are lost.
-pub async fn listen(config: tokio_postgres::Config, wake: std::sync::Arc<Notify>, registry: Registry) {
+pub async fn listen(
+    config: tokio_postgres::Config,
+    wake: std::sync::Arc<Notify>,
+    registry: Registry,
+) {
     let mut delay = RECONNECT_FIRST;
     loop {
         match listen_once(&config, &wake, &registry).await {

@@ -121,7 +121,10 @@ impl Spool {
             spool.leftovers_removed = Some(removed);
             if sharing == Sharing::Shared {
                 // Fails only if a SQLite runner took the lock in the instant between.
-                spool._lock.relock(FlockArg::LockSharedNonblock).map_err(|_| in_use(&spool.root, sharing))?;
+                spool
+                    ._lock
+                    .relock(FlockArg::LockSharedNonblock)
+                    .map_err(|_| in_use(&spool.root, sharing))?;
             }
         }
         Ok(spool)
@@ -160,7 +163,10 @@ impl Spool {
     /// Bytes available to this (unprivileged) process on the spool's filesystem.
     pub fn free_space(&self) -> io::Result<u64> {
         let stat = nix::sys::statvfs::statvfs(&self.root).map_err(io::Error::from)?;
-        #[allow(clippy::unnecessary_cast, reason = "the field types differ between platforms")]
+        #[allow(
+            clippy::unnecessary_cast,
+            reason = "the field types differ between platforms"
+        )]
         let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
         Ok(free)
     }
@@ -213,7 +219,9 @@ mod tests {
         let spool = Spool::open(&dir.path().join("spool"), Sharing::Exclusive).unwrap();
         assert!(spool.root().is_absolute());
         for sharing in [Sharing::Exclusive, Sharing::Shared] {
-            let err = Spool::open(&dir.path().join("spool"), sharing).err().unwrap();
+            let err = Spool::open(&dir.path().join("spool"), sharing)
+                .err()
+                .unwrap();
             assert!(err.to_string().contains("in use by another"), "{err}");
         }
 
@@ -244,7 +252,10 @@ mod tests {
 
         let second = Spool::open(&path, Sharing::Shared).unwrap();
         assert_eq!(second.leftovers_removed(), None);
-        assert!(first.incoming(&id).exists(), "the first runner may be receiving it");
+        assert!(
+            first.incoming(&id).exists(),
+            "the first runner may be receiving it"
+        );
         let err = Spool::open(&path, Sharing::Exclusive).err().unwrap();
         assert!(err.to_string().contains("in use by another"), "{err}");
         drop(second);

@@ -212,7 +212,12 @@ impl SqliteJobStore {
     }
 
     /// Runs one conditional update of a leased job; `true` if the lease still held.
-    fn leased_update(&self, sql: &str, lease: &Lease, rest: &[&dyn rusqlite::ToSql]) -> Result<bool> {
+    fn leased_update(
+        &self,
+        sql: &str,
+        lease: &Lease,
+        rest: &[&dyn rusqlite::ToSql],
+    ) -> Result<bool> {
         self.with_conn(|conn| {
             let mut values: Vec<&dyn rusqlite::ToSql> = vec![&lease.job_id, &lease.token];
             values.extend_from_slice(rest);

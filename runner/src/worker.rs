@@ -505,7 +505,10 @@ pub async fn run_reaper(
     stop: CancellationToken,
 ) {
     loop {
-        match store.run(move |s| s.reap_expired(max_attempts, now_ms())).await {
+        match store
+            .run(move |s| s.reap_expired(max_attempts, now_ms()))
+            .await
+        {
             Ok(reaped) => {
                 log_reaped(&reaped);
                 for _ in &reaped.requeued {

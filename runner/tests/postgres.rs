@@ -106,7 +106,9 @@ async fn the_other_runner_finishes_the_job_of_a_killed_one() {
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(job["attempts"], 2, "{job}");
     assert!(
-        second.log_text().contains("re-queued job whose runner stopped renewing its lease"),
+        second
+            .log_text()
+            .contains("re-queued job whose runner stopped renewing its lease"),
         "{}",
         second.log_text()
     );
@@ -136,7 +138,10 @@ async fn a_cancel_reaches_the_runner_that_holds_the_job() {
         status_is(j, "running") && j["progress"].as_u64() > Some(0)
     })
     .await;
-    assert!(!processes_mentioning(&id).is_empty(), "ffmpeg should be running");
+    assert!(
+        !processes_mentioning(&id).is_empty(),
+        "ffmpeg should be running"
+    );
 
     let resp = auth(client().delete(other.url(&format!("/jobs/{id}"))))
         .send()
@@ -145,9 +150,11 @@ async fn a_cancel_reaches_the_runner_that_holds_the_job() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap()["status"], "cancelled");
     // The notification normally arrives in milliseconds; the bound is for a busy machine.
-    eventually("ffmpeg on the holding runner killed", Duration::from_secs(20), || {
-        processes_mentioning(&id).is_empty()
-    })
+    eventually(
+        "ffmpeg on the holding runner killed",
+        Duration::from_secs(20),
+        || processes_mentioning(&id).is_empty(),
+    )
     .await;
     eventually("files removed", Duration::from_secs(30), || {
         holder.files_of(&id).is_empty()
@@ -190,7 +197,10 @@ async fn concurrent_uploads_to_two_runners_complete_exactly_once() {
     let lines: Vec<String> = logs.iter().flat_map(|log| completions(log)).collect();
     assert_eq!(lines.len(), UPLOADS, "{lines:#?}");
     for id in &ids {
-        let count = lines.iter().filter(|line| line.contains(id.as_str())).count();
+        let count = lines
+            .iter()
+            .filter(|line| line.contains(id.as_str()))
+            .count();
         assert_eq!(count, 1, "{id} completed {count} times");
     }
     assert!(
@@ -223,7 +233,10 @@ async fn runners_ride_out_a_postgres_restart() {
                 assert_eq!(body["status"], "503", "{body}");
                 break;
             }
-            assert!(std::time::Instant::now() < end, "/healthz never reported degraded");
+            assert!(
+                std::time::Instant::now() < end,
+                "/healthz never reported degraded"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -234,7 +247,10 @@ async fn runners_ride_out_a_postgres_restart() {
     assert_eq!(job["status"], "completed", "{job}");
     let video = make_video(shared.tmp.path(), "clip.mp4", 1);
     let later = upload(&other, &video).await;
-    let job = poll_job(&converting, &later, is_finished).await.pop().unwrap();
+    let job = poll_job(&converting, &later, is_finished)
+        .await
+        .pop()
+        .unwrap();
     assert_eq!(job["status"], "completed", "{job}");
     for runner in [&converting, &other] {
         let resp = client().get(runner.url("/healthz")).send().await.unwrap();

@@ -30,10 +30,16 @@ impl Backend {
             ttl: Duration::from_millis(TTL_MS as u64),
         };
         match &self.postgres {
-            None => Arc::new(SqliteJobStore::open(&self.dir.path().join("jobs.db"), holder).unwrap()),
+            None => {
+                Arc::new(SqliteJobStore::open(&self.dir.path().join("jobs.db"), holder).unwrap())
+            }
             Some((cluster, runtime)) => {
                 let config = pg::parse_url(&cluster.url()).unwrap();
-                Arc::new(runtime.block_on(PgJobStore::connect(config, 8, holder)).unwrap())
+                Arc::new(
+                    runtime
+                        .block_on(PgJobStore::connect(config, 8, holder))
+                        .unwrap(),
+                )
             }
         }
     }
@@ -78,7 +84,10 @@ fn new_job(owner: &str, created_at: i64) -> NewJob {
 }
 
 fn insert(store: &dyn JobStore, owner: &str, created_at: i64) -> Job {
-    store.insert(new_job(owner, created_at), created_at).unwrap().0
+    store
+        .insert(new_job(owner, created_at), created_at)
+        .unwrap()
+        .0
 }
 
 fn claim(store: &dyn JobStore, now: i64) -> Option<Leased> {
@@ -99,7 +108,10 @@ fn lifecycle() {
         let job = insert(&*store, "alice", 1);
         assert_eq!((job.status, job.attempts), (JobStatus::Queued, 0));
 
-        let Leased { job: running, lease } = claim(&*store, 10).unwrap();
+        let Leased {
+            job: running,
+            lease,
+        } = claim(&*store, 10).unwrap();
         assert_eq!(running.id, job.id);
         assert_eq!(running.status, JobStatus::Running);
         assert_eq!(running.attempts, 1);
@@ -118,7 +130,12 @@ fn lifecycle() {
 
         let stats = store.stats().unwrap();
         assert_eq!(
-            (stats.completed, stats.total, stats.bytes_in, stats.bytes_out),
+            (
+                stats.completed,
+                stats.total,
+                stats.bytes_in,
+                stats.bytes_out
+            ),
             (1, 1, 1000, 500)
         );
     });
@@ -146,7 +163,10 @@ fn a_job_converted_while_arriving_is_recorded_running_and_can_fall_back() {
         // The head start failed: the job goes to the queue without using up an attempt.
         assert!(store.release(&lease).unwrap());
         let again = claim(&*store, 20).unwrap();
-        assert_eq!((again.job.id.as_str(), again.job.attempts), (job.id.as_str(), 1));
+        assert_eq!(
+            (again.job.id.as_str(), again.job.attempts),
+            (job.id.as_str(), 1)
+        );
         assert_ne!(again.lease, lease);
         assert!(store.insert(new_job("a", 1), 1).unwrap().1.is_none());
     });
@@ -167,7 +187,10 @@ fn retries_wait_for_their_backoff() {
         );
         let again = claim(&*store, 100).unwrap();
         assert_eq!(again.job.attempts, 2);
-        assert!(!store.release(&first.lease).unwrap(), "the first lease is over");
+        assert!(
+            !store.release(&first.lease).unwrap(),
+            "the first lease is over"
+        );
         assert!(store.release(&again.lease).unwrap());
         assert_eq!(store.get(&job.id).unwrap().unwrap().attempts, 1);
     });
@@ -230,14 +253,24 @@ fn renewing_keeps_the_reaper_away_and_it_honours_max_attempts() {
         assert_eq!(worn_lease.job_id, worn.id);
 
         // Not expired yet: nothing happens.
-        assert_eq!(store.reap_expired(2, 10 + TTL_MS - 1).unwrap().requeued.len(), 0);
+        assert_eq!(
+            store
+                .reap_expired(2, 10 + TTL_MS - 1)
+                .unwrap()
+                .requeued
+                .len(),
+            0
+        );
         assert!(store.renew(&kept_lease, None, 9_000).unwrap());
         let reaped = store.reap_expired(2, 20 + TTL_MS + 1).unwrap();
         assert!(reaped.requeued.is_empty(), "{reaped:?}");
         assert_eq!(reaped.failed, vec![worn.id.clone()]);
         let failed = store.get(&worn.id).unwrap().unwrap();
         assert_eq!(failed.status, JobStatus::Failed);
-        assert_eq!(failed.error.as_deref(), Some("Conversion was interrupted too many times"));
+        assert_eq!(
+            failed.error.as_deref(),
+            Some("Conversion was interrupted too many times")
+        );
 
         let reaped = store.reap_expired(2, 9_000 + TTL_MS + 1).unwrap();
         assert_eq!(reaped.requeued, vec![kept.id.clone()]);
@@ -278,7 +311,10 @@ fn retention_candidates() {
         let fresh_lease = claim(&*store, 5).unwrap().lease;
         store.complete(&old_lease, 1, 100).unwrap();
         store.fail(&fresh_lease, "bad", 300).unwrap();
-        assert_eq!(store.finished_before(200, 10).unwrap(), vec![old.id.clone()]);
+        assert_eq!(
+            store.finished_before(200, 10).unwrap(),
+            vec![old.id.clone()]
+        );
         store.mark_expired(&old.id).unwrap();
         assert!(store.finished_before(200, 10).unwrap().is_empty());
         assert!(store.get(&old.id).unwrap().unwrap().expired);

@@ -91,11 +91,16 @@ impl Api {
 
     /// Registers `username` (email `<username>@example.com`); its user id.
     pub fn registered(&self, username: &str) -> String {
-        self.register(username, &format!("{username}@example.com")).str("user_id").to_owned()
+        self.register(username, &format!("{username}@example.com"))
+            .str("user_id")
+            .to_owned()
     }
 
     pub fn login(&self, username: &str, password: &str) -> Reply {
-        self.post("/api/login", json!({ "username": username, "password": password }))
+        self.post(
+            "/api/login",
+            json!({ "username": username, "password": password }),
+        )
     }
 
     /// The access token of a login that must succeed.
@@ -108,7 +113,11 @@ impl Api {
     /// Registers and logs in `username`: a plain `user`.
     pub fn user(&self, username: &str) -> User {
         let id = self.registered(username);
-        User { id, username: username.to_owned(), token: self.token(username, PASSWORD) }
+        User {
+            id,
+            username: username.to_owned(),
+            token: self.token(username, PASSWORD),
+        }
     }
 
     /// A token of the configured administrator `admin` (created on first login).
@@ -127,7 +136,10 @@ impl Api {
     }
 
     pub fn refresh(&self, refresh_token: &str) -> Reply {
-        self.post("/api/token/refresh", json!({ "refresh_token": refresh_token }))
+        self.post(
+            "/api/token/refresh",
+            json!({ "refresh_token": refresh_token }),
+        )
     }
 
     /// `GET /api/validate` with `token` as the bearer.
@@ -144,8 +156,13 @@ impl Api {
 pub fn concurrently<T: Send>(count: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
     std::thread::scope(|scope| {
         let work = &work;
-        let workers: Vec<_> = (0..count).map(|index| scope.spawn(move || work(index))).collect();
-        workers.into_iter().map(|worker| worker.join().expect("worker panicked")).collect()
+        let workers: Vec<_> = (0..count)
+            .map(|index| scope.spawn(move || work(index)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().expect("worker panicked"))
+            .collect()
     })
 }
 

@@ -28,21 +28,32 @@ use spinmesh_deploy::local::{create_private_dir, keep_created_files_private};
 pub const HOST_COMPONENT_BODY_LIMITS: &str = "upload=134217728";
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repo").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repo")
+        .to_path_buf()
 }
 
 /// A path under `target/wasm32-wasip2/release/`, failing clearly when the
 /// components were not built.
 pub fn wasm_artifact(name: &str) -> PathBuf {
     let path = repo_root().join("target/wasm32-wasip2/release").join(name);
-    assert!(path.exists(), "{} is missing: run `cargo xtask test`, which builds the components first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask test`, which builds the components first",
+        path.display()
+    );
     path
 }
 
 /// A native binary built by `cargo xtask build`.
 pub fn native_binary(name: &str) -> PathBuf {
     let path = repo_root().join("target/release").join(name);
-    assert!(path.exists(), "{} is missing: run `cargo xtask test`, which builds it first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask test`, which builds it first",
+        path.display()
+    );
     path
 }
 
@@ -125,22 +136,31 @@ impl AppBuilder {
 
     /// Starts the app and waits until it serves; panics with the logs otherwise.
     pub fn start(self) -> App {
-        self.try_start().unwrap_or_else(|log| panic!("the app did not start:\n{log}"))
+        self.try_start()
+            .unwrap_or_else(|log| panic!("the app did not start:\n{log}"))
     }
 
     /// Starts the app; on failure returns what the processes printed.
     pub fn try_start(self) -> Result<App, String> {
         let temp = tempfile::tempdir().map_err(|err| err.to_string())?;
-        let state = self.state.clone().unwrap_or_else(|| temp.path().to_path_buf());
+        let state = self
+            .state
+            .clone()
+            .unwrap_or_else(|| temp.path().to_path_buf());
         // The stores, logs and spool the host and runner create hold accounts and tokens.
         keep_created_files_private();
         create_private_dir(&state.join(".spin")).map_err(|err| format!("{err:#}"))?;
         let runtime_config = state.join("runtime-config.toml");
         // Relative store paths then land in this app's own state directory.
-        std::fs::copy(repo_root().join("runtime-config.toml"), &runtime_config).map_err(|err| err.to_string())?;
+        std::fs::copy(repo_root().join("runtime-config.toml"), &runtime_config)
+            .map_err(|err| err.to_string())?;
 
         // Only the repository's manifest declares the secret variables.
-        let mut variables = if self.manifest == repo_root().join("spin.toml") { self.secrets.variables() } else { Vec::new() };
+        let mut variables = if self.manifest == repo_root().join("spin.toml") {
+            self.secrets.variables()
+        } else {
+            Vec::new()
+        };
         let runner = if self.with_runner {
             let runner = Runner::start(&state.join("runner"), &self.secrets.runner_token)?;
             variables.push(("runner_url".into(), runner.url.clone()));
@@ -153,17 +173,25 @@ impl AppBuilder {
         // The admin port must be known before start (the app gets it as a
         // variable), so it is picked here; another process may grab it in
         // between, so a start that fails on it is retried with a fresh one.
-        let own_admin = self.engine == Engine::Host && !self.args.iter().any(|arg| arg == "--admin-listen");
+        let own_admin =
+            self.engine == Engine::Host && !self.args.iter().any(|arg| arg == "--admin-listen");
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let admin = own_admin.then(free_local_address).transpose().map_err(|err| err.to_string())?;
+            let admin = own_admin
+                .then(free_local_address)
+                .transpose()
+                .map_err(|err| err.to_string())?;
             let mut command = match self.engine {
                 Engine::Host => {
                     let mut command = Command::new(native_binary("spinmesh-host"));
-                    command.arg("--cache-dir").arg(repo_root().join("target/spinmesh-test-cache"));
+                    command
+                        .arg("--cache-dir")
+                        .arg(repo_root().join("target/spinmesh-test-cache"));
                     if self.manifest == repo_root().join("spin.toml") {
-                        command.arg("--component-max-body-bytes").arg(HOST_COMPONENT_BODY_LIMITS);
+                        command
+                            .arg("--component-max-body-bytes")
+                            .arg(HOST_COMPONENT_BODY_LIMITS);
                     }
                     command
                 }
@@ -188,7 +216,9 @@ impl AppBuilder {
             if let Some(admin) = &admin {
                 command.arg("--admin-listen").arg(admin);
                 // Before the test's own variables, so that a test can override it.
-                command.arg("--variable").arg(format!("host_metrics_url=http://{admin}"));
+                command
+                    .arg("--variable")
+                    .arg(format!("host_metrics_url=http://{admin}"));
             }
             for (name, value) in &variables {
                 command.arg("--variable").arg(format!("{name}={value}"));
@@ -196,9 +226,19 @@ impl AppBuilder {
             match ManagedProcess::start(command, "Serving") {
                 Ok((host, url)) => {
                     let admin_url = admin.map(|admin| format!("http://{admin}"));
-                    return Ok(App { host, url, admin_url, runner, secrets: self.secrets, state, _temp: temp });
+                    return Ok(App {
+                        host,
+                        url,
+                        admin_url,
+                        runner,
+                        secrets: self.secrets,
+                        state,
+                        _temp: temp,
+                    });
                 }
-                Err(log) if admin.is_some() && log.contains("--admin-listen") && attempt < 3 => continue,
+                Err(log) if admin.is_some() && log.contains("--admin-listen") && attempt < 3 => {
+                    continue;
+                }
                 Err(log) => return Err(log),
             }
         }
@@ -207,7 +247,9 @@ impl AppBuilder {
 
 /// A loopback address with a port that is free right now.
 fn free_local_address() -> std::io::Result<String> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.to_string())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .to_string())
 }
 
 /// The conversion runner, started for an app.
@@ -233,7 +275,12 @@ impl Runner {
             .env("RUNNER_TOKEN", token)
             .env("NO_COLOR", "1");
         let (process, url) = ManagedProcess::start(command, "listening on")?;
-        Ok(Runner { process, url, spool: spool.to_path_buf(), token: token.to_string() })
+        Ok(Runner {
+            process,
+            url,
+            spool: spool.to_path_buf(),
+            token: token.to_string(),
+        })
     }
 }
 
@@ -307,7 +354,9 @@ impl App {
     }
 
     fn runner_mut(&mut self) -> &mut Runner {
-        self.runner.as_mut().expect("the app was built without .with_runner()")
+        self.runner
+            .as_mut()
+            .expect("the app was built without .with_runner()")
     }
 
     /// The runner's log so far.
@@ -347,9 +396,15 @@ impl App {
 impl Drop for App {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- host log ---\n{}\n--- end of host log ---", self.host.log());
+            eprintln!(
+                "--- host log ---\n{}\n--- end of host log ---",
+                self.host.log()
+            );
             if let Some(runner) = self.runner.as_mut() {
-                eprintln!("--- runner log ---\n{}\n--- end of runner log ---", runner.process.log());
+                eprintln!(
+                    "--- runner log ---\n{}\n--- end of runner log ---",
+                    runner.process.log()
+                );
             }
         }
     }
@@ -360,7 +415,9 @@ impl Drop for App {
 pub fn multipart_body(boundary: &str, parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
     let mut body = Vec::new();
     for (name, filename, bytes) in parts {
-        let filename = filename.map(|f| format!("; filename=\"{f}\"")).unwrap_or_default();
+        let filename = filename
+            .map(|f| format!("; filename=\"{f}\""))
+            .unwrap_or_default();
         body.extend_from_slice(
             format!(
                 "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"{filename}\r\nContent-Type: video/mp4\r\n\r\n"
@@ -377,13 +434,23 @@ pub fn multipart_body(boundary: &str, parts: &[(&str, Option<&str>, &[u8])]) -> 
 /// Peak resident memory of a process so far, in MiB (Linux `VmHWM`).
 pub fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status.lines().find_map(|line| line.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kib / 1024.0)
 }
 
 /// A blocking HTTP client with a generous timeout (the machine may be busy).
 pub fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client")
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("http client")
 }
 
 /// [`client`] with requests sent from `ip`, another loopback address such as

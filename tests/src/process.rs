@@ -20,8 +20,13 @@ impl ManagedProcess {
     /// `marker` followed by a URL; returns the process and that URL, or
     /// everything it printed if it never got there.
     pub fn start(mut command: Command, marker: &str) -> Result<(ManagedProcess, String), String> {
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = command.spawn().map_err(|err| format!("cannot spawn {command:?}: {err}"))?;
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .map_err(|err| format!("cannot spawn {command:?}: {err}"))?;
         let (url_tx, url_rx) = mpsc::channel();
         let (log_tx, log_rx) = mpsc::channel();
         for stream in [
@@ -41,7 +46,11 @@ impl ManagedProcess {
         // Only the reader threads hold senders now: when the process exits
         // before printing its address, the wait below ends at once.
         drop(url_tx);
-        let mut process = ManagedProcess { child, log: log_rx, collected: Vec::new() };
+        let mut process = ManagedProcess {
+            child,
+            log: log_rx,
+            collected: Vec::new(),
+        };
         match url_rx.recv_timeout(STARTUP_TIMEOUT) {
             Ok(url) => Ok((process, url)),
             Err(_) => {
@@ -76,7 +85,10 @@ impl ManagedProcess {
         if !self.is_running() {
             return;
         }
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         for _ in 0..50 {
             if !self.is_running() {
                 return;
@@ -97,8 +109,10 @@ impl Drop for ManagedProcess {
 fn url_after(line: &str, marker: &str) -> Option<String> {
     let rest = &line[line.find(marker)? + marker.len()..];
     let start = rest.find("http://")?;
-    let url: String =
-        rest[start..].chars().take_while(|c| !c.is_whitespace() && *c != '\u{1b}' && *c != '"').collect();
+    let url: String = rest[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '\u{1b}' && *c != '"')
+        .collect();
     Some(url)
 }
 
@@ -106,9 +120,16 @@ fn url_after(line: &str, marker: &str) -> Option<String> {
 mod tests {
     #[test]
     fn finds_urls_in_plain_and_coloured_lines() {
-        assert_eq!(super::url_after("Serving http://127.0.0.1:1", "Serving").unwrap(), "http://127.0.0.1:1");
-        let coloured = "\u{1b}[32mINFO\u{1b}[0m spinmesh-runner listening on http://127.0.0.1:2\u{1b}[0m x";
-        assert_eq!(super::url_after(coloured, "listening on").unwrap(), "http://127.0.0.1:2");
+        assert_eq!(
+            super::url_after("Serving http://127.0.0.1:1", "Serving").unwrap(),
+            "http://127.0.0.1:1"
+        );
+        let coloured =
+            "\u{1b}[32mINFO\u{1b}[0m spinmesh-runner listening on http://127.0.0.1:2\u{1b}[0m x";
+        assert_eq!(
+            super::url_after(coloured, "listening on").unwrap(),
+            "http://127.0.0.1:2"
+        );
         assert_eq!(super::url_after("nothing here", "Serving"), None);
     }
 }

@@ -23,7 +23,10 @@ fn b64_json(value: &Value) -> String {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn register_login_validate_refresh_logout() {
     let app = App::builder().start();
     let auth = Api::new(&app);
@@ -132,7 +135,10 @@ fn register_login_validate_refresh_logout() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn reusing_a_rotated_refresh_token_revokes_the_family() {
     let app = App::builder().start();
     let auth = Api::new(&app);
@@ -162,7 +168,10 @@ fn reusing_a_rotated_refresh_token_revokes_the_family() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn racing_refreshes_of_one_token_rotate_once() {
     let app = App::builder().start();
     let auth = Api::new(&app);
@@ -176,7 +185,10 @@ fn racing_refreshes_of_one_token_rotate_once() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn duplicate_usernames_and_emails_conflict_case_insensitively() {
     let app = App::builder().start();
     let auth = Api::new(&app);
@@ -230,7 +242,10 @@ fn duplicate_usernames_and_emails_conflict_case_insensitively() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn concurrent_registrations_of_one_name_have_exactly_one_winner() {
     let app = App::builder().start();
     let auth = Api::new(&app);
@@ -258,7 +273,10 @@ fn concurrent_registrations_of_one_name_have_exactly_one_winner() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn registration_input_is_validated() {
     let app = App::builder().start();
     let auth = Api::new(&app);
@@ -338,7 +356,10 @@ fn registration_input_is_validated() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn expired_tampered_foreign_and_confused_tokens_are_rejected() {
     let app = App::builder().start();
     let auth = Api::new(&app);
@@ -480,7 +501,10 @@ fn expired_tampered_foreign_and_confused_tokens_are_rejected() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn failed_logins_are_throttled_per_account_and_per_address_then_recover() {
     const WINDOW: u64 = 3;
     let app = App::builder()
@@ -542,7 +566,10 @@ fn failed_logins_are_throttled_per_account_and_per_address_then_recover() {
 /// What a caller can tell from outside: nothing. (That an unknown user also costs a full
 /// password verification, the dummy hash, is checked where it lives, in crates/authn.)
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn unknown_users_and_wrong_passwords_get_the_same_answer() {
     let app = App::builder().variable("login_max_failures", "3").start();
     let auth = Api::new(&app);
@@ -556,15 +583,23 @@ fn unknown_users_and_wrong_passwords_get_the_same_answer() {
     };
     let known = shape(auth.login("judy", "wrong password"));
     assert_eq!(shape(auth.login("nobody", "wrong password")), known);
-    assert_eq!(shape(auth.login("NOBODY@example.com", "wrong password")), known);
+    assert_eq!(
+        shape(auth.login("NOBODY@example.com", "wrong password")),
+        known
+    );
     // Unknown names count against the address like wrong passwords do: a third failure,
     // on either kind, and the address is throttled for everyone.
-    auth.login("judy", "wrong password").assert_error(429, "too_many_requests");
-    auth.login("nobody-else", "wrong password").assert_error(429, "too_many_requests");
+    auth.login("judy", "wrong password")
+        .assert_error(429, "too_many_requests");
+    auth.login("nobody-else", "wrong password")
+        .assert_error(429, "too_many_requests");
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn service_accounts_get_tokens_with_client_credentials() {
     let app = App::builder().start();
     let auth = Api::new(&app);
@@ -641,7 +676,10 @@ fn service_accounts_get_tokens_with_client_credentials() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn the_first_admin_comes_from_variables() {
     let app = App::builder().variable("admin_username", "root").start();
     let auth = Api::new(&app);
@@ -670,7 +708,10 @@ fn the_first_admin_comes_from_variables() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn bad_requests_get_4xx_in_the_error_shape() {
     let app = App::builder().start();
     let auth = Api::new(&app);
@@ -752,7 +793,10 @@ fn bad_requests_get_4xx_in_the_error_shape() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn jwks_publishes_the_verification_key() {
     let app = App::builder().start();
     let auth = Api::new(&app);
@@ -791,36 +835,65 @@ fn jwks_publishes_the_verification_key() {
 /// `auth_previous_public_keys`. Tokens the old key signed stay valid until they expire
 /// and the JWKS publishes both keys; without the overlap they are refused.
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn tokens_signed_before_a_key_rotation_stay_valid_during_the_overlap() {
     let before = App::builder().start();
     let old = Api::new(&before);
     old.registered("rotated");
-    let token = old.login("rotated", PASSWORD).ok()["token"].as_str().unwrap().to_owned();
+    let token = old.login("rotated", PASSWORD).ok()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let old_key = before.secrets().auth_public_key.clone();
 
-    let overlapping = App::builder().variable("auth_previous_public_keys", &old_key).start();
-    assert_ne!(overlapping.secrets().auth_public_key, old_key, "a new key pair");
+    let overlapping = App::builder()
+        .variable("auth_previous_public_keys", &old_key)
+        .start();
+    assert_ne!(
+        overlapping.secrets().auth_public_key,
+        old_key,
+        "a new key pair"
+    );
     let api = Api::new(&overlapping);
     let valid = api.validate(&token).ok();
     assert_eq!(valid["valid"], true);
     assert_eq!(valid["username"], "rotated");
     let jwks = send(api.http.get(api.url("/.well-known/jwks.json"))).ok();
-    let published: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|key| key["x"].as_str().unwrap()).collect();
-    assert_eq!(published, [overlapping.secrets().auth_public_key.as_str(), old_key.as_str()]);
+    let published: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["x"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        published,
+        [
+            overlapping.secrets().auth_public_key.as_str(),
+            old_key.as_str()
+        ]
+    );
 
     let after_overlap = App::builder().start();
-    Api::new(&after_overlap).validate(&token).assert_error(401, "token_invalid");
+    Api::new(&after_overlap)
+        .validate(&token)
+        .assert_error(401, "token_invalid");
 }
 
 /// The stores hold password hashes and refresh tokens: only this user may read them.
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn the_app_state_is_private_to_its_user() {
     use std::os::unix::fs::PermissionsExt;
     let app = App::builder().start();
     Api::new(&app).registered("olga");
-    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     let state = app.state_dir();
     assert_eq!(mode(&state), 0o700, "{}", state.display());
     let stores: Vec<_> = std::fs::read_dir(&state)
@@ -828,7 +901,10 @@ fn the_app_state_is_private_to_its_user() {
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "db"))
         .collect();
-    assert!(stores.iter().any(|path| path.ends_with("auth.db")), "{stores:?}");
+    assert!(
+        stores.iter().any(|path| path.ends_with("auth.db")),
+        "{stores:?}"
+    );
     for store in stores {
         assert_eq!(mode(&store), 0o600, "{}", store.display());
     }

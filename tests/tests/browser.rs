@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use serde_json::{Value, json};
 use reqwest::Method;
+use serde_json::{Value, json};
 use spinmesh_e2e::{Api, App, repo_root};
 
 fn browser_dir() -> PathBuf {
@@ -97,7 +97,10 @@ fn stock_catalogue(app: &App) -> Value {
 /// (`target/browser/ui-after-conversion.png`), shop from the real catalogue until a
 /// product runs out (`target/browser/shop.png`), then the API explorer.
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn web_ui_converts_a_video_in_chromium() {
     let chromium = chromium();
     assert!(

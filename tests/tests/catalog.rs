@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use reqwest::Method;
 use serde_json::{Value, json};
 use spinmesh_e2e::{
-    Api, App, DevSecrets, ORDERS_CLIENT_ID, Reply, concurrently, is_rfc3339_utc, repo_root,
-    send, status_counts,
+    Api, App, DevSecrets, ORDERS_CLIENT_ID, Reply, concurrently, is_rfc3339_utc, repo_root, send,
+    status_counts,
 };
 
 /// The catalogue and order routes, on top of the shared client.
@@ -88,7 +88,10 @@ fn start_edited(edits: &[(&str, &str)]) -> (tempfile::TempDir, App, Api) {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn seed_flow_works_with_a_service_token() {
     let (_app, api) = start();
     let token = api.service();
@@ -174,7 +177,10 @@ fn seed_flow_works_with_a_service_token() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn products_are_listed_filtered_paged_changed_and_deleted() {
     let (_app, api) = start();
     let admin = api.admin();
@@ -345,7 +351,10 @@ fn products_are_listed_filtered_paged_changed_and_deleted() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn prices_are_exact_cents_from_numbers_or_decimal_strings() {
     let (_app, api) = start();
     let admin = api.admin();
@@ -422,7 +431,10 @@ fn prices_are_exact_cents_from_numbers_or_decimal_strings() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn authorization_rules() {
     let (_app, api) = start();
     let admin = api.admin();
@@ -541,7 +553,10 @@ fn authorization_rules() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn orders_take_stock_at_the_price_of_the_moment() {
     let (_app, api) = start();
     let admin = api.admin();
@@ -629,11 +644,16 @@ fn orders_take_stock_at_the_price_of_the_moment() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn concurrent_orders_never_oversell() {
     let (_app, api) = start();
     let admin = api.admin();
-    let buyers: Vec<String> = (0..3).map(|i| api.user(&format!("buyer{i}")).token).collect();
+    let buyers: Vec<String> = (0..3)
+        .map(|i| api.user(&format!("buyer{i}")).token)
+        .collect();
     let product = api.product(
         &admin,
         json!({ "name": "Limited", "price": "5.00", "category": "Drops", "stock": 10 }),
@@ -653,7 +673,10 @@ fn concurrent_orders_never_oversell() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn a_retried_create_returns_the_first_order() {
     let (_app, api) = start();
     let admin = api.admin();
@@ -729,7 +752,10 @@ const ORDERS_HOSTS: &str =
     r#"allowed_outbound_hosts = ["http://login.spin.internal", "http://products.spin.internal"]"#;
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn unreachable_products_is_503_and_places_nothing() {
     // The host refuses orders' calls to products.
     let (_dir, _app, api) = start_edited(&[(
@@ -754,7 +780,10 @@ fn unreachable_products_is_503_and_places_nothing() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn failing_products_is_503_and_places_nothing() {
     // products without its database answers every reservation with a 500.
     let (_dir, _app, api) = start_edited(&[("sqlite_databases = [\"catalog\"]\n", "")]);

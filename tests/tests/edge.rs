@@ -39,7 +39,10 @@ fn listed(value: Option<&str>, name: &str) -> bool {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn cors_preflight_and_simple_requests_follow_the_fetch_standard() {
     let app = App::builder()
         .variable(
@@ -147,7 +150,10 @@ fn cors_preflight_and_simple_requests_follow_the_fetch_standard() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn cors_is_off_by_default() {
     let app = App::builder().start();
     let response = preflight(&app, "/api/login", ALLOWED, "POST");
@@ -163,7 +169,10 @@ fn cors_is_off_by_default() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn request_ids_are_kept_or_generated_echoed_and_logged() {
     let app = App::builder().start();
     let get = |path: &str, id: Option<&str>| {
@@ -275,7 +284,10 @@ fn assert_counted_down(replies: &[Reply], limit: u64) {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn each_client_address_is_limited_then_recovers_after_the_window() {
     const LIMIT: u64 = 3;
     let app = App::builder()
@@ -315,7 +327,10 @@ fn each_client_address_is_limited_then_recovers_after_the_window() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn each_signed_in_user_has_a_limit_of_their_own() {
     const LIMIT: u64 = 2;
     let app = App::builder()

@@ -15,13 +15,20 @@ fn health(http: &Client, app: &App, path: &str) -> (u16, Value) {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn health_goes_degraded_when_the_runner_stops_and_back_when_it_returns() {
     let mut app = App::builder().with_runner().start();
     let http = client();
 
     let (status, body) = health(&http, &app, "/health");
-    assert_eq!((status, body["status"].as_str()), (200, Some("healthy")), "{body}");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("healthy")),
+        "{body}"
+    );
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     assert!(is_rfc3339_utc(&body["timestamp"]), "{body}");
     for service in SERVICES {
@@ -30,26 +37,48 @@ fn health_goes_degraded_when_the_runner_stops_and_back_when_it_returns() {
 
     app.runner_stop();
     let (status, body) = health(&http, &app, "/health");
-    assert_eq!((status, body["status"].as_str()), (503, Some("degraded")), "{body}");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (503, Some("degraded")),
+        "{body}"
+    );
     assert_eq!(body["services"]["converter"], "disconnected");
     assert_eq!(body["services"]["auth"], "connected");
     let (status, detail) = health(&http, &app, "/health/services");
     assert_eq!(status, 503);
     let runner = &detail["services"]["converter"]["checks"]["runner"];
-    assert_eq!((runner["status"].as_str(), runner["error"].as_str()), (Some("down"), Some("unreachable")), "{detail}");
-    assert_eq!(detail["services"]["converter"]["checks"]["upload"]["status"], "up");
+    assert_eq!(
+        (runner["status"].as_str(), runner["error"].as_str()),
+        (Some("down"), Some("unreachable")),
+        "{detail}"
+    );
+    assert_eq!(
+        detail["services"]["converter"]["checks"]["upload"]["status"],
+        "up"
+    );
 
     app.runner_restart();
     let (status, body) = health(&http, &app, "/health");
-    assert_eq!((status, body["status"].as_str()), (200, Some("healthy")), "{body}");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("healthy")),
+        "{body}"
+    );
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn health_services_reports_each_check_with_its_latency() {
     let app = App::builder().with_runner().start();
     let (status, body) = health(&client(), &app, "/health/services");
-    assert_eq!((status, body["status"].as_str()), (200, Some("healthy")), "{body}");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("healthy")),
+        "{body}"
+    );
     let expected_checks = [
         ("auth", &["register", "login", "validate"][..]),
         ("users", &["users"]),
@@ -60,7 +89,9 @@ fn health_services_reports_each_check_with_its_latency() {
     for (service, checks) in expected_checks {
         let entry = &body["services"][service];
         assert_eq!(entry["status"], "connected", "{body}");
-        let latency = entry["latency_ms"].as_u64().unwrap_or_else(|| panic!("{service}: {entry}"));
+        let latency = entry["latency_ms"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{service}: {entry}"));
         let names: Vec<&String> = entry["checks"].as_object().unwrap().keys().collect();
         assert_eq!(names.len(), checks.len(), "{entry}");
         for check in checks {
@@ -73,18 +104,30 @@ fn health_services_reports_each_check_with_its_latency() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn liveness_needs_no_dependency() {
     // No runner, and a runner URL where nothing listens.
-    let app = App::builder().variable("runner_url", "http://127.0.0.1:9").start();
+    let app = App::builder()
+        .variable("runner_url", "http://127.0.0.1:9")
+        .start();
     let (status, body) = health(&client(), &app, "/health/live");
     assert_eq!((status, body), (200, json!({ "status": "ok" })));
     let (status, body) = health(&client(), &app, "/health");
-    assert_eq!((status, body["status"].as_str()), (503, Some("degraded")), "{body}");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (503, Some("degraded")),
+        "{body}"
+    );
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn upload_stats_are_for_admins() {
     let mut app = App::builder().with_runner().start();
     let (http, api) = (client(), Api::new(&app));
@@ -103,11 +146,15 @@ fn upload_stats_are_for_admins() {
     );
 
     app.runner_stop();
-    send(http.get(app.url("/stats/uploads")).bearer_auth(&admin)).assert_error(503, "service_unavailable");
+    send(http.get(app.url("/stats/uploads")).bearer_auth(&admin))
+        .assert_error(503, "service_unavailable");
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn metrics_are_for_admins_and_include_the_runner() {
     let mut app = App::builder().with_runner().start();
     let (http, api) = (client(), Api::new(&app));
@@ -120,30 +167,57 @@ fn metrics_are_for_admins_and_include_the_runner() {
     let scrape = |http: &Client| {
         let response = http.get(&url).bearer_auth(&admin).send().unwrap();
         assert_eq!(response.status(), 200);
-        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain; version=0.0.4")
+        );
         response.text().unwrap()
     };
     let text = scrape(&http);
-    assert!(text.lines().any(|line| line.starts_with("spinmesh_runner_")), "{text}");
-    assert!(text.contains("spinmesh_metrics_source_up{source=\"runner\"} 1\n"), "{text}");
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("spinmesh_runner_")),
+        "{text}"
+    );
+    assert!(
+        text.contains("spinmesh_metrics_source_up{source=\"runner\"} 1\n"),
+        "{text}"
+    );
     // The embedded host's admin listener (the harness starts one; real Spin has none,
     // and then the gauge says so).
     if app.admin_url("/metrics").is_some() {
-        assert!(text.contains("spinmesh_metrics_source_up{source=\"host\"} 1\n"), "{text}");
-        assert!(text.contains("spinmesh_host_requests_total{component=\"gateway\""), "{text}");
+        assert!(
+            text.contains("spinmesh_metrics_source_up{source=\"host\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("spinmesh_host_requests_total{component=\"gateway\""),
+            "{text}"
+        );
     } else {
-        assert!(text.contains("spinmesh_metrics_source_up{source=\"host\"} 0\n"), "{text}");
+        assert!(
+            text.contains("spinmesh_metrics_source_up{source=\"host\"} 0\n"),
+            "{text}"
+        );
     }
 
     // One source down: the rest still comes back.
     app.runner_stop();
     let text = scrape(&http);
     assert!(!text.contains("spinmesh_runner_"), "{text}");
-    assert!(text.contains("spinmesh_metrics_source_up{source=\"runner\"} 0\n"), "{text}");
+    assert!(
+        text.contains("spinmesh_metrics_source_up{source=\"runner\"} 0\n"),
+        "{text}"
+    );
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn openapi_document_is_served_as_json() {
     let app = App::builder().start();
     let reply = send(client().get(app.url("/api/openapi.json")));
@@ -154,13 +228,19 @@ fn openapi_document_is_served_as_json() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn unknown_paths_and_the_internal_probe_get_the_json_404() {
     let app = App::builder().start();
     for path in ["/no/such/route", "/internal/probe"] {
         let response = client().get(app.url(path)).send().unwrap();
         assert_eq!(response.status(), 404, "{path}");
         let body: Value = response.json().unwrap();
-        assert_eq!(body, json!({ "status": "404", "message": "Not Found", "code": "not_found" }));
+        assert_eq!(
+            body,
+            json!({ "status": "404", "message": "Not Found", "code": "not_found" })
+        );
     }
 }

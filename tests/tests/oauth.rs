@@ -31,7 +31,11 @@ fn validate(app: &App, token: &str) -> Reply {
 fn assert_oauth_error(reply: &Reply, status: u16, error: &str) {
     assert_eq!(reply.status, status, "{}", reply.body);
     assert_eq!(reply.body["error"], error, "{}", reply.body);
-    assert_eq!(reply.body["error_description"], reply.body["message"], "{}", reply.body);
+    assert_eq!(
+        reply.body["error_description"], reply.body["message"],
+        "{}",
+        reply.body
+    );
     assert_eq!(reply.body["status"], status.to_string());
     assert!(reply.body["code"].is_string(), "{}", reply.body);
     assert_eq!(reply.header("cache-control"), Some("no-store"));
@@ -72,7 +76,11 @@ fn a_standard_client_gets_tokens_with_either_authentication_method() {
             .set_auth_type(auth_type.clone());
         match wrong.exchange_client_credentials().request(&http) {
             Err(RequestTokenError::ServerResponse(response)) => {
-                assert_eq!(*response.error(), BasicErrorResponseType::InvalidClient, "{auth_type:?}");
+                assert_eq!(
+                    *response.error(),
+                    BasicErrorResponseType::InvalidClient,
+                    "{auth_type:?}"
+                );
             }
             other => panic!("{auth_type:?}: expected invalid_client, got {other:?}"),
         }
@@ -107,11 +115,16 @@ fn a_standard_client_refreshes_through_the_token_endpoint() {
         .expect("refresh");
     let validated = validate(&app, refreshed.access_token().secret()).ok();
     assert_eq!(validated["username"], "olivia");
-    let second = refreshed.refresh_token().expect("a rotated refresh token").clone();
+    let second = refreshed
+        .refresh_token()
+        .expect("a rotated refresh token")
+        .clone();
     assert_ne!(second.secret(), first.secret());
 
     let confidential = BasicClient::new(ClientId::new(ORDERS_CLIENT_ID.into()))
-        .set_client_secret(ClientSecret::new(app.secrets().orders_client_secret.clone()))
+        .set_client_secret(ClientSecret::new(
+            app.secrets().orders_client_secret.clone(),
+        ))
         .set_token_uri(token_url.clone())
         .set_auth_type(AuthType::BasicAuth);
     let third = confidential
@@ -133,9 +146,15 @@ fn a_standard_client_refreshes_through_the_token_endpoint() {
     // The password grant is not offered.
     let username = ResourceOwnerUsername::new("olivia".into());
     let password = ResourceOwnerPassword::new(PASSWORD.into());
-    match public.exchange_password(&username, &password).request(&oauth_http()) {
+    match public
+        .exchange_password(&username, &password)
+        .request(&oauth_http())
+    {
         Err(RequestTokenError::ServerResponse(response)) => {
-            assert_eq!(*response.error(), BasicErrorResponseType::UnsupportedGrantType);
+            assert_eq!(
+                *response.error(),
+                BasicErrorResponseType::UnsupportedGrantType
+            );
         }
         other => panic!("expected unsupported_grant_type, got {other:?}"),
     }
@@ -195,7 +214,10 @@ fn token_endpoint_errors_follow_rfc_6749() {
     assert_oauth_error(&reply, 415, "invalid_request");
 
     // An unknown refresh token, and a grant we do not offer.
-    let reply = send(token().form(&[("grant_type", "refresh_token"), ("refresh_token", "made-up")]));
+    let reply = send(token().form(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "made-up"),
+    ]));
     assert_oauth_error(&reply, 400, "invalid_grant");
     assert_eq!(reply.body["code"], "refresh_token_invalid");
     let reply = send(token().form(&[("grant_type", "authorization_code"), ("code", "x")]));

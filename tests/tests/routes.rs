@@ -13,12 +13,20 @@ fn manifest_paths() -> Vec<(String, String)> {
     let mut paths = Vec::new();
     for trigger in manifest["trigger"]["http"].as_array().unwrap() {
         // `route = { private = true }` has no public path.
-        let Some(route) = trigger["route"].as_str() else { continue };
+        let Some(route) = trigger["route"].as_str() else {
+            continue;
+        };
         let path = match route.strip_suffix("/...") {
             Some(prefix) => format!("{prefix}/"),
             None => route
                 .split('/')
-                .map(|segment| if segment.starts_with(':') { "1" } else { segment })
+                .map(|segment| {
+                    if segment.starts_with(':') {
+                        "1"
+                    } else {
+                        segment
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join("/"),
         };
@@ -28,7 +36,10 @@ fn manifest_paths() -> Vec<(String, String)> {
 }
 
 fn options(app: &App, path: &str) -> (u16, Option<String>) {
-    let response = client().request(Method::OPTIONS, app.url(path)).send().unwrap();
+    let response = client()
+        .request(Method::OPTIONS, app.url(path))
+        .send()
+        .unwrap();
     let allow = response
         .headers()
         .get("allow")

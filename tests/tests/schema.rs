@@ -12,7 +12,11 @@ use spinmesh_e2e::{Api, App, repo_root};
 /// Where `cargo xtask test` installs the schemathesis CLI.
 fn schemathesis() -> PathBuf {
     let path = repo_root().join("target/schemathesis/bin/st");
-    assert!(path.exists(), "{} is missing: run `cargo xtask test`, which installs schemathesis", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask test`, which installs schemathesis",
+        path.display()
+    );
     path
 }
 
@@ -27,8 +31,21 @@ fn fuzz(app: &App, token: &str, filter: &[&str]) {
         .args(["--checks", "not_a_server_error,response_schema_conformance"])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(filter)
-        .args(["--phases", "examples,coverage,fuzzing", "--max-examples", "10", "--generation-deterministic"])
-        .args(["--workers", "1", "--no-shrink", "--request-timeout", "30", "--no-color"])
+        .args([
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--max-examples",
+            "10",
+            "--generation-deterministic",
+        ])
+        .args([
+            "--workers",
+            "1",
+            "--no-shrink",
+            "--request-timeout",
+            "30",
+            "--no-color",
+        ])
         .current_dir(std::env::temp_dir())
         .output()
         .expect("schemathesis runs");
@@ -43,7 +60,10 @@ fn fuzz(app: &App, token: &str, filter: &[&str]) {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn no_server_errors_and_every_response_matches_the_document() {
     // Limits that would throttle the fuzzer are raised here, so it reaches the logic
     // behind them (throttling itself is covered by the components' own tests).

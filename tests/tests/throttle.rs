@@ -25,16 +25,26 @@ fn app(max_failures: u64, backoff: u64, max_backoff: u64, per_address: u64) -> A
 }
 
 fn register(app: &App, username: &str) {
-    send(client_from("127.0.0.1").post(app.url("/api/register")).json(&json!({
-        "username": username,
-        "email": format!("{username}@example.com"),
-        "password": PASSWORD,
-    })))
+    send(
+        client_from("127.0.0.1")
+            .post(app.url("/api/register"))
+            .json(&json!({
+                "username": username,
+                "email": format!("{username}@example.com"),
+                "password": PASSWORD,
+            })),
+    )
     .ok();
 }
 
 /// A login from `http`'s address, through a proxy's `X-Forwarded-For` when given.
-fn login(app: &App, http: &Client, forwarded_for: Option<&str>, username: &str, password: &str) -> Reply {
+fn login(
+    app: &App,
+    http: &Client,
+    forwarded_for: Option<&str>,
+    username: &str,
+    password: &str,
+) -> Reply {
     let mut request = http
         .post(app.url("/api/login"))
         .json(&json!({ "username": username, "password": password }));
@@ -47,8 +57,15 @@ fn login(app: &App, http: &Client, forwarded_for: Option<&str>, username: &str, 
 /// A 429 whose `Retry-After` is within `1..=max_secs`.
 fn assert_throttled(reply: &Reply, max_secs: u64) {
     reply.assert_error(429, "too_many_requests");
-    let retry_after: u64 = reply.header("retry-after").expect("Retry-After").parse().unwrap();
-    assert!((1..=max_secs).contains(&retry_after), "Retry-After {retry_after}");
+    let retry_after: u64 = reply
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=max_secs).contains(&retry_after),
+        "Retry-After {retry_after}"
+    );
 }
 
 #[test]
@@ -101,17 +118,30 @@ fn a_stranger_cannot_lock_an_account_out_of_where_it_signed_in_before() {
     login(&app, &home, None, "walter", PASSWORD).ok();
 
     for _ in 0..3 {
-        login(&app, &client_from("127.0.0.3"), None, "walter", "wrong password")
-            .assert_error(401, "invalid_credentials");
+        login(
+            &app,
+            &client_from("127.0.0.3"),
+            None,
+            "walter",
+            "wrong password",
+        )
+        .assert_error(401, "invalid_credentials");
     }
     // Strangers, even with the right password, wait…
-    assert_throttled(&login(&app, &client_from("127.0.0.3"), None, "walter", PASSWORD), 3000);
-    assert_throttled(&login(&app, &client_from("127.0.0.4"), None, "walter", PASSWORD), 3000);
+    assert_throttled(
+        &login(&app, &client_from("127.0.0.3"), None, "walter", PASSWORD),
+        3000,
+    );
+    assert_throttled(
+        &login(&app, &client_from("127.0.0.4"), None, "walter", PASSWORD),
+        3000,
+    );
     // …walter, from where he signed in before, does not.
     login(&app, &home, None, "walter", PASSWORD).ok();
     // Guesses from his own address count against that address's own allowance only.
     for _ in 0..3 {
-        login(&app, &home, None, "walter", "wrong password").assert_error(401, "invalid_credentials");
+        login(&app, &home, None, "walter", "wrong password")
+            .assert_error(401, "invalid_credentials");
     }
     assert_throttled(&login(&app, &home, None, "walter", PASSWORD), 3000);
 }
@@ -132,8 +162,14 @@ fn an_address_is_charged_for_failures_not_for_successes() {
     // an `X-Forwarded-For` is the client's own claim and changes nothing.
     for i in 0..5 {
         let forged = format!("198.51.100.{i}");
-        login(&app, &office, Some(&forged), &format!("nobody-{i}"), "wrong password")
-            .assert_error(401, "invalid_credentials");
+        login(
+            &app,
+            &office,
+            Some(&forged),
+            &format!("nobody-{i}"),
+            "wrong password",
+        )
+        .assert_error(401, "invalid_credentials");
     }
     let reply = login(&app, &office, Some("198.51.100.99"), "vera", PASSWORD);
     assert_throttled(&reply, 3600);
@@ -146,7 +182,9 @@ fn a_trusted_proxy_names_the_client_and_ipv6_counts_by_64() {
     if !engine_available() {
         return;
     }
-    let app = app(100, 1, 1, 2).variable("trusted_proxies", "127.0.0.1/32").start();
+    let app = app(100, 1, 1, 2)
+        .variable("trusted_proxies", "127.0.0.1/32")
+        .start();
     let proxy = client_from("127.0.0.1");
     let fail = |http: &Client, forwarded_for: &str, username: &str| {
         login(&app, http, Some(forwarded_for), username, "wrong password")
@@ -164,7 +202,8 @@ fn a_trusted_proxy_names_the_client_and_ipv6_counts_by_64() {
 
     // IPv6 addresses in one /64 share a budget; the next /64 does not.
     fail(&proxy, "2001:db8:1:2::1", "nobody-4").assert_error(401, "invalid_credentials");
-    fail(&proxy, "[2001:db8:1:2:ffff::2]:4711", "nobody-5").assert_error(401, "invalid_credentials");
+    fail(&proxy, "[2001:db8:1:2:ffff::2]:4711", "nobody-5")
+        .assert_error(401, "invalid_credentials");
     assert_throttled(&fail(&proxy, "2001:db8:1:2:abcd::3", "nobody-6"), 3600);
     fail(&proxy, "2001:db8:1:3::1", "nobody-6").assert_error(401, "invalid_credentials");
 

@@ -302,7 +302,10 @@ fn header<'a>(response: &'a Response, name: &str) -> &'a str {
 // Tests
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn converts_an_upload_to_an_mp3_of_the_same_length() {
     let app = start();
     let users = users(&app);
@@ -396,7 +399,10 @@ impl Read for HeldBody {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn a_faststart_upload_is_converted_while_it_arrives() {
     let mut app = start();
     let users = users(&app);
@@ -440,7 +446,10 @@ fn a_faststart_upload_is_converted_while_it_arrives() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn seed_routes_serve_the_same_jobs() {
     let app = start();
     let users = users(&app);
@@ -469,7 +478,10 @@ fn seed_routes_serve_the_same_jobs() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn files_that_are_not_allowed_videos_are_refused() {
     let app = start();
     let users = users(&app);
@@ -507,7 +519,10 @@ fn files_that_are_not_allowed_videos_are_refused() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn malformed_and_unauthenticated_uploads_are_refused() {
     let app = start();
     let users = users(&app);
@@ -569,7 +584,10 @@ fn malformed_and_unauthenticated_uploads_are_refused() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn oversized_uploads_are_refused_up_front_and_while_streaming() {
     let limit = 1_000_000;
     let app = App::builder()
@@ -607,7 +625,10 @@ fn oversized_uploads_are_refused_up_front_and_while_streaming() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn path_components_are_stripped_from_filenames() {
     let app = start();
     let users = users(&app);
@@ -631,7 +652,10 @@ fn path_components_are_stripped_from_filenames() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn a_filename_without_extension_takes_the_detected_one() {
     let app = start();
     let users = users(&app);
@@ -645,7 +669,10 @@ fn a_filename_without_extension_takes_the_detected_one() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn jobs_are_visible_only_to_their_owner_and_admins() {
     let app = start();
     let users = users(&app);
@@ -700,7 +727,10 @@ fn jobs_are_visible_only_to_their_owner_and_admins() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn the_list_is_newest_first_and_paginated() {
     let app = start();
     let users = users(&app);
@@ -733,7 +763,10 @@ fn the_list_is_newest_first_and_paginated() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn a_running_job_can_be_cancelled() {
     let app = start();
     let users = users(&app);
@@ -758,7 +791,10 @@ fn a_running_job_can_be_cancelled() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn a_corrupt_mp4_with_valid_magic_fails_with_a_reason() {
     let app = start();
     let users = users(&app);
@@ -775,7 +811,10 @@ fn a_corrupt_mp4_with_valid_magic_fails_with_a_reason() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn runner_down_is_503_and_nothing_is_stored() {
     let mut app = start();
     let users = users(&app);
@@ -810,7 +849,10 @@ fn runner_down_is_503_and_nothing_is_stored() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn a_job_survives_the_runner_being_killed_mid_conversion() {
     let mut app = start();
     let users = users(&app);

@@ -36,7 +36,10 @@ fn assert_done(reply: Reply, id: &str, message: &str) {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn profiles_are_created_read_updated_and_deleted_on_every_path() {
     let (_app, api) = start();
     let alice = api.user("alice");
@@ -180,7 +183,10 @@ fn profiles_are_created_read_updated_and_deleted_on_every_path() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn only_the_owner_or_an_admin_changes_a_profile() {
     let (app, api) = start();
     let alice = api.user("alice");
@@ -250,15 +256,11 @@ fn only_the_owner_or_an_admin_changes_a_profile() {
     .assert_error(404, "not_found");
 
     // A service account reads profiles but has none and changes none.
-    let service = send(
-        api.http
-            .post(api.url("/api/token"))
-            .json(&json!({
-                "grant_type": "client_credentials",
-                "client_id": ORDERS_CLIENT_ID,
-                "client_secret": app.secrets().orders_client_secret,
-            })),
-    )
+    let service = send(api.http.post(api.url("/api/token")).json(&json!({
+        "grant_type": "client_credentials",
+        "client_id": ORDERS_CLIENT_ID,
+        "client_secret": app.secrets().orders_client_secret,
+    })))
     .ok()["token"]
         .as_str()
         .unwrap()
@@ -281,19 +283,26 @@ fn only_the_owner_or_an_admin_changes_a_profile() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn racing_creates_of_one_profile_have_exactly_one_winner() {
     let (_app, api) = start();
     let alice = api.user("alice");
     let statuses = concurrently(6, |i| {
         let body = json!({ "email": format!("alice{i}@example.com") });
-        api.send_json(Method::POST, "/api/users", &alice.token, body).status
+        api.send_json(Method::POST, "/api/users", &alice.token, body)
+            .status
     });
     assert_eq!(status_counts(&statuses), [(200, 1), (409, 5)].into());
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn lists_are_paginated_in_a_stable_order() {
     let (_app, api) = start();
     let users: Vec<User> = (0..5).map(|i| api.user(&format!("user{i}"))).collect();
@@ -377,7 +386,10 @@ fn lists_are_paginated_in_a_stable_order() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn bad_ids_and_bodies_get_4xx_never_5xx() {
     let (_app, api) = start();
     let alice = api.user("alice");
@@ -484,7 +496,8 @@ fn bad_ids_and_bodies_get_4xx_never_5xx() {
     );
 
     // Methods a path does not serve: JSON 405 with Allow.
-    let not_allowed = send(api.request(Method::POST, &format!("/api/users/{}", bob.id), Some(token)));
+    let not_allowed =
+        send(api.request(Method::POST, &format!("/api/users/{}", bob.id), Some(token)));
     not_allowed.assert_error(405, "method_not_allowed");
     assert_eq!(not_allowed.header("allow"), Some("GET, PUT, PATCH, DELETE"));
     let not_allowed = send(api.request(Method::DELETE, "/users", Some(token)));
@@ -493,7 +506,10 @@ fn bad_ids_and_bodies_get_4xx_never_5xx() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn tokens_are_required_verified_and_revocable() {
     let (app, api) = start();
     let alice = api.user("alice");

@@ -17,7 +17,10 @@ fn header<'a>(response: &'a Response, name: &str) -> &'a str {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn root_is_the_ui_for_browsers_and_the_seed_json_for_api_clients() {
     let app = App::builder().start();
     let page = client()
@@ -27,7 +30,12 @@ fn root_is_the_ui_for_browsers_and_the_seed_json_for_api_clients() {
         .unwrap();
     assert_eq!(page.status(), 200);
     assert_eq!(header(&page, "content-type"), "text/html; charset=utf-8");
-    assert!(header(&page, "vary").split(',').any(|name| name.trim() == "accept"), "Vary names Accept");
+    assert!(
+        header(&page, "vary")
+            .split(',')
+            .any(|name| name.trim() == "accept"),
+        "Vary names Accept"
+    );
     assert!(header(&page, "content-security-policy").contains("default-src 'self'"));
     let html = page.text().unwrap();
     assert!(html.contains(r#"<script type="module" src="/assets/app.js"></script>"#));
@@ -58,7 +66,10 @@ fn root_is_the_ui_for_browsers_and_the_seed_json_for_api_clients() {
 }
 
 #[test]
-#[cfg_attr(engine_missing, ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH")]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn assets_are_typed_revalidated_and_nothing_else_is_served() {
     let app = App::builder().start();
     let docs = client().get(app.url("/docs")).send().unwrap();

@@ -10,7 +10,9 @@ use clap::Args;
 use spinmesh_e2e::{App, AppBuilder, Engine};
 
 use crate::bench_baseline::Baseline;
-use crate::bench_report::{ClipLayout, Figures, LoadSettings, Machine, Outcome, Report, Row, Stack, key, render};
+use crate::bench_report::{
+    ClipLayout, Figures, LoadSettings, Machine, Outcome, Report, Row, Stack, key, render,
+};
 use crate::build::{build_all, root};
 use crate::setup::ensure_tool;
 
@@ -46,16 +48,29 @@ pub fn bench_app() -> Result<(AppBuilder, Vec<(String, String)>)> {
         // Tokens must outlive the whole run.
         ("access_token_ttl_secs", "3600"),
     ];
-    let variables: Vec<(String, String)> =
-        wanted.iter().filter(|(name, _)| declared.contains_key(*name)).map(|(n, v)| (n.to_string(), v.to_string())).collect();
-    let builder = variables.iter().fold(App::builder(), |builder, (name, value)| builder.variable(name, value));
+    let variables: Vec<(String, String)> = wanted
+        .iter()
+        .filter(|(name, _)| declared.contains_key(*name))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    let builder = variables
+        .iter()
+        .fold(App::builder(), |builder, (name, value)| {
+            builder.variable(name, value)
+        });
     Ok((builder, variables))
 }
 
 /// The `[variables]` table of the repository's `spin.toml`.
 fn manifest_variables() -> Result<toml::Table> {
-    let manifest: toml::Table = std::fs::read_to_string(root().join("spin.toml"))?.parse().context("spin.toml")?;
-    Ok(manifest.get("variables").and_then(|v| v.as_table()).cloned().unwrap_or_default())
+    let manifest: toml::Table = std::fs::read_to_string(root().join("spin.toml"))?
+        .parse()
+        .context("spin.toml")?;
+    Ok(manifest
+        .get("variables")
+        .and_then(|v| v.as_table())
+        .cloned()
+        .unwrap_or_default())
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
@@ -71,10 +86,16 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     };
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let mut rows = Vec::new();
-    println!("{:<38} {:<26} {:>9} {:>8} {:>8} {:>8}", "stack", "scenario", "req/s", "p50 ms", "p99 ms", "errors");
+    println!(
+        "{:<38} {:<26} {:>9} {:>8} {:>8} {:>8}",
+        "stack", "scenario", "req/s", "p50 ms", "p99 ms", "errors"
+    );
 
     let (builder, app_variables) = bench_app()?;
-    let mut app = builder.with_runner().try_start().map_err(|log| anyhow::anyhow!("the app did not start:\n{log}"))?;
+    let mut app = builder
+        .with_runner()
+        .try_start()
+        .map_err(|log| anyhow::anyhow!("the app did not start:\n{log}"))?;
     let session = Session::open(&app)?;
     for scenario in app_scenarios(&app, &session, load.connections, cores) {
         rows.push(measure(Stack::Spinmesh, scenario, &load));
@@ -83,35 +104,78 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let conversions = [ClipLayout::IndexFirst, ClipLayout::IndexLast]
         .into_iter()
         .map(|layout| {
-            let figures = crate::bench_media::conversion(&mut app, &session.token, clip_seconds, runs, layout);
+            let figures = crate::bench_media::conversion(
+                &mut app,
+                &session.token,
+                clip_seconds,
+                runs,
+                layout,
+            );
             (layout, figures.map_err(|err| format!("{err:#}")))
         })
         .collect();
-    let upload = crate::bench_media::upload_memory(&app, &session.token, if args.quick { 20 } else { 100 }).map_err(|err| format!("{err:#}"));
+    let upload =
+        crate::bench_media::upload_memory(&app, &session.token, if args.quick { 20 } else { 100 })
+            .map_err(|err| format!("{err:#}"));
     let secrets = app.secrets().clone();
     drop(app);
 
-    let (issuer, audience) = (manifest_default("auth_issuer")?, manifest_default("auth_audience")?);
+    let (issuer, audience) = (
+        manifest_default("auth_issuer")?,
+        manifest_default("auth_audience")?,
+    );
     match Baseline::native(&secrets.auth_public_key, &issuer, &audience) {
         Ok(native) => {
-            for scenario in validate_scenarios(&native.url("/validate"), &native.url("/health"), &session.token, load.connections) {
+            for scenario in validate_scenarios(
+                &native.url("/validate"),
+                &native.url("/health"),
+                &session.token,
+                load.connections,
+            ) {
                 rows.push(measure(Stack::Native, scenario, &load));
             }
         }
-        Err(err) => rows.push(not_measured(Stack::Native, key::VALIDATE_GET, "GET /validate", &format!("{err:#}"))),
+        Err(err) => rows.push(not_measured(
+            Stack::Native,
+            key::VALIDATE_GET,
+            "GET /validate",
+            &format!("{err:#}"),
+        )),
     }
     let seed_secret = spinmesh_deploy::local::random_secret();
-    match seed_token(&seed_secret, &issuer, &audience).and_then(|token| Ok((token, Baseline::seed(cores, &seed_secret, &issuer, &audience)?))) {
+    match seed_token(&seed_secret, &issuer, &audience).and_then(|token| {
+        Ok((
+            token,
+            Baseline::seed(cores, &seed_secret, &issuer, &audience)?,
+        ))
+    }) {
         Ok((token, seed)) => {
-            for scenario in validate_scenarios(&seed.url("/validate"), &seed.url("/health"), &token, load.connections) {
+            for scenario in validate_scenarios(
+                &seed.url("/validate"),
+                &seed.url("/health"),
+                &token,
+                load.connections,
+            ) {
                 rows.push(measure(Stack::Seed, scenario, &load));
             }
         }
-        Err(err) => rows.push(not_measured(Stack::Seed, key::VALIDATE_GET, "GET /validate", &format!("{err:#}"))),
+        Err(err) => rows.push(not_measured(
+            Stack::Seed,
+            key::VALIDATE_GET,
+            "GET /validate",
+            &format!("{err:#}"),
+        )),
     }
     rows.extend(spin_rows(&load));
 
-    let profile = if args.profile { Some(crate::bench_profile::profile_validate(load.connections).unwrap_or_else(|err| format!("Profiling failed: {err:#}"))) } else { None };
+    let profile = if args.profile {
+        Some(
+            crate::bench_profile::profile_validate(load.connections)
+                .unwrap_or_else(|err| format!("Profiling failed: {err:#}")),
+        )
+    } else {
+        None
+    };
     let report = Report {
         command: command_line(),
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -125,8 +189,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         profile,
     };
     let output = args.output.unwrap_or_else(|| root().join("BENCHMARKS.md"));
-    std::fs::write(&output, render(&report)).with_context(|| format!("writing {}", output.display()))?;
-    println!("\nwrote {} in {:.0} s", output.display(), started.elapsed().as_secs_f64());
+    std::fs::write(&output, render(&report))
+        .with_context(|| format!("writing {}", output.display()))?;
+    println!(
+        "\nwrote {} in {:.0} s",
+        output.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -164,36 +233,78 @@ pub struct Scenario {
 
 impl Scenario {
     fn expects(&self, status: u16) -> bool {
-        if self.rejected_by_design { status == 401 } else { (200..300).contains(&status) }
+        if self.rejected_by_design {
+            status == 401
+        } else {
+            (200..300).contains(&status)
+        }
     }
 
     fn new(key: &'static str, load: Load, connections: u32) -> Scenario {
-        let path = load.url.find("://").and_then(|i| load.url[i + 3..].find('/').map(|j| &load.url[i + 3 + j..])).unwrap_or("/");
-        Scenario { key, request: format!("{} {path}", load.method), load, connections, rejected_by_design: false, unavailable: None }
+        let path = load
+            .url
+            .find("://")
+            .and_then(|i| load.url[i + 3..].find('/').map(|j| &load.url[i + 3 + j..]))
+            .unwrap_or("/");
+        Scenario {
+            key,
+            request: format!("{} {path}", load.method),
+            load,
+            connections,
+            rejected_by_design: false,
+            unavailable: None,
+        }
     }
 }
 
 fn app_scenarios(app: &App, session: &Session, connections: u32, cores: usize) -> Vec<Scenario> {
     let bearer = format!("Bearer {}", session.token);
     let token_body = serde_json::json!({ "token": session.token }).to_string();
-    let login_body = serde_json::json!({ "username": BENCH_USER, "password": BENCH_PASSWORD }).to_string();
+    let login_body =
+        serde_json::json!({ "username": BENCH_USER, "password": BENCH_PASSWORD }).to_string();
     // The trivial liveness route, where the gateway serves it already.
-    let live = spinmesh_e2e::client().get(app.url("/health/live")).send().map(|r| r.status().as_u16()).unwrap_or(0);
-    let mut noop = Scenario::new(key::NOOP, Load::get(&app.url(if live == 404 { "/health" } else { "/health/live" })), connections);
+    let live = spinmesh_e2e::client()
+        .get(app.url("/health/live"))
+        .send()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
+    let mut noop = Scenario::new(
+        key::NOOP,
+        Load::get(&app.url(if live == 404 {
+            "/health"
+        } else {
+            "/health/live"
+        })),
+        connections,
+    );
     if live == 404 {
         noop.request.push_str(" (/health/live not served yet)");
     }
     let mut bad_signature = Scenario::new(
         key::VALIDATE_BAD_SIGNATURE,
-        Load::get(&app.url("/api/validate")).header("Authorization", &format!("Bearer {}", alter_signature(&session.token))),
+        Load::get(&app.url("/api/validate")).header(
+            "Authorization",
+            &format!("Bearer {}", alter_signature(&session.token)),
+        ),
         connections,
     );
     bad_signature.rejected_by_design = true;
-    let mut products = Scenario::new(key::PRODUCTS, Load::get(&app.url("/api/products")).header("Authorization", &bearer), connections);
-    let order_body = session.product.as_ref().map(|id| serde_json::json!({ "product_id": id, "quantity": 1 }).to_string());
+    let mut products = Scenario::new(
+        key::PRODUCTS,
+        Load::get(&app.url("/api/products")).header("Authorization", &bearer),
+        connections,
+    );
+    let order_body = session
+        .product
+        .as_ref()
+        .map(|id| serde_json::json!({ "product_id": id, "quantity": 1 }).to_string());
     let mut orders = Scenario::new(
         key::ORDERS,
-        Load::post_json(&app.url("/api/orders"), order_body.as_deref().unwrap_or("{}")).header("Authorization", &bearer),
+        Load::post_json(
+            &app.url("/api/orders"),
+            order_body.as_deref().unwrap_or("{}"),
+        )
+        .header("Authorization", &bearer),
         connections,
     );
     if let Err(why) = &session.product {
@@ -203,18 +314,38 @@ fn app_scenarios(app: &App, session: &Session, connections: u32, cores: usize) -
     vec![
         noop,
         Scenario::new(key::HEALTH, Load::get(&app.url("/health")), connections),
-        Scenario::new(key::VALIDATE_GET, Load::get(&app.url("/api/validate")).header("Authorization", &bearer), connections),
-        Scenario::new(key::VALIDATE_POST, Load::post_json(&app.url("/api/validate"), &token_body), connections),
+        Scenario::new(
+            key::VALIDATE_GET,
+            Load::get(&app.url("/api/validate")).header("Authorization", &bearer),
+            connections,
+        ),
+        Scenario::new(
+            key::VALIDATE_POST,
+            Load::post_json(&app.url("/api/validate"), &token_body),
+            connections,
+        ),
         bad_signature,
         // Verify + denylist read (KV) + one SQLite query.
-        Scenario::new(key::USERS_ME, Load::get(&app.url("/api/users/me")).header("Authorization", &bearer), connections),
+        Scenario::new(
+            key::USERS_ME,
+            Load::get(&app.url("/api/users/me")).header("Authorization", &bearer),
+            connections,
+        ),
         products,
         orders,
         // argon2id bounds login by design: as many connections as cores keep every
         // core hashing without queueing into timeouts; one connection gives the
         // hash time.
-        Scenario::new(key::LOGIN, Load::post_json(&app.url("/api/login"), &login_body), cores as u32 * 2),
-        Scenario::new(key::LOGIN_SEQUENTIAL, Load::post_json(&app.url("/api/login"), &login_body), 1),
+        Scenario::new(
+            key::LOGIN,
+            Load::post_json(&app.url("/api/login"), &login_body),
+            cores as u32 * 2,
+        ),
+        Scenario::new(
+            key::LOGIN_SEQUENTIAL,
+            Load::post_json(&app.url("/api/login"), &login_body),
+            1,
+        ),
     ]
 }
 
@@ -223,19 +354,37 @@ fn validate_scenarios(validate: &str, noop: &str, token: &str, connections: u32)
     let body = serde_json::json!({ "token": token }).to_string();
     vec![
         Scenario::new(key::NOOP, Load::get(noop), connections),
-        Scenario::new(key::VALIDATE_GET, Load::get(validate).header("Authorization", &format!("Bearer {token}")), connections),
-        Scenario::new(key::VALIDATE_POST, Load::post_json(validate, &body), connections),
+        Scenario::new(
+            key::VALIDATE_GET,
+            Load::get(validate).header("Authorization", &format!("Bearer {token}")),
+            connections,
+        ),
+        Scenario::new(
+            key::VALIDATE_POST,
+            Load::post_json(validate, &body),
+            connections,
+        ),
     ]
 }
 
 /// The app on real Spin, when a `spin` CLI is on PATH.
 fn spin_rows(load: &LoadSettings) -> Vec<Row> {
-    let unavailable = |why: &str| vec![not_measured(Stack::Spin, key::NOOP, "GET /health/live", why)];
+    let unavailable = |why: &str| {
+        vec![not_measured(
+            Stack::Spin,
+            key::NOOP,
+            "GET /health/live",
+            why,
+        )]
+    };
     if Command::new("spin").arg("--version").output().is_err() {
         return unavailable("no spin CLI on PATH");
     }
     let started = bench_app().and_then(|(builder, _)| {
-        builder.engine(Engine::Spin).try_start().map_err(|log| anyhow::anyhow!("spin up did not start:\n{log}"))
+        builder
+            .engine(Engine::Spin)
+            .try_start()
+            .map_err(|log| anyhow::anyhow!("spin up did not start:\n{log}"))
     });
     let app = match started {
         Ok(app) => app,
@@ -245,7 +394,15 @@ fn spin_rows(load: &LoadSettings) -> Vec<Row> {
         Ok(token) => token,
         Err(err) => return unavailable(&format!("{err:#}")),
     };
-    let scenarios = app_scenarios(&app, &Session { token, product: Err("not measured on Spin".into()) }, load.connections, 1);
+    let scenarios = app_scenarios(
+        &app,
+        &Session {
+            token,
+            product: Err("not measured on Spin".into()),
+        },
+        load.connections,
+        1,
+    );
     scenarios
         .into_iter()
         .filter(|s| [key::NOOP, key::VALIDATE_GET, key::VALIDATE_POST].contains(&s.key))
@@ -255,7 +412,14 @@ fn spin_rows(load: &LoadSettings) -> Vec<Row> {
 
 fn not_measured(stack: Stack, key: &'static str, request: &str, why: &str) -> Row {
     eprintln!("{}: {key}: not measured: {why}", stack.label());
-    Row { stack, key, request: request.into(), connections: 0, outcome: Outcome::NotMeasured(why.into()), rejected_by_design: false }
+    Row {
+        stack,
+        key,
+        request: request.into(),
+        connections: 0,
+        outcome: Outcome::NotMeasured(why.into()),
+        rejected_by_design: false,
+    }
 }
 
 /// Probes the route once, then loads it.
@@ -264,7 +428,9 @@ fn measure(stack: Stack, scenario: Scenario, load: &LoadSettings) -> Row {
         Some(why) => Outcome::NotMeasured(why),
         None => match scenario.load.probe() {
             Ok(404) => Outcome::NotMeasured("route answers 404 (not served yet)".into()),
-            Ok(status) if !scenario.expects(status) => Outcome::NotMeasured(format!("a probe request answered {status}")),
+            Ok(status) if !scenario.expects(status) => {
+                Outcome::NotMeasured(format!("a probe request answered {status}"))
+            }
             Err(err) => Outcome::NotMeasured(format!("probe failed: {err:#}")),
             Ok(_) => match run_wrk(&scenario.load, load, scenario.connections) {
                 Ok(figures) => Outcome::Measured(figures),
@@ -280,9 +446,17 @@ fn measure(stack: Stack, scenario: Scenario, load: &LoadSettings) -> Row {
             f.requests_per_second,
             f.p50_ms,
             f.p99_ms,
-            if scenario.rejected_by_design { "(401)".into() } else { f.errors.to_string() }
+            if scenario.rejected_by_design {
+                "(401)".into()
+            } else {
+                f.errors.to_string()
+            }
         ),
-        Outcome::NotMeasured(why) => println!("{:<38} {:<26} not measured: {why}", stack.label(), scenario.key),
+        Outcome::NotMeasured(why) => println!(
+            "{:<38} {:<26} not measured: {why}",
+            stack.label(),
+            scenario.key
+        ),
     }
     Row {
         stack,
@@ -298,23 +472,40 @@ fn measure(stack: Stack, scenario: Scenario, load: &LoadSettings) -> Row {
 pub fn sign_up(app: &App) -> Result<String> {
     let client = spinmesh_e2e::client();
     let account = serde_json::json!({ "username": BENCH_USER, "email": "bench@example.com", "password": BENCH_PASSWORD });
-    let registered = client.post(app.url("/api/register")).json(&account).send()?;
+    let registered = client
+        .post(app.url("/api/register"))
+        .json(&account)
+        .send()?;
     if !registered.status().is_success() {
-        bail!("registering the benchmark user failed: {}", registered.text()?);
+        bail!(
+            "registering the benchmark user failed: {}",
+            registered.text()?
+        );
     }
     login(app, BENCH_USER, BENCH_PASSWORD)
 }
 
 fn login(app: &App, username: &str, password: &str) -> Result<String> {
     let credentials = serde_json::json!({ "username": username, "password": password });
-    let login: serde_json::Value = spinmesh_e2e::client().post(app.url("/api/login")).json(&credentials).send()?.json()?;
-    login["token"].as_str().map(str::to_string).with_context(|| format!("login as {username} answered without a token: {login}"))
+    let login: serde_json::Value = spinmesh_e2e::client()
+        .post(app.url("/api/login"))
+        .json(&credentials)
+        .send()?
+        .json()?;
+    login["token"]
+        .as_str()
+        .map(str::to_string)
+        .with_context(|| format!("login as {username} answered without a token: {login}"))
 }
 
 /// Gives the benchmark user a profile, so `GET /api/users/me` finds one.
 fn create_profile(app: &App, token: &str) -> Result<()> {
     let profile = serde_json::json!({ "email": "bench@example.com", "full_name": "Bench User" });
-    let created = spinmesh_e2e::client().post(app.url("/api/users")).bearer_auth(token).json(&profile).send()?;
+    let created = spinmesh_e2e::client()
+        .post(app.url("/api/users"))
+        .bearer_auth(token)
+        .json(&profile)
+        .send()?;
     if !created.status().is_success() {
         bail!("creating the benchmark profile failed: {}", created.text()?);
     }
@@ -324,12 +515,18 @@ fn create_profile(app: &App, token: &str) -> Result<()> {
 /// Creates the catalogue as admin; returns the id of a product with ample stock,
 /// or why the catalogue cannot be benchmarked.
 fn seed_catalog(app: &App) -> Result<serde_json::Value, String> {
-    let admin = login(app, "admin", &app.secrets().admin_password).map_err(|err| format!("admin login failed: {err:#}"))?;
+    let admin = login(app, "admin", &app.secrets().admin_password)
+        .map_err(|err| format!("admin login failed: {err:#}"))?;
     let mut first = None;
     for n in 0..PRODUCTS {
         let create = |price: serde_json::Value| {
             let product = serde_json::json!({ "name": format!("Bench product {n}"), "price": price, "category": "bench", "stock": 1_000_000_000u64 });
-            spinmesh_e2e::client().post(app.url("/api/products")).bearer_auth(&admin).json(&product).send().map_err(|err| err.to_string())
+            spinmesh_e2e::client()
+                .post(app.url("/api/products"))
+                .bearer_auth(&admin)
+                .json(&product)
+                .send()
+                .map_err(|err| err.to_string())
         };
         let mut response = create(serde_json::json!(1999))?;
         // The seeds send prices as strings.
@@ -340,11 +537,18 @@ fn seed_catalog(app: &App) -> Result<serde_json::Value, String> {
         match status {
             404 => return Err("route answers 404 (not served yet)".into()),
             200..300 => {}
-            _ => return Err(format!("creating a product answered {status}: {}", response.text().unwrap_or_default())),
+            _ => {
+                return Err(format!(
+                    "creating a product answered {status}: {}",
+                    response.text().unwrap_or_default()
+                ));
+            }
         }
         let created: serde_json::Value = response.json().map_err(|err| err.to_string())?;
         if first.is_none() {
-            first = ["id", "product_id"].iter().find_map(|field| created.get(*field).filter(|v| !v.is_null()).cloned());
+            first = ["id", "product_id"]
+                .iter()
+                .find_map(|field| created.get(*field).filter(|v| !v.is_null()).cloned());
         }
     }
     first.ok_or_else(|| "creating a product answered without an id".into())
@@ -356,8 +560,16 @@ fn alter_signature(token: &str) -> String {
     let cut = token.rfind('.').expect("a JWT has three segments") + 1;
     let (head, signature) = token.split_at(cut);
     let middle = signature.len() / 2;
-    let replacement = if &signature[middle..=middle] == "A" { "B" } else { "A" };
-    format!("{head}{}{replacement}{}", &signature[..middle], &signature[middle + 1..])
+    let replacement = if &signature[middle..=middle] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    format!(
+        "{head}{}{replacement}{}",
+        &signature[..middle],
+        &signature[middle + 1..]
+    )
 }
 
 /// An HS256 token for the seed stack with the claims our tokens carry, plus the
@@ -380,7 +592,9 @@ fn seed_token(secret: &str, issuer: &str, audience: &str) -> Result<String> {
         .with_audience(audience)
         .with_subject("1")
         .with_jwt_id("bench-seed-token");
-    HS256Key::from_bytes(secret.as_bytes()).authenticate(claims).map_err(|err| anyhow::anyhow!("signing the seed token: {err}"))
+    HS256Key::from_bytes(secret.as_bytes())
+        .authenticate(claims)
+        .map_err(|err| anyhow::anyhow!("signing the seed token: {err}"))
 }
 
 fn manifest_default(name: &str) -> Result<String> {
@@ -401,23 +615,44 @@ fn machine(cores: usize) -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()
-        .find_map(|line| line.strip_prefix("model name")?.split_once(':').map(|(_, v)| v.trim().to_string()))
+        .find_map(|line| {
+            line.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, v)| v.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let first_line = |program: &str, args: &[&str]| {
-        Command::new(program).args(args).output().ok().and_then(|o| {
-            let text = if o.stdout.is_empty() { o.stderr } else { o.stdout };
-            String::from_utf8_lossy(&text).lines().next().map(str::trim).map(str::to_string)
-        })
+        Command::new(program)
+            .args(args)
+            .output()
+            .ok()
+            .and_then(|o| {
+                let text = if o.stdout.is_empty() {
+                    o.stderr
+                } else {
+                    o.stdout
+                };
+                String::from_utf8_lossy(&text)
+                    .lines()
+                    .next()
+                    .map(str::trim)
+                    .map(str::to_string)
+            })
     };
-    let tools = [("wrk", vec!["-v"]), ("ffmpeg", vec!["-version"]), ("python3", vec!["--version"])]
-        .iter()
-        .filter_map(|(program, args)| first_line(program, args))
-        .map(|line| line.split(" Copyright").next().unwrap_or(&line).to_string())
-        .collect();
+    let tools = [
+        ("wrk", vec!["-v"]),
+        ("ffmpeg", vec!["-version"]),
+        ("python3", vec!["--version"]),
+    ]
+    .iter()
+    .filter_map(|(program, args)| first_line(program, args))
+    .map(|line| line.split(" Copyright").next().unwrap_or(&line).to_string())
+    .collect();
     Machine {
         cpu,
         cores,
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(|_| "unknown".into(), |k| k.trim().to_string()),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_or_else(|_| "unknown".into(), |k| k.trim().to_string()),
         rustc: first_line("rustc", &["--version"]).unwrap_or_else(|| "rustc unknown".into()),
         tools,
     }
@@ -446,12 +681,22 @@ pub struct Load {
 
 impl Load {
     pub fn get(url: &str) -> Load {
-        Load { url: url.to_string(), method: "GET", body: None, headers: Vec::new() }
+        Load {
+            url: url.to_string(),
+            method: "GET",
+            body: None,
+            headers: Vec::new(),
+        }
     }
 
     pub fn post_json(url: &str, body: &str) -> Load {
-        Load { url: url.to_string(), method: "POST", body: Some(body.to_string()), headers: Vec::new() }
-            .header("Content-Type", "application/json")
+        Load {
+            url: url.to_string(),
+            method: "POST",
+            body: Some(body.to_string()),
+            headers: Vec::new(),
+        }
+        .header("Content-Type", "application/json")
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Load {
@@ -482,7 +727,11 @@ impl Load {
             script.push_str(&format!("wrk.body = {}\n", quote(body)));
         }
         for (name, value) in &self.headers {
-            script.push_str(&format!("wrk.headers[{}] = {}\n", quote(name), quote(value)));
+            script.push_str(&format!(
+                "wrk.headers[{}] = {}\n",
+                quote(name),
+                quote(value)
+            ));
         }
         script
     }
@@ -495,7 +744,11 @@ pub fn run_wrk(load: &Load, settings: &LoadSettings, connections: u32) -> Result
     let threads = settings.threads.min(connections);
     let wrk = |duration: u32| {
         Command::new("wrk")
-            .args([format!("-t{threads}"), format!("-c{connections}"), format!("-d{duration}s")])
+            .args([
+                format!("-t{threads}"),
+                format!("-c{connections}"),
+                format!("-d{duration}s"),
+            ])
             .args(["--timeout", "10s", "--latency", "-s"])
             .arg(&script)
             .arg(&load.url)
@@ -513,9 +766,14 @@ pub fn run_wrk(load: &Load, settings: &LoadSettings, connections: u32) -> Result
 
 fn parse_wrk(text: &str) -> Result<Figures> {
     let field = |prefix: &str| -> Option<&str> {
-        text.lines().map(str::trim).find_map(|line| line.strip_prefix(prefix)).map(str::trim)
+        text.lines()
+            .map(str::trim)
+            .find_map(|line| line.strip_prefix(prefix))
+            .map(str::trim)
     };
-    let requests_per_second = field("Requests/sec:").context("wrk output has no Requests/sec")?.parse()?;
+    let requests_per_second = field("Requests/sec:")
+        .context("wrk output has no Requests/sec")?
+        .parse()?;
     let p50_ms = parse_duration_ms(field("50%").context("wrk output has no p50")?)?;
     let p99_ms = parse_duration_ms(field("99%").context("wrk output has no p99")?)?;
     // wrk prints "Non-2xx or 3xx responses: N" and "Socket errors: ..." only when non-zero.
@@ -526,11 +784,18 @@ fn parse_wrk(text: &str) -> Result<Figures> {
             .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
             .sum::<u64>();
     }
-    Ok(Figures { requests_per_second, p50_ms, p99_ms, errors })
+    Ok(Figures {
+        requests_per_second,
+        p50_ms,
+        p99_ms,
+        errors,
+    })
 }
 
 fn parse_duration_ms(text: &str) -> Result<f64> {
-    let split = text.find(|c: char| c.is_ascii_alphabetic()).context("duration without unit")?;
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .context("duration without unit")?;
     let (number, unit) = text.split_at(split);
     let number: f64 = number.parse()?;
     Ok(match unit {
@@ -594,10 +859,16 @@ Transfer/sec:    400.00KB
             allowed_audiences: Some(HashSet::from_strings(&["spinmesh"])),
             ..Default::default()
         };
-        let claims = HS256Key::from_bytes(SECRET.as_bytes()).verify_token::<serde_json::Value>(&token, Some(options)).unwrap();
+        let claims = HS256Key::from_bytes(SECRET.as_bytes())
+            .verify_token::<serde_json::Value>(&token, Some(options))
+            .unwrap();
         assert_eq!(claims.subject.as_deref(), Some("1"));
         assert_eq!(claims.custom["username"], BENCH_USER);
         assert_eq!(claims.custom["user"]["id"], "1");
-        assert!(HS256Key::from_bytes(b"another-secret-at-least-32-bytes-long").verify_token::<serde_json::Value>(&token, None).is_err());
+        assert!(
+            HS256Key::from_bytes(b"another-secret-at-least-32-bytes-long")
+                .verify_token::<serde_json::Value>(&token, None)
+                .is_err()
+        );
     }
 }

@@ -22,18 +22,37 @@ const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Converts a `seconds`-long clip `runs` times each way, alternating so both
 /// see the same machine load.
-pub fn conversion(app: &mut App, token: &str, seconds: u32, runs: usize, layout: ClipLayout) -> Result<Conversion> {
+pub fn conversion(
+    app: &mut App,
+    token: &str,
+    seconds: u32,
+    runs: usize,
+    layout: ClipLayout,
+) -> Result<Conversion> {
     let clip = phone_clip(seconds, layout)?;
     let bytes = std::fs::read(&clip)?;
     let form = multipart_body(BOUNDARY, &[("file", Some("clip.mp4"), &bytes)]);
     let scratch = tempfile_dir()?;
     let quality = runner_quality()?;
-    let bare_args = spinmesh_runner::ffmpeg::ffmpeg_args(&Input::File(&clip), &scratch.join("bare.mp3"), quality);
+    let bare_args = spinmesh_runner::ffmpeg::ffmpeg_args(
+        &Input::File(&clip),
+        &scratch.join("bare.mp3"),
+        quality,
+    );
     let mut figures = Conversion {
         layout,
-        clip: format!("{seconds} s, 1280×720 30 fps H.264 at 6 Mb/s + stereo 48 kHz AAC at 192 kb/s"),
+        clip: format!(
+            "{seconds} s, 1280×720 30 fps H.264 at 6 Mb/s + stereo 48 kHz AAC at 192 kb/s"
+        ),
         clip_bytes: bytes.len() as u64,
-        ffmpeg_command: format!("ffmpeg {}", bare_args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")),
+        ffmpeg_command: format!(
+            "ffmpeg {}",
+            bare_args
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
         poll_interval_ms: POLL_INTERVAL.as_millis() as u64,
         bare: Vec::new(),
         end_to_end: Vec::new(),
@@ -45,7 +64,12 @@ pub fn conversion(app: &mut App, token: &str, seconds: u32, runs: usize, layout:
     };
     for _ in 0..runs {
         let started = Instant::now();
-        let status = Command::new("ffmpeg").args(&bare_args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+        let status = Command::new("ffmpeg")
+            .args(&bare_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
         figures.bare.push(started.elapsed().as_secs_f64());
         if !status.success() {
             bail!("bare ffmpeg failed on {}", clip.display());
@@ -61,12 +85,21 @@ pub fn conversion(app: &mut App, token: &str, seconds: u32, runs: usize, layout:
         figures.client_seen.push(started.elapsed().as_secs_f64());
         figures.upload.push(uploaded);
         let timeline = runner_timeline(app, &job)?;
-        let since_start = |at: SystemTime| at.duration_since(started_at).unwrap_or_default().as_secs_f64();
+        let since_start = |at: SystemTime| {
+            at.duration_since(started_at)
+                .unwrap_or_default()
+                .as_secs_f64()
+        };
         figures.end_to_end.push(since_start(timeline.completed));
         figures.queue.push(since_start(timeline.started) - uploaded);
         figures.runner_ffmpeg.push(timeline.ffmpeg_seconds);
         figures.finish.push(
-            timeline.completed.duration_since(timeline.started).unwrap_or_default().as_secs_f64() - timeline.ffmpeg_seconds,
+            timeline
+                .completed
+                .duration_since(timeline.started)
+                .unwrap_or_default()
+                .as_secs_f64()
+                - timeline.ffmpeg_seconds,
         );
     }
     let _ = std::fs::remove_dir_all(&scratch);
@@ -131,10 +164,40 @@ fn encode_clip(dir: &std::path::Path, clip: &std::path::Path, seconds: u32) -> R
     );
     let status = Command::new("ffmpeg")
         .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc2=size=1280x720:rate=30:duration={seconds}")])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size=1280x720:rate=30:duration={seconds}"),
+        ])
         .args(["-f", "lavfi", "-i", &audio])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-b:v", "6M", "-maxrate", "6M", "-bufsize", "12M", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-b:a", "192k", "-ac", "2", "-ar", "48000", "-movflags", "+faststart", "-shortest"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-b:v",
+            "6M",
+            "-maxrate",
+            "6M",
+            "-bufsize",
+            "12M",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args([
+            "-c:a",
+            "aac",
+            "-b:a",
+            "192k",
+            "-ac",
+            "2",
+            "-ar",
+            "48000",
+            "-movflags",
+            "+faststart",
+            "-shortest",
+        ])
         .arg(&partial)
         .status()
         .context("cannot run ffmpeg")?;
@@ -175,13 +238,32 @@ impl JobTimeline {
         let span = format!("job_id={job} ");
         let line_time = |line: &str| -> Option<SystemTime> {
             let stamp = line.split_whitespace().next()?;
-            Some(DateTime::parse_from_rfc3339(stamp).ok()?.with_timezone(&Utc).into())
+            Some(
+                DateTime::parse_from_rfc3339(stamp)
+                    .ok()?
+                    .with_timezone(&Utc)
+                    .into(),
+            )
         };
         let job_lines: Vec<&str> = log.lines().filter(|line| line.contains(&span)).collect();
-        let started = job_lines.iter().rev().find(|line| line.contains("conversion started"))?;
-        let completed = job_lines.iter().rev().find(|line| line.contains("conversion completed"))?;
-        let ffmpeg_seconds = completed.split_whitespace().find_map(|field| field.strip_prefix("seconds="))?.parse().ok()?;
-        Some(JobTimeline { started: line_time(started)?, completed: line_time(completed)?, ffmpeg_seconds })
+        let started = job_lines
+            .iter()
+            .rev()
+            .find(|line| line.contains("conversion started"))?;
+        let completed = job_lines
+            .iter()
+            .rev()
+            .find(|line| line.contains("conversion completed"))?;
+        let ffmpeg_seconds = completed
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("seconds="))?
+            .parse()
+            .ok()?;
+        Some(JobTimeline {
+            started: line_time(started)?,
+            completed: line_time(completed)?,
+            ffmpeg_seconds,
+        })
     }
 }
 
@@ -189,7 +271,10 @@ impl JobTimeline {
 pub fn upload_memory(app: &App, token: &str, megabytes: usize) -> Result<UploadMemory> {
     let host = app.host_pid();
     let runner = app.runner_pid().context("the app runs without a runner")?;
-    let (host_before, runner_before) = (rss_mib(host).context("host memory")?, rss_mib(runner).context("runner memory")?);
+    let (host_before, runner_before) = (
+        rss_mib(host).context("host memory")?,
+        rss_mib(runner).context("runner memory")?,
+    );
     // An MP4 header (what the upload checks) followed by filler; the runner will
     // later fail to convert it, which is beside the point here. 100 MB stays under
     // the app's default 100 MiB limit with the multipart framing.
@@ -234,7 +319,14 @@ pub fn upload_memory(app: &App, token: &str, megabytes: usize) -> Result<UploadM
 /// Resident memory of a process now, in MiB (Linux `VmRSS`).
 fn rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status.lines().find_map(|line| line.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kib / 1024.0)
 }
 
@@ -243,21 +335,35 @@ fn upload(app: &App, token: &str, body: Vec<u8>) -> Result<String> {
     let response = client()
         .post(app.url("/api/upload"))
         .bearer_auth(token)
-        .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
         .body(body)
         .send()?;
     if response.status() != 202 {
-        bail!("upload answered {}: {}", response.status(), response.text()?);
+        bail!(
+            "upload answered {}: {}",
+            response.status(),
+            response.text()?
+        );
     }
     let job: serde_json::Value = response.json()?;
-    job["job_id"].as_str().map(str::to_string).context("upload answered without a job id")
+    job["job_id"]
+        .as_str()
+        .map(str::to_string)
+        .context("upload answered without a job id")
 }
 
 fn wait_for_completion(app: &App, token: &str, job: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     let client = client();
     while Instant::now() < deadline {
-        let status: serde_json::Value = client.get(app.url(&format!("/api/jobs/{job}"))).bearer_auth(token).send()?.json()?;
+        let status: serde_json::Value = client
+            .get(app.url(&format!("/api/jobs/{job}")))
+            .bearer_auth(token)
+            .send()?
+            .json()?;
         match status["status"].as_str() {
             Some("completed") => return Ok(()),
             Some("failed" | "cancelled") => bail!("conversion did not complete: {status}"),
@@ -285,10 +391,19 @@ mod tests {
 2026-01-01T00:00:02.250000Z  INFO job{job_id=job_a worker=1}: spinmesh_runner::worker: conversion completed output_bytes=9 seconds=1.2
 ";
         let timeline = JobTimeline::from_log(log, "job_a").unwrap();
-        let at = |s: &str| -> SystemTime { DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc).into() };
+        let at = |s: &str| -> SystemTime {
+            DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .with_timezone(&Utc)
+                .into()
+        };
         assert_eq!(
             timeline,
-            JobTimeline { started: at("2026-01-01T00:00:01Z"), completed: at("2026-01-01T00:00:02.25Z"), ffmpeg_seconds: 1.2 }
+            JobTimeline {
+                started: at("2026-01-01T00:00:01Z"),
+                completed: at("2026-01-01T00:00:02.25Z"),
+                ffmpeg_seconds: 1.2
+            }
         );
         assert_eq!(JobTimeline::from_log(log, "job_b"), None, "not completed");
         assert_eq!(JobTimeline::from_log(log, "job_c"), None);

@@ -155,7 +155,8 @@ impl UploadMemory {
     /// Flat: neither process grew by a tenth of the file, so nothing buffered it.
     pub fn is_flat(&self) -> bool {
         let limit = self.megabytes as f64 / 1.048_576 / 10.0;
-        self.host_peak_mib - self.host_before_mib < limit && self.runner_peak_mib - self.runner_before_mib < limit
+        self.host_peak_mib - self.host_before_mib < limit
+            && self.runner_peak_mib - self.runner_before_mib < limit
     }
 }
 
@@ -196,7 +197,12 @@ impl Conversion {
 
     /// The same without the file transfer: 202 → completed over bare ffmpeg.
     pub fn processing_overhead_percent(&self) -> Option<f64> {
-        let after_upload: Vec<f64> = self.end_to_end.iter().zip(&self.upload).map(|(total, up)| total - up).collect();
+        let after_upload: Vec<f64> = self
+            .end_to_end
+            .iter()
+            .zip(&self.upload)
+            .map(|(total, up)| total - up)
+            .collect();
         Some((median(&after_upload)? / median(&self.bare)? - 1.0) * 100.0)
     }
 }
@@ -210,12 +216,18 @@ pub struct Ratio {
 
 impl Report {
     pub fn figures(&self, stack: Stack, key: &str) -> Option<&Figures> {
-        self.rows.iter().find(|row| row.stack == stack && row.key == key)?.figures()
+        self.rows
+            .iter()
+            .find(|row| row.stack == stack && row.key == key)?
+            .figures()
     }
 
     pub fn ratio(&self, (a, a_key): (Stack, &str), (b, b_key): (Stack, &str)) -> Option<Ratio> {
         let (x, y) = (self.figures(a, a_key)?, self.figures(b, b_key)?);
-        Some(Ratio { value: x.requests_per_second / y.requests_per_second, p99_ms: (x.p99_ms, y.p99_ms) })
+        Some(Ratio {
+            value: x.requests_per_second / y.requests_per_second,
+            p99_ms: (x.p99_ms, y.p99_ms),
+        })
     }
 
     /// Machine microseconds per request: all cores for one second over req/s.
@@ -228,16 +240,31 @@ impl Report {
     /// route never hits that cache, so it shows what a first-seen token costs.
     pub fn validate_breakdown(&self) -> Option<Breakdown> {
         let cost = |key| self.cost_us(Stack::Spinmesh, key);
-        let (noop, rejected, valid) = (cost(key::NOOP)?, cost(key::VALIDATE_BAD_SIGNATURE)?, cost(key::VALIDATE_GET)?);
-        Some(Breakdown { fixed_us: noop, known_token_us: valid - noop, first_seen_token_us: rejected - noop, total_us: valid })
+        let (noop, rejected, valid) = (
+            cost(key::NOOP)?,
+            cost(key::VALIDATE_BAD_SIGNATURE)?,
+            cost(key::VALIDATE_GET)?,
+        );
+        Some(Breakdown {
+            fixed_us: noop,
+            known_token_us: valid - noop,
+            first_seen_token_us: rejected - noop,
+            total_us: valid,
+        })
     }
 
     /// Login's throughput against what argon2 allows: cores ÷ hash time, with the
     /// hash time taken as login's median latency on one connection.
     pub fn login_bound(&self) -> Option<(f64, f64, f64)> {
-        let measured = self.figures(Stack::Spinmesh, key::LOGIN)?.requests_per_second;
+        let measured = self
+            .figures(Stack::Spinmesh, key::LOGIN)?
+            .requests_per_second;
         let hash_ms = self.figures(Stack::Spinmesh, key::LOGIN_SEQUENTIAL)?.p50_ms;
-        Some((measured, hash_ms, self.machine.cores as f64 * 1000.0 / hash_ms))
+        Some((
+            measured,
+            hash_ms,
+            self.machine.cores as f64 * 1000.0 / hash_ms,
+        ))
     }
 }
 
@@ -263,7 +290,10 @@ fn verdict(met: bool) -> &'static str {
 
 fn fmt_ratio(ratio: &Option<Ratio>) -> String {
     match ratio {
-        Some(r) => format!("{:.2}× (p99 {:.2} vs {:.2} ms)", r.value, r.p99_ms.0, r.p99_ms.1),
+        Some(r) => format!(
+            "{:.2}× (p99 {:.2} vs {:.2} ms)",
+            r.value, r.p99_ms.0, r.p99_ms.1
+        ),
         None => "not measured".into(),
     }
 }
@@ -281,9 +311,24 @@ pub fn render(report: &Report) -> String {
 fn render_into(r: &Report, md: &mut String) -> std::fmt::Result {
     use Stack::*;
     writeln!(md, "# Benchmarks\n")?;
-    writeln!(md, "Written by `{}` on {}. Regenerate with `cargo xtask bench` (about 5 minutes; `--quick` for a short run, `--profile` adds a perf profile of validate).", r.command, r.date)?;
-    writeln!(md, "Absolute numbers drift with the machine and its load; the ratios, measured in the same run on the same machine, are what we track.\n")?;
-    writeln!(md, "**Machine:** {} — {} cores, Linux {}, {}. Tools: {}.\n", r.machine.cpu, r.machine.cores, r.machine.kernel, r.machine.rustc, r.machine.tools.join(", "))?;
+    writeln!(
+        md,
+        "Written by `{}` on {}. Regenerate with `cargo xtask bench` (about 5 minutes; `--quick` for a short run, `--profile` adds a perf profile of validate).",
+        r.command, r.date
+    )?;
+    writeln!(
+        md,
+        "Absolute numbers drift with the machine and its load; the ratios, measured in the same run on the same machine, are what we track.\n"
+    )?;
+    writeln!(
+        md,
+        "**Machine:** {} — {} cores, Linux {}, {}. Tools: {}.\n",
+        r.machine.cpu,
+        r.machine.cores,
+        r.machine.kernel,
+        r.machine.rustc,
+        r.machine.tools.join(", ")
+    )?;
 
     // Targets first: what a reader wants to know.
     writeln!(md, "## Targets\n")?;
@@ -294,36 +339,105 @@ fn render_into(r: &Report, md: &mut String) -> std::fmt::Result {
         (Some(g), Some(p)) => verdict(g.value.min(p.value) >= VALIDATE_VS_SEED_TARGET).to_string(),
         _ => "not measured".into(),
     };
-    writeln!(md, "| validate ≥ {VALIDATE_VS_SEED_TARGET}× the seed stack (moonshot 2×) | GET {}, POST {} | {validate_status} |", fmt_ratio(&seed_get), fmt_ratio(&seed_post))?;
+    writeln!(
+        md,
+        "| validate ≥ {VALIDATE_VS_SEED_TARGET}× the seed stack (moonshot 2×) | GET {}, POST {} | {validate_status} |",
+        fmt_ratio(&seed_get),
+        fmt_ratio(&seed_post)
+    )?;
     let spin_noop = r.ratio((Spinmesh, key::NOOP), (Spin, key::NOOP));
-    let spin_status = spin_noop.as_ref().map_or("not measured".into(), |x| verdict(x.value >= NOOP_VS_SPIN_TARGET).to_string());
-    writeln!(md, "| no-op route ≥ {NOOP_VS_SPIN_TARGET}× real Spin | {} | {spin_status} |", fmt_ratio(&spin_noop))?;
+    let spin_status = spin_noop.as_ref().map_or("not measured".into(), |x| {
+        verdict(x.value >= NOOP_VS_SPIN_TARGET).to_string()
+    });
+    writeln!(
+        md,
+        "| no-op route ≥ {NOOP_VS_SPIN_TARGET}× real Spin | {} | {spin_status} |",
+        fmt_ratio(&spin_noop)
+    )?;
     for (layout, conversion) in &r.conversions {
-        let label = format!("conversion overhead ≤ {CONVERSION_OVERHEAD_TARGET} %, 60 s MP4 with its {}", layout.label());
-        match conversion.as_ref().ok().and_then(|c| Some((c.overhead_percent()?, c.processing_overhead_percent()?))) {
-            Some((total, processing)) => writeln!(md, "| {label} | {total:+.1} % end to end ({processing:+.1} % after the upload) | {} |", verdict(total <= CONVERSION_OVERHEAD_TARGET))?,
+        let label = format!(
+            "conversion overhead ≤ {CONVERSION_OVERHEAD_TARGET} %, 60 s MP4 with its {}",
+            layout.label()
+        );
+        match conversion
+            .as_ref()
+            .ok()
+            .and_then(|c| Some((c.overhead_percent()?, c.processing_overhead_percent()?)))
+        {
+            Some((total, processing)) => writeln!(
+                md,
+                "| {label} | {total:+.1} % end to end ({processing:+.1} % after the upload) | {} |",
+                verdict(total <= CONVERSION_OVERHEAD_TARGET)
+            )?,
             None => writeln!(md, "| {label} | not measured | not measured |")?,
         }
     }
     match &r.upload {
-        Ok(u) => writeln!(md, "| upload memory flat | RSS host {:.1} → peak {:.1} MiB, runner {:.1} → peak {:.1} MiB during a {} MB upload | {} |", u.host_before_mib, u.host_peak_mib, u.runner_before_mib, u.runner_peak_mib, u.megabytes, verdict(u.is_flat()))?,
-        Err(why) => writeln!(md, "| upload memory flat | not measured: {why} | not measured |")?,
+        Ok(u) => writeln!(
+            md,
+            "| upload memory flat | RSS host {:.1} → peak {:.1} MiB, runner {:.1} → peak {:.1} MiB during a {} MB upload | {} |",
+            u.host_before_mib,
+            u.host_peak_mib,
+            u.runner_before_mib,
+            u.runner_peak_mib,
+            u.megabytes,
+            verdict(u.is_flat())
+        )?,
+        Err(why) => writeln!(
+            md,
+            "| upload memory flat | not measured: {why} | not measured |"
+        )?,
     }
     writeln!(md)?;
     render_bounds(r, md, &seed_get, &seed_post)?;
 
     writeln!(md, "## Ratios\n")?;
-    writeln!(md, "| comparison | ratio of req/s (p99 ours vs theirs) |\n|---|---|")?;
+    writeln!(
+        md,
+        "| comparison | ratio of req/s (p99 ours vs theirs) |\n|---|---|"
+    )?;
     type Side = (Stack, &'static str);
     let comparisons: [(&str, Side, Side); 8] = [
-        ("validate GET: spinmesh ÷ seed stack", (Spinmesh, key::VALIDATE_GET), (Seed, key::VALIDATE_GET)),
-        ("validate POST: spinmesh ÷ seed stack", (Spinmesh, key::VALIDATE_POST), (Seed, key::VALIDATE_POST)),
-        ("validate GET: spinmesh ÷ native ceiling", (Spinmesh, key::VALIDATE_GET), (Native, key::VALIDATE_GET)),
-        ("validate POST: spinmesh ÷ native ceiling", (Spinmesh, key::VALIDATE_POST), (Native, key::VALIDATE_POST)),
-        ("no-op route: spinmesh ÷ native ceiling", (Spinmesh, key::NOOP), (Native, key::NOOP)),
-        ("no-op route: embedded host ÷ Spin", (Spinmesh, key::NOOP), (Spin, key::NOOP)),
-        ("validate GET: embedded host ÷ Spin", (Spinmesh, key::VALIDATE_GET), (Spin, key::VALIDATE_GET)),
-        ("validate POST: embedded host ÷ Spin", (Spinmesh, key::VALIDATE_POST), (Spin, key::VALIDATE_POST)),
+        (
+            "validate GET: spinmesh ÷ seed stack",
+            (Spinmesh, key::VALIDATE_GET),
+            (Seed, key::VALIDATE_GET),
+        ),
+        (
+            "validate POST: spinmesh ÷ seed stack",
+            (Spinmesh, key::VALIDATE_POST),
+            (Seed, key::VALIDATE_POST),
+        ),
+        (
+            "validate GET: spinmesh ÷ native ceiling",
+            (Spinmesh, key::VALIDATE_GET),
+            (Native, key::VALIDATE_GET),
+        ),
+        (
+            "validate POST: spinmesh ÷ native ceiling",
+            (Spinmesh, key::VALIDATE_POST),
+            (Native, key::VALIDATE_POST),
+        ),
+        (
+            "no-op route: spinmesh ÷ native ceiling",
+            (Spinmesh, key::NOOP),
+            (Native, key::NOOP),
+        ),
+        (
+            "no-op route: embedded host ÷ Spin",
+            (Spinmesh, key::NOOP),
+            (Spin, key::NOOP),
+        ),
+        (
+            "validate GET: embedded host ÷ Spin",
+            (Spinmesh, key::VALIDATE_GET),
+            (Spin, key::VALIDATE_GET),
+        ),
+        (
+            "validate POST: embedded host ÷ Spin",
+            (Spinmesh, key::VALIDATE_POST),
+            (Spin, key::VALIDATE_POST),
+        ),
     ];
     for (label, a, b) in comparisons {
         writeln!(md, "| {label} | {} |", fmt_ratio(&r.ratio(a, b)))?;
@@ -331,15 +445,42 @@ fn render_into(r: &Report, md: &mut String) -> std::fmt::Result {
     writeln!(md)?;
 
     writeln!(md, "## Scenarios\n")?;
-    writeln!(md, "wrk, {} threads, {} s after a {} s warm-up, {} connections unless noted.\n", r.load.threads, r.load.seconds, r.load.warmup_seconds, r.load.connections)?;
-    writeln!(md, "| stack | scenario | request | conns | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|---|")?;
+    writeln!(
+        md,
+        "wrk, {} threads, {} s after a {} s warm-up, {} connections unless noted.\n",
+        r.load.threads, r.load.seconds, r.load.warmup_seconds, r.load.connections
+    )?;
+    writeln!(
+        md,
+        "| stack | scenario | request | conns | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|---|"
+    )?;
     for row in &r.rows {
         match &row.outcome {
             Outcome::Measured(f) => {
-                let errors = if row.rejected_by_design { "(401 by design)".to_string() } else { f.errors.to_string() };
-                writeln!(md, "| {} | {} | `{}` | {} | {:.0} | {:.2} | {:.2} | {errors} |", row.stack.label(), row.key, row.request, row.connections, f.requests_per_second, f.p50_ms, f.p99_ms)?
+                let errors = if row.rejected_by_design {
+                    "(401 by design)".to_string()
+                } else {
+                    f.errors.to_string()
+                };
+                writeln!(
+                    md,
+                    "| {} | {} | `{}` | {} | {:.0} | {:.2} | {:.2} | {errors} |",
+                    row.stack.label(),
+                    row.key,
+                    row.request,
+                    row.connections,
+                    f.requests_per_second,
+                    f.p50_ms,
+                    f.p99_ms
+                )?
             }
-            Outcome::NotMeasured(why) => writeln!(md, "| {} | {} | `{}` | – | not measured: {why} | | | |", row.stack.label(), row.key, row.request)?,
+            Outcome::NotMeasured(why) => writeln!(
+                md,
+                "| {} | {} | `{}` | – | not measured: {why} | | | |",
+                row.stack.label(),
+                row.key,
+                row.request
+            )?,
         }
     }
     writeln!(md)?;
@@ -347,20 +488,46 @@ fn render_into(r: &Report, md: &mut String) -> std::fmt::Result {
     writeln!(md, "## Validate: cost per request\n")?;
     match r.validate_breakdown() {
         Some(b) => {
-            writeln!(md, "Machine time per request ({} cores × 1 s ÷ req/s, load generator included), split by the difference between routes measured above:\n", r.machine.cores)?;
+            writeln!(
+                md,
+                "Machine time per request ({} cores × 1 s ÷ req/s, load generator included), split by the difference between routes measured above:\n",
+                r.machine.cores
+            )?;
             writeln!(md, "| part | µs | share |\n|---|---|---|")?;
             let share = |us: f64| us / b.total_us * 100.0;
-            writeln!(md, "| every route: HTTP, routing, a fresh instance, the edge (request id, per-address rate limit, log line) — the no-op route | {:.0} | {:.0} % |", b.fixed_us, share(b.fixed_us))?;
-            writeln!(md, "| validate's own work on a token verified before: verified-token cache, denylist, per-user rate limit, JSON reply (validate − no-op) | {:.0} | {:.0} % |", b.known_token_us, share(b.known_token_us))?;
+            writeln!(
+                md,
+                "| every route: HTTP, routing, a fresh instance, the edge (request id, per-address rate limit, log line) — the no-op route | {:.0} | {:.0} % |",
+                b.fixed_us,
+                share(b.fixed_us)
+            )?;
+            writeln!(
+                md,
+                "| validate's own work on a token verified before: verified-token cache, denylist, per-user rate limit, JSON reply (validate − no-op) | {:.0} | {:.0} % |",
+                b.known_token_us,
+                share(b.known_token_us)
+            )?;
             writeln!(md, "| validate (GET) | {:.0} | 100 % |\n", b.total_us)?;
-            writeln!(md, "A token validate has not verified before costs {:.0} µs beyond the no-op route instead (the bad-signature route, which never hits the cache: variables, key parse, Ed25519 in WASM). Differences between separate runs carry their noise.\n", b.first_seen_token_us)?;
+            writeln!(
+                md,
+                "A token validate has not verified before costs {:.0} µs beyond the no-op route instead (the bad-signature route, which never hits the cache: variables, key parse, Ed25519 in WASM). Differences between separate runs carry their noise.\n",
+                b.first_seen_token_us
+            )?;
         }
-        None => writeln!(md, "Not measured (needs the no-op, bad-signature and validate rows).\n")?,
+        None => writeln!(
+            md,
+            "Not measured (needs the no-op, bad-signature and validate rows).\n"
+        )?,
     }
 
     writeln!(md, "## Login\n")?;
     match r.login_bound() {
-        Some((measured, hash_ms, bound)) => writeln!(md, "{measured:.1} hashes/s (logins/s). One login on one connection takes {hash_ms:.1} ms (median), almost all of it the argon2id hash (m=19 MiB, t=2, p=1) in WASM, so {} cores allow at most {bound:.1}/s: measured is {:.0} % of that bound.", r.machine.cores, measured / bound * 100.0)?,
+        Some((measured, hash_ms, bound)) => writeln!(
+            md,
+            "{measured:.1} hashes/s (logins/s). One login on one connection takes {hash_ms:.1} ms (median), almost all of it the argon2id hash (m=19 MiB, t=2, p=1) in WASM, so {} cores allow at most {bound:.1}/s: measured is {:.0} % of that bound.",
+            r.machine.cores,
+            measured / bound * 100.0
+        )?,
         None => writeln!(md, "Not measured.")?,
     }
     if let Some(native) = r.native_hash_ms {
@@ -369,18 +536,42 @@ fn render_into(r: &Report, md: &mut String) -> std::fmt::Result {
     writeln!(md)?;
 
     writeln!(md, "## Conversion\n")?;
-    writeln!(md, "The runner starts ffmpeg while the upload is still arriving when the MP4's index comes first (and a worker is free), feeding it the spool file as it grows; an MP4 indexed last is converted once all of it has arrived. The same clip is measured in both layouts (remuxed, same streams).\n")?;
+    writeln!(
+        md,
+        "The runner starts ffmpeg while the upload is still arriving when the MP4's index comes first (and a worker is free), feeding it the spool file as it grows; an MP4 indexed last is converted once all of it has arrived. The same clip is measured in both layouts (remuxed, same streams).\n"
+    )?;
     for (layout, conversion) in &r.conversions {
         writeln!(md, "### MP4 with its {}\n", layout.label())?;
         match conversion {
             Ok(c) => {
-                writeln!(md, "Clip: {} ({:.1} MB). Medians of {} runs each. Bare: `{}` (the runner's own arguments). Through the app: `POST /api/upload` → the runner's completion, timed from the runner's log; a client polling `GET /api/jobs/:id` every {} ms saw it at {}.\n", c.clip, c.clip_bytes as f64 / 1e6, c.bare.len(), c.ffmpeg_command, c.poll_interval_ms, fmt_seconds(&c.client_seen))?;
+                writeln!(
+                    md,
+                    "Clip: {} ({:.1} MB). Medians of {} runs each. Bare: `{}` (the runner's own arguments). Through the app: `POST /api/upload` → the runner's completion, timed from the runner's log; a client polling `GET /api/jobs/:id` every {} ms saw it at {}.\n",
+                    c.clip,
+                    c.clip_bytes as f64 / 1e6,
+                    c.bare.len(),
+                    c.ffmpeg_command,
+                    c.poll_interval_ms,
+                    fmt_seconds(&c.client_seen)
+                )?;
                 writeln!(md, "| part | median |\n|---|---|")?;
                 writeln!(md, "| bare ffmpeg | {} |", fmt_seconds(&c.bare))?;
                 writeln!(md, "| upload (start → 202) | {} |", fmt_seconds(&c.upload))?;
-                writeln!(md, "| queue (202 → runner starts ffmpeg; negative: it started while the upload arrived) | {} |", fmt_seconds(&c.queue))?;
-                writeln!(md, "| ffmpeg as timed by the runner | {} |", fmt_seconds(&c.runner_ffmpeg))?;
-                writeln!(md, "| ffmpeg exit → completion recorded | {} |", fmt_seconds(&c.finish))?;
+                writeln!(
+                    md,
+                    "| queue (202 → runner starts ffmpeg; negative: it started while the upload arrived) | {} |",
+                    fmt_seconds(&c.queue)
+                )?;
+                writeln!(
+                    md,
+                    "| ffmpeg as timed by the runner | {} |",
+                    fmt_seconds(&c.runner_ffmpeg)
+                )?;
+                writeln!(
+                    md,
+                    "| ffmpeg exit → completion recorded | {} |",
+                    fmt_seconds(&c.finish)
+                )?;
                 writeln!(md, "| **end to end** | {} |\n", fmt_seconds(&c.end_to_end))?;
             }
             Err(why) => writeln!(md, "Not measured: {why}\n")?,
@@ -389,7 +580,16 @@ fn render_into(r: &Report, md: &mut String) -> std::fmt::Result {
 
     writeln!(md, "## Upload memory\n")?;
     match &r.upload {
-        Ok(u) => writeln!(md, "A {} MB upload streamed at {:.0} MB/s. Resident memory (VmRSS) just before → highest sample during the upload (every 5 ms): host {:.1} → {:.1} MiB, runner {:.1} → {:.1} MiB. Flat means neither grew by a tenth of the file.\n", u.megabytes, u.megabytes_per_second, u.host_before_mib, u.host_peak_mib, u.runner_before_mib, u.runner_peak_mib)?,
+        Ok(u) => writeln!(
+            md,
+            "A {} MB upload streamed at {:.0} MB/s. Resident memory (VmRSS) just before → highest sample during the upload (every 5 ms): host {:.1} → {:.1} MiB, runner {:.1} → {:.1} MiB. Flat means neither grew by a tenth of the file.\n",
+            u.megabytes,
+            u.megabytes_per_second,
+            u.host_before_mib,
+            u.host_peak_mib,
+            u.runner_before_mib,
+            u.runner_peak_mib
+        )?,
         Err(why) => writeln!(md, "Not measured: {why}\n")?,
     }
 
@@ -398,36 +598,103 @@ fn render_into(r: &Report, md: &mut String) -> std::fmt::Result {
     }
 
     writeln!(md, "## Method\n")?;
-    writeln!(md, "* Every stack runs on this machine in the same invocation, with wrk on the same cores; each scenario gets a warm-up, then a fixed duration. errors = non-2xx responses plus socket errors.")?;
-    writeln!(md, "* **spinmesh**: the repository's `spin.toml` on the embedded host (`host/`), components built release for wasm32-wasip2, with the runner. The app is configured in one place, `bench_app()` in `xtask/src/bench.rs`; variables it sets: {}.", if r.app_variables.is_empty() { "none".to_string() } else { r.app_variables.iter().map(|(n, v)| format!("`{n}={v}`")).collect::<Vec<_>>().join(", ") })?;
-    writeln!(md, "* **no-op route**: `GET /health/live` (the gateway's trivial liveness answer; `/health` where it is not served yet). `GET /health` aggregates every component and the runner.")?;
-    writeln!(md, "* **seed stack**: `benches/seed-validate/` — seed 000's Flask + PyJWT validate service (HS256, issuer and audience checked), under gunicorn with sync workers = cores (gunicorn's default worker; it closes the connection after each response), dependencies pinned in its `requirements.txt` and installed into `target/bench-venv`. Its token carries the same claims as ours.")?;
-    writeln!(md, "* **native ceiling**: `benches/native-validate/` — axum on tokio (all cores) verifying with `spinmesh_authn::Verifier` exactly like the `validate` component, but with the verifier built once and no logout-denylist lookup (no store at all), so it is an upper bound.")?;
-    writeln!(md, "* **real Spin**: the same `spin.toml` under `spin up` when a `spin` CLI is on PATH.")?;
-    writeln!(md, "* **bad signature**: `GET /api/validate` with a token whose signature bytes are altered: the full Ed25519 check runs and fails, so the route does everything validate does except the store read and the success reply.")?;
-    writeln!(md, "* Products and orders are seeded with an admin token (50 products); orders buy one unit of a product with ample stock. Scenarios whose route is not served record why.")?;
+    writeln!(
+        md,
+        "* Every stack runs on this machine in the same invocation, with wrk on the same cores; each scenario gets a warm-up, then a fixed duration. errors = non-2xx responses plus socket errors."
+    )?;
+    writeln!(
+        md,
+        "* **spinmesh**: the repository's `spin.toml` on the embedded host (`host/`), components built release for wasm32-wasip2, with the runner. The app is configured in one place, `bench_app()` in `xtask/src/bench.rs`; variables it sets: {}.",
+        if r.app_variables.is_empty() {
+            "none".to_string()
+        } else {
+            r.app_variables
+                .iter()
+                .map(|(n, v)| format!("`{n}={v}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    )?;
+    writeln!(
+        md,
+        "* **no-op route**: `GET /health/live` (the gateway's trivial liveness answer; `/health` where it is not served yet). `GET /health` aggregates every component and the runner."
+    )?;
+    writeln!(
+        md,
+        "* **seed stack**: `benches/seed-validate/` — seed 000's Flask + PyJWT validate service (HS256, issuer and audience checked), under gunicorn with sync workers = cores (gunicorn's default worker; it closes the connection after each response), dependencies pinned in its `requirements.txt` and installed into `target/bench-venv`. Its token carries the same claims as ours."
+    )?;
+    writeln!(
+        md,
+        "* **native ceiling**: `benches/native-validate/` — axum on tokio (all cores) verifying with `spinmesh_authn::Verifier` exactly like the `validate` component, but with the verifier built once and no logout-denylist lookup (no store at all), so it is an upper bound."
+    )?;
+    writeln!(
+        md,
+        "* **real Spin**: the same `spin.toml` under `spin up` when a `spin` CLI is on PATH."
+    )?;
+    writeln!(
+        md,
+        "* **bad signature**: `GET /api/validate` with a token whose signature bytes are altered: the full Ed25519 check runs and fails, so the route does everything validate does except the store read and the success reply."
+    )?;
+    writeln!(
+        md,
+        "* Products and orders are seeded with an admin token (50 products); orders buy one unit of a product with ample stock. Scenarios whose route is not served record why."
+    )?;
     Ok(())
 }
 
 /// For each missed target, what bounds it, from the figures.
-fn render_bounds(r: &Report, md: &mut String, seed_get: &Option<Ratio>, seed_post: &Option<Ratio>) -> std::fmt::Result {
+fn render_bounds(
+    r: &Report,
+    md: &mut String,
+    seed_get: &Option<Ratio>,
+    seed_post: &Option<Ratio>,
+) -> std::fmt::Result {
     let mut any = false;
-    let validate_missed = [seed_get, seed_post].iter().any(|ratio| ratio.as_ref().is_some_and(|x| x.value < VALIDATE_VS_SEED_TARGET));
+    let validate_missed = [seed_get, seed_post].iter().any(|ratio| {
+        ratio
+            .as_ref()
+            .is_some_and(|x| x.value < VALIDATE_VS_SEED_TARGET)
+    });
     if validate_missed && let Some(b) = r.validate_breakdown() {
-        let seed = r.cost_us(Stack::Seed, key::VALIDATE_GET).map_or(String::new(), |us| format!(", against {us:.0} µs for the seed stack's whole validate request"));
-        writeln!(md, "* validate: of {:.0} µs of machine time per request{seed}, {:.0} µs ({:.0} %) is what every route pays (the no-op route: HTTP, a fresh instance, the edge) and {:.0} µs ({:.0} %) validate's own work on a known token; a first-seen token adds {:.0} µs of Ed25519 in WASM instead.", b.total_us, b.fixed_us, b.fixed_us / b.total_us * 100.0, b.known_token_us, b.known_token_us / b.total_us * 100.0, b.first_seen_token_us)?;
+        let seed = r
+            .cost_us(Stack::Seed, key::VALIDATE_GET)
+            .map_or(String::new(), |us| {
+                format!(", against {us:.0} µs for the seed stack's whole validate request")
+            });
+        writeln!(
+            md,
+            "* validate: of {:.0} µs of machine time per request{seed}, {:.0} µs ({:.0} %) is what every route pays (the no-op route: HTTP, a fresh instance, the edge) and {:.0} µs ({:.0} %) validate's own work on a known token; a first-seen token adds {:.0} µs of Ed25519 in WASM instead.",
+            b.total_us,
+            b.fixed_us,
+            b.fixed_us / b.total_us * 100.0,
+            b.known_token_us,
+            b.known_token_us / b.total_us * 100.0,
+            b.first_seen_token_us
+        )?;
         any = true;
     }
     for (layout, conversion) in &r.conversions {
         if let Ok(c) = conversion
-            && c.overhead_percent().is_some_and(|total| total > CONVERSION_OVERHEAD_TARGET)
+            && c.overhead_percent()
+                .is_some_and(|total| total > CONVERSION_OVERHEAD_TARGET)
             && let (Some(upload), Some(bare)) = (median(&c.upload), median(&c.bare))
         {
             let why = match layout {
-                ClipLayout::IndexLast => "ffmpeg cannot read an MP4 before its index, which arrives last, so conversion starts after the upload: ",
+                ClipLayout::IndexLast => {
+                    "ffmpeg cannot read an MP4 before its index, which arrives last, so conversion starts after the upload: "
+                }
                 ClipLayout::IndexFirst => "",
             };
-            writeln!(md, "* conversion, {}: {why}the upload alone is {:.0} ms = {:.1} % of bare ffmpeg's {:.2} s; the runner's own ffmpeg run takes {} and the queue {}.", layout.label(), upload * 1000.0, upload / bare * 100.0, bare, fmt_seconds(&c.runner_ffmpeg), fmt_seconds(&c.queue))?;
+            writeln!(
+                md,
+                "* conversion, {}: {why}the upload alone is {:.0} ms = {:.1} % of bare ffmpeg's {:.2} s; the runner's own ffmpeg run takes {} and the queue {}.",
+                layout.label(),
+                upload * 1000.0,
+                upload / bare * 100.0,
+                bare,
+                fmt_seconds(&c.runner_ffmpeg),
+                fmt_seconds(&c.queue)
+            )?;
             any = true;
         }
     }
@@ -447,7 +714,12 @@ mod tests {
             key,
             request: format!("GET /{key}"),
             connections: 32,
-            outcome: Outcome::Measured(Figures { requests_per_second: rps, p50_ms: 1.0, p99_ms: p99, errors: 0 }),
+            outcome: Outcome::Measured(Figures {
+                requests_per_second: rps,
+                p50_ms: 1.0,
+                p99_ms: p99,
+                errors: 0,
+            }),
             rejected_by_design: false,
         }
     }
@@ -456,36 +728,71 @@ mod tests {
         Report {
             command: "cargo xtask bench".into(),
             date: "2026-01-01 00:00 UTC".into(),
-            machine: Machine { cpu: "Test CPU".into(), cores: 2, kernel: "6.1".into(), rustc: "rustc 1.95".into(), tools: vec!["wrk 4.1".into()] },
-            load: LoadSettings { seconds: 10, warmup_seconds: 2, connections: 32, threads: 2 },
+            machine: Machine {
+                cpu: "Test CPU".into(),
+                cores: 2,
+                kernel: "6.1".into(),
+                rustc: "rustc 1.95".into(),
+                tools: vec!["wrk 4.1".into()],
+            },
+            load: LoadSettings {
+                seconds: 10,
+                warmup_seconds: 2,
+                connections: 32,
+                threads: 2,
+            },
             rows: vec![
                 measured(Stack::Spinmesh, key::NOOP, 8000.0, 5.0),
                 measured(Stack::Spinmesh, key::VALIDATE_GET, 4000.0, 9.0),
                 measured(Stack::Spinmesh, key::VALIDATE_POST, 4000.0, 9.0),
-                Row { rejected_by_design: true, ..measured(Stack::Spinmesh, key::VALIDATE_BAD_SIGNATURE, 5000.0, 8.0) },
+                Row {
+                    rejected_by_design: true,
+                    ..measured(Stack::Spinmesh, key::VALIDATE_BAD_SIGNATURE, 5000.0, 8.0)
+                },
                 measured(Stack::Spinmesh, key::LOGIN, 20.0, 300.0),
-                Row { outcome: Outcome::Measured(Figures { requests_per_second: 15.0, p50_ms: 50.0, p99_ms: 60.0, errors: 0 }), ..measured(Stack::Spinmesh, key::LOGIN_SEQUENTIAL, 0.0, 0.0) },
+                Row {
+                    outcome: Outcome::Measured(Figures {
+                        requests_per_second: 15.0,
+                        p50_ms: 50.0,
+                        p99_ms: 60.0,
+                        errors: 0,
+                    }),
+                    ..measured(Stack::Spinmesh, key::LOGIN_SEQUENTIAL, 0.0, 0.0)
+                },
                 measured(Stack::Seed, key::VALIDATE_GET, 2000.0, 20.0),
                 measured(Stack::Seed, key::VALIDATE_POST, 3000.0, 20.0),
                 measured(Stack::Native, key::VALIDATE_GET, 10000.0, 3.0),
-                Row { outcome: Outcome::NotMeasured("route answers 404".into()), ..measured(Stack::Spinmesh, key::PRODUCTS, 0.0, 0.0) },
+                Row {
+                    outcome: Outcome::NotMeasured("route answers 404".into()),
+                    ..measured(Stack::Spinmesh, key::PRODUCTS, 0.0, 0.0)
+                },
             ],
             native_hash_ms: Some(20.0),
-            conversions: vec![(ClipLayout::IndexLast, Ok(Conversion {
-                layout: ClipLayout::IndexLast,
-                clip: "60 s".into(),
-                clip_bytes: 47_000_000,
-                ffmpeg_command: "ffmpeg -i in out.mp3".into(),
-                bare: vec![1.0, 1.2, 0.9],
-                end_to_end: vec![1.1, 1.3, 1.05],
-                client_seen: vec![1.1, 1.3, 1.06],
-                poll_interval_ms: 10,
-                upload: vec![0.1, 0.1, 0.1],
-                queue: vec![0.001; 3],
-                runner_ffmpeg: vec![0.95; 3],
-                finish: vec![0.002; 3],
-            }))],
-            upload: Ok(UploadMemory { megabytes: 100, megabytes_per_second: 300.0, host_before_mib: 30.0, host_peak_mib: 32.0, runner_before_mib: 10.0, runner_peak_mib: 60.0 }),
+            conversions: vec![(
+                ClipLayout::IndexLast,
+                Ok(Conversion {
+                    layout: ClipLayout::IndexLast,
+                    clip: "60 s".into(),
+                    clip_bytes: 47_000_000,
+                    ffmpeg_command: "ffmpeg -i in out.mp3".into(),
+                    bare: vec![1.0, 1.2, 0.9],
+                    end_to_end: vec![1.1, 1.3, 1.05],
+                    client_seen: vec![1.1, 1.3, 1.06],
+                    poll_interval_ms: 10,
+                    upload: vec![0.1, 0.1, 0.1],
+                    queue: vec![0.001; 3],
+                    runner_ffmpeg: vec![0.95; 3],
+                    finish: vec![0.002; 3],
+                }),
+            )],
+            upload: Ok(UploadMemory {
+                megabytes: 100,
+                megabytes_per_second: 300.0,
+                host_before_mib: 30.0,
+                host_peak_mib: 32.0,
+                runner_before_mib: 10.0,
+                runner_peak_mib: 60.0,
+            }),
             app_variables: vec![("rate_limit_per_address".into(), "0".into())],
             profile: None,
         }
@@ -501,17 +808,46 @@ mod tests {
     #[test]
     fn ratios_compare_like_scenarios() {
         let r = report();
-        let ratio = r.ratio((Stack::Spinmesh, key::VALIDATE_GET), (Stack::Seed, key::VALIDATE_GET)).unwrap();
-        assert_eq!(ratio, Ratio { value: 2.0, p99_ms: (9.0, 20.0) });
-        assert_eq!(r.ratio((Stack::Spinmesh, key::NOOP), (Stack::Spin, key::NOOP)), None);
-        assert_eq!(r.ratio((Stack::Spinmesh, key::PRODUCTS), (Stack::Spinmesh, key::NOOP)), None, "not measured has no ratio");
+        let ratio = r
+            .ratio(
+                (Stack::Spinmesh, key::VALIDATE_GET),
+                (Stack::Seed, key::VALIDATE_GET),
+            )
+            .unwrap();
+        assert_eq!(
+            ratio,
+            Ratio {
+                value: 2.0,
+                p99_ms: (9.0, 20.0)
+            }
+        );
+        assert_eq!(
+            r.ratio((Stack::Spinmesh, key::NOOP), (Stack::Spin, key::NOOP)),
+            None
+        );
+        assert_eq!(
+            r.ratio(
+                (Stack::Spinmesh, key::PRODUCTS),
+                (Stack::Spinmesh, key::NOOP)
+            ),
+            None,
+            "not measured has no ratio"
+        );
     }
 
     #[test]
     fn breakdown_is_differences_of_machine_time() {
         let b = report().validate_breakdown().unwrap();
         // 2 cores: 250 µs no-op, 400 µs bad signature, 500 µs validate.
-        assert_eq!(b, Breakdown { fixed_us: 250.0, known_token_us: 250.0, first_seen_token_us: 150.0, total_us: 500.0 });
+        assert_eq!(
+            b,
+            Breakdown {
+                fixed_us: 250.0,
+                known_token_us: 250.0,
+                first_seen_token_us: 150.0,
+                total_us: 500.0
+            }
+        );
     }
 
     #[test]
@@ -539,7 +875,10 @@ mod tests {
         let md = render(&report());
         assert!(md.contains("Test CPU — 2 cores"), "{md}");
         assert!(md.contains("| validate ≥ 1.5× the seed stack (moonshot 2×) | GET 2.00× (p99 9.00 vs 20.00 ms), POST 1.33× (p99 9.00 vs 20.00 ms) | **missed** |"), "{md}");
-        assert!(md.contains("| no-op route ≥ 1.2× real Spin | not measured | not measured |"), "{md}");
+        assert!(
+            md.contains("| no-op route ≥ 1.2× real Spin | not measured | not measured |"),
+            "{md}"
+        );
         assert!(md.contains("60 s MP4 with its index last | +10.0 % end to end (+0.0 % after the upload) | **missed**"), "{md}");
         assert!(md.contains("of 500 µs of machine time per request, against 1000 µs for the seed stack's whole validate request, 250 µs (50 %) is what every route pays"), "{md}");
         assert!(md.contains("a first-seen token adds 150 µs"), "{md}");

@@ -11,7 +11,11 @@ pub use spinmesh_e2e::{native_binary, repo_root as root};
 
 pub fn cargo<S: AsRef<str>>(args: &[S]) -> Result<()> {
     let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
-    let status = cargo_command().args(&args).current_dir(root()).status().context("cannot run cargo")?;
+    let status = cargo_command()
+        .args(&args)
+        .current_dir(root())
+        .status()
+        .context("cannot run cargo")?;
     if !status.success() {
         bail!("`cargo {}` failed", args.join(" "));
     }
@@ -29,7 +33,12 @@ fn cargo_command() -> Command {
         let name = name.to_string_lossy();
         if name.starts_with("CARGO_PKG_")
             || name.starts_with("CARGO_MANIFEST_")
-            || ["CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE"].contains(&name.as_ref())
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name.as_ref())
         {
             command.env_remove(name.as_ref());
         }
@@ -45,7 +54,8 @@ pub fn wasm_packages() -> Result<Vec<String>> {
         .current_dir(root())
         .output()
         .context("cannot run cargo metadata")?;
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).context("cargo metadata output")?;
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("cargo metadata output")?;
     let root = root();
     let wasm_dirs = [root.join("components"), root.join("host/tests/fixtures")];
     let packages = metadata["packages"]
@@ -76,7 +86,9 @@ pub fn build_all() -> Result<()> {
 /// `test` and the lint gate use the same package set so cargo resolves features the
 /// same way each time; otherwise wasmtime and friends would be rebuilt between them.
 pub fn native_args(subcommand: &str, wasm_packages: &[String]) -> Vec<String> {
-    let mut args: Vec<String> = [subcommand, "--release", "--workspace"].map(String::from).into();
+    let mut args: Vec<String> = [subcommand, "--release", "--workspace"]
+        .map(String::from)
+        .into();
     if subcommand == "build" || subcommand == "clippy" {
         args.push("--all-targets".into());
     }

@@ -9,18 +9,29 @@ use crate::setup::{WASM_TARGET, ensure_wasm_target};
 const SKIP_HINT: &str = "(`cargo xtask test --no-lint` skips this gate locally)";
 
 pub fn lint() -> Result<()> {
-    cargo(&["fmt", "--all", "--check"]).with_context(|| format!("the code is not formatted: run `cargo fmt --all` {SKIP_HINT}"))?;
+    cargo(&["fmt", "--all", "--check"])
+        .with_context(|| format!("the code is not formatted: run `cargo fmt --all` {SKIP_HINT}"))?;
     let packages = wasm_packages()?;
     let deny_warnings = ["--", "-D", "warnings"].map(String::from);
     let mut native = native_args("clippy", &packages);
     native.extend(deny_warnings.iter().cloned());
-    cargo(&native).with_context(|| format!("clippy found problems in the native crates {SKIP_HINT}"))?;
+    cargo(&native)
+        .with_context(|| format!("clippy found problems in the native crates {SKIP_HINT}"))?;
 
     ensure_wasm_target()?;
-    let mut wasm: Vec<String> = ["clippy", "--release", "--all-targets", "--target", WASM_TARGET].map(String::from).into();
+    let mut wasm: Vec<String> = [
+        "clippy",
+        "--release",
+        "--all-targets",
+        "--target",
+        WASM_TARGET,
+    ]
+    .map(String::from)
+    .into();
     for package in &packages {
         wasm.extend(["-p".to_string(), package.clone()]);
     }
     wasm.extend(deny_warnings);
-    cargo(&wasm).with_context(|| format!("clippy found problems in the wasm components {SKIP_HINT}"))
+    cargo(&wasm)
+        .with_context(|| format!("clippy found problems in the wasm components {SKIP_HINT}"))
 }

@@ -52,7 +52,10 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Build => build::build_all(),
         Command::Up(args) => up::up(args),
-        Command::Test { no_lint, cargo_args } => test(no_lint, cargo_args),
+        Command::Test {
+            no_lint,
+            cargo_args,
+        } => test(no_lint, cargo_args),
         Command::Bench(args) => bench::bench(args),
         Command::Deploy(args) => deploy::deploy(args),
     }
@@ -82,8 +85,14 @@ mod tests {
     use super::{Cli, Command};
 
     fn test_command(args: &[&str]) -> (bool, Vec<String>) {
-        match Cli::try_parse_from(["xtask", "test"].iter().chain(args)).unwrap().command {
-            Command::Test { no_lint, cargo_args } => (no_lint, cargo_args),
+        match Cli::try_parse_from(["xtask", "test"].iter().chain(args))
+            .unwrap()
+            .command
+        {
+            Command::Test {
+                no_lint,
+                cargo_args,
+            } => (no_lint, cargo_args),
             _ => panic!("not the test command"),
         }
     }
@@ -92,8 +101,14 @@ mod tests {
     fn the_lint_gate_is_skipped_only_when_asked() {
         assert_eq!(test_command(&[]), (false, vec![]));
         assert_eq!(test_command(&["--no-lint"]), (true, vec![]));
-        assert_eq!(test_command(&["--no-lint", "auth", "--", "--nocapture"]), (true, vec!["auth".into(), "--".into(), "--nocapture".into()]));
+        assert_eq!(
+            test_command(&["--no-lint", "auth", "--", "--nocapture"]),
+            (true, vec!["auth".into(), "--".into(), "--nocapture".into()])
+        );
         // After the first argument for cargo, everything is cargo's.
-        assert_eq!(test_command(&["auth", "--no-lint"]), (false, vec!["auth".into(), "--no-lint".into()]));
+        assert_eq!(
+            test_command(&["auth", "--no-lint"]),
+            (false, vec!["auth".into(), "--no-lint".into()])
+        );
     }
 }

@@ -9,9 +9,17 @@ pub const WASM_TARGET: &str = "wasm32-wasip2";
 
 /// Adds the wasm32-wasip2 target through rustup when it is missing.
 pub fn ensure_wasm_target() -> Result<()> {
-    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
     match installed {
-        Ok(output) if String::from_utf8_lossy(&output.stdout).lines().any(|t| t.trim() == WASM_TARGET) => Ok(()),
+        Ok(output)
+            if String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .any(|t| t.trim() == WASM_TARGET) =>
+        {
+            Ok(())
+        }
         Ok(_) => {
             eprintln!("xtask: adding the {WASM_TARGET} target (rustup target add {WASM_TARGET})");
             run_checked(Command::new("rustup").args(["target", "add", WASM_TARGET]))
@@ -36,7 +44,8 @@ pub fn ensure_browser_test(repo: &Path) -> Result<()> {
     ensure_tool("npm", "npm", "--version")?;
     let dir = repo.join("tests/browser");
     let lock: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("package-lock.json"))?).context("tests/browser/package-lock.json")?;
+        serde_json::from_str(&std::fs::read_to_string(dir.join("package-lock.json"))?)
+            .context("tests/browser/package-lock.json")?;
     let locked = &lock["packages"]["node_modules/playwright-core"]["version"];
     let installed = std::fs::read_to_string(dir.join("node_modules/playwright-core/package.json"))
         .ok()
@@ -44,7 +53,11 @@ pub fn ensure_browser_test(repo: &Path) -> Result<()> {
         .map(|package| package["version"].clone());
     if installed.as_ref() != Some(locked) {
         eprintln!("xtask: installing the browser test's npm packages (npm ci in tests/browser)");
-        run_checked(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir))?;
+        run_checked(
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir),
+        )?;
     }
     Ok(())
 }
@@ -55,7 +68,10 @@ pub fn ensure_tool(tool: &str, package: &str, version_flag: &str) -> Result<()> 
     if Command::new(tool).arg(version_flag).output().is_ok() {
         return Ok(());
     }
-    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
     let has_apt = Command::new("apt-get").arg("--version").output().is_ok();
     if is_root && has_apt {
         eprintln!("xtask: installing {package} with apt-get");
@@ -86,14 +102,23 @@ pub fn ensure_schemathesis(root: &Path) -> Result<()> {
         .with_context(|| format!("{} pins no schemathesis version", requirements.display()))?;
     let venv = root.join("target/schemathesis");
     let installed = Command::new(venv.join("bin/st")).arg("--version").output();
-    if installed.is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim().ends_with(&format!(" {pinned}"))) {
+    if installed.is_ok_and(|out| {
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .ends_with(&format!(" {pinned}"))
+    }) {
         return Ok(());
     }
     let python = ["python3", "python"]
         .into_iter()
         .find(|python| Command::new(python).arg("--version").output().is_ok())
-        .context("Python 3 is not installed: install python3 (with venv and pip) for the schema tests")?;
-    eprintln!("xtask: installing schemathesis {pinned} into {}", venv.display());
+        .context(
+            "Python 3 is not installed: install python3 (with venv and pip) for the schema tests",
+        )?;
+    eprintln!(
+        "xtask: installing schemathesis {pinned} into {}",
+        venv.display()
+    );
     run_checked(Command::new(python).arg("-m").arg("venv").arg(&venv))?;
     run_checked(
         Command::new(venv.join("bin/pip"))

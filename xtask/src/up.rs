@@ -38,8 +38,12 @@ enum Engine {
 
 pub fn up(args: UpArgs) -> Result<()> {
     // Before the long build, so a missing CLI is reported at once.
-    if matches!(args.engine, Engine::Spin) && Command::new("spin").arg("--version").output().is_err() {
-        bail!("`--engine spin` needs the Spin CLI on PATH (https://spinframework.dev); the default engine needs nothing");
+    if matches!(args.engine, Engine::Spin)
+        && Command::new("spin").arg("--version").output().is_err()
+    {
+        bail!(
+            "`--engine spin` needs the Spin CLI on PATH (https://spinframework.dev); the default engine needs nothing"
+        );
     }
     ensure_ffmpeg()?;
     build_all()?;
@@ -70,7 +74,10 @@ pub fn up(args: UpArgs) -> Result<()> {
         Engine::Host => {
             let mut command = Command::new(native_binary("spinmesh-host"));
             command.args(["--admin-listen", &args.admin_listen]);
-            command.args(["--component-max-body-bytes", spinmesh_e2e::HOST_COMPONENT_BODY_LIMITS]);
+            command.args([
+                "--component-max-body-bytes",
+                spinmesh_e2e::HOST_COMPONENT_BODY_LIMITS,
+            ]);
             if let Some(metrics) = &host_metrics {
                 command.env("SPIN_VARIABLE_HOST_METRICS_URL", metrics);
             }
@@ -89,8 +96,16 @@ pub fn up(args: UpArgs) -> Result<()> {
         .arg(&args.listen)
         .arg("--runtime-config-file")
         .arg(root.join("runtime-config.toml"))
-        .envs(secrets.variables().into_iter().map(|(name, value)| (format!("SPIN_VARIABLE_{}", name.to_uppercase()), value)))
-        .env("SPIN_VARIABLE_RUNNER_URL", format!("http://{}", args.runner_listen))
+        .envs(
+            secrets
+                .variables()
+                .into_iter()
+                .map(|(name, value)| (format!("SPIN_VARIABLE_{}", name.to_uppercase()), value)),
+        )
+        .env(
+            "SPIN_VARIABLE_RUNNER_URL",
+            format!("http://{}", args.runner_listen),
+        )
         .current_dir(&root);
     let mut app = app.spawn().context("cannot start the app")?;
 
@@ -100,7 +115,10 @@ pub fn up(args: UpArgs) -> Result<()> {
         if let Some(metrics) = &host_metrics {
             println!("host metrics (Prometheus): {metrics}/metrics");
         }
-        println!("admin user `admin`, password and other local secrets in {}", secrets_file.display());
+        println!(
+            "admin user `admin`, password and other local secrets in {}",
+            secrets_file.display()
+        );
         println!("Ctrl-C stops the app and the runner.\n");
     }
     let status = wait_for_either(&mut app, &mut runner)?;
@@ -117,7 +135,11 @@ fn wait_until_serving(url: &str, app: &mut Child) -> bool {
         if matches!(app.try_wait(), Ok(Some(_))) {
             return false;
         }
-        if client.get(format!("{url}/.well-known/spin/health")).send().is_ok_and(|r| r.status().is_success()) {
+        if client
+            .get(format!("{url}/.well-known/spin/health"))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+        {
             return true;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -132,7 +154,10 @@ fn wait_for_either(app: &mut Child, runner: &mut Child) -> Result<std::process::
         for index in 0..2 {
             if let Some(status) = children[index].try_wait()? {
                 let other = &mut children[1 - index];
-                let _ = Command::new("kill").arg("-TERM").arg(other.id().to_string()).status();
+                let _ = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(other.id().to_string())
+                    .status();
                 other.wait()?;
                 return Ok(status);
             }

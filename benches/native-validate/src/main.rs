@@ -22,13 +22,20 @@ use spinmesh_authn::{Error, Verifier, now_unix};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let variable = |name: &str| std::env::var(name).map_err(|_| anyhow::anyhow!("{name} is not set"));
-    let verifier = Verifier::from_base64(&variable("AUTH_PUBLIC_KEY")?, variable("AUTH_ISSUER")?, variable("AUTH_AUDIENCE")?)?;
+    let variable =
+        |name: &str| std::env::var(name).map_err(|_| anyhow::anyhow!("{name} is not set"));
+    let verifier = Verifier::from_base64(
+        &variable("AUTH_PUBLIC_KEY")?,
+        variable("AUTH_ISSUER")?,
+        variable("AUTH_AUDIENCE")?,
+    )?;
     let app = Router::new()
         .route("/validate", get(validate_header).post(validate_body))
         .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
         .with_state(Arc::new(verifier));
-    let listen = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".into());
+    let listen = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:0".into());
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
@@ -48,7 +55,10 @@ struct ValidateRequest {
     token: Option<String>,
 }
 
-async fn validate_body(State(verifier): State<Arc<Verifier>>, Json(body): Json<ValidateRequest>) -> Response {
+async fn validate_body(
+    State(verifier): State<Arc<Verifier>>,
+    Json(body): Json<ValidateRequest>,
+) -> Response {
     respond(&verifier, body.token.as_deref())
 }
 
@@ -72,5 +82,9 @@ fn respond(verifier: &Verifier, token: Option<&str>) -> Response {
 }
 
 fn unauthorized(message: &str, code: &str) -> Response {
-    (StatusCode::UNAUTHORIZED, Json(json!({ "status": "401", "message": message, "code": code }))).into_response()
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({ "status": "401", "message": message, "code": code })),
+    )
+        .into_response()
 }

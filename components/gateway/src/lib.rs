@@ -1,7 +1,10 @@
 //! `gateway`: app-level routes — health, upload statistics and metrics for
 //! admins, the OpenAPI document, the web UI and the API explorer — and the JSON 404 for
 //! every path no component claims.
-#![allow(unsafe_code, reason = "spin-sdk's #[http_component] expands to unsafe export glue")]
+#![allow(
+    unsafe_code,
+    reason = "spin-sdk's #[http_component] expands to unsafe export glue"
+)]
 
 mod admin;
 mod health;

@@ -1,7 +1,10 @@
 //! `login`: password login, refresh-token rotation, logout, and the OAuth 2.0 token
 //! endpoint (client credentials and refresh tokens). The only component granted the
 //! signing key.
-#![allow(unsafe_code, reason = "spin-sdk's #[http_component] expands to unsafe export glue")]
+#![allow(
+    unsafe_code,
+    reason = "spin-sdk's #[http_component] expands to unsafe export glue"
+)]
 
 use serde::Deserialize;
 use serde_json::json;
@@ -16,13 +19,12 @@ use spinmesh_accounts::{
     users::{self, Admin},
 };
 use spinmesh_api::config::{positive_u64, var};
-use spinmesh_api::{
-    ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, client_addr, denylist, json, parse_json,
-    probe, verify_bearer,
-};
 use spinmesh_api::routes::RouteTable;
+use spinmesh_api::{
+    ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, client_addr, denylist, json, parse_json, probe,
+    verify_bearer,
+};
 use spinmesh_authn::{Issuer, Role, Verifier, now_unix, refresh::Lifetime};
-
 
 #[http_component]
 fn handle(request: Request) -> Response {
@@ -140,7 +142,9 @@ struct TokenRequest {
 /// Every answer, errors included, is uncacheable and carries §5.2's `error` on failure.
 /// (Named for the grant it started with; the route table refers to it by this name.)
 fn client_token(request: Request, _params: Params) -> ApiResult<Response> {
-    let authorization = request.header("authorization").and_then(|value| value.as_str());
+    let authorization = request
+        .header("authorization")
+        .and_then(|value| value.as_str());
     let basic_used = clients::is_basic(authorization);
     let answer = grant(&request, authorization).unwrap_or_else(|error| {
         let error = match error {
@@ -189,13 +193,14 @@ fn grant(request: &Request, authorization: Option<&str>) -> Result<Response, Tok
         None | Some("client_credentials") => {
             let client = authenticated.ok_or(Error::InvalidClient)?;
             // `service:` keeps service subjects apart from user ids.
-            let token = issuer()?.issue(
-                &format!("service:{client}"),
-                &client,
-                &[Role::Service],
-                now_unix(),
-            )
-            .map_err(Error::from)?;
+            let token = issuer()?
+                .issue(
+                    &format!("service:{client}"),
+                    &client,
+                    &[Role::Service],
+                    now_unix(),
+                )
+                .map_err(Error::from)?;
             // `access_token` for OAuth clients, `token` for the seed's.
             Ok(json(
                 200,

@@ -41,16 +41,35 @@ impl Products for Catalog {
             "client_id": self.client_id,
             "client_secret": self.client_secret,
         });
-        call(json_request(Method::Post, &format!("{LOGIN}/api/token"), None, &body)).await
+        call(json_request(
+            Method::Post,
+            &format!("{LOGIN}/api/token"),
+            None,
+            &body,
+        ))
+        .await
     }
 
-    async fn reserve(&self, token: &str, order: &NewOrder, reference: &str) -> Result<Reply, Error> {
+    async fn reserve(
+        &self,
+        token: &str,
+        order: &NewOrder,
+        reference: &str,
+    ) -> Result<Reply, Error> {
         let body = json!({ "quantity": order.quantity.get(), "reference": reference });
-        let url = format!("{PRODUCTS}/api/products/{}/reservations", order.product_id.get());
+        let url = format!(
+            "{PRODUCTS}/api/products/{}/reservations",
+            order.product_id.get()
+        );
         call(json_request(Method::Post, &url, Some(token), &body)).await
     }
 
-    async fn release(&self, token: &str, order: &NewOrder, reference: &str) -> Result<Reply, Error> {
+    async fn release(
+        &self,
+        token: &str,
+        order: &NewOrder,
+        reference: &str,
+    ) -> Result<Reply, Error> {
         let url = format!(
             "{PRODUCTS}/api/products/{}/reservations/{reference}",
             order.product_id.get()

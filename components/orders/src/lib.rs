@@ -4,18 +4,20 @@
 //!
 //! This crate is HTTP glue: placing an order (claim, reserve, confirm and the
 //! compensations) is `spinmesh_orders::saga`; `catalog` only carries its calls.
-#![allow(unsafe_code, reason = "spin-sdk's #[http_component] expands to unsafe export glue")]
+#![allow(
+    unsafe_code,
+    reason = "spin-sdk's #[http_component] expands to unsafe export glue"
+)]
 
 mod catalog;
 
 use serde::Deserialize;
 use spin_sdk::http::{Method, Params, Request, Response};
 use spin_sdk::http_component;
-use spinmesh_api::{
-    ApiResult, DEFAULT_MAX_JSON_BODY, Page, caller, json, paginated, param,
-    parse_json, probe,
-};
 use spinmesh_api::routes::RouteTable;
+use spinmesh_api::{
+    ApiResult, DEFAULT_MAX_JSON_BODY, Page, caller, json, paginated, param, parse_json, probe,
+};
 use spinmesh_authn::now_unix;
 use spinmesh_orders::saga::OrderFlow;
 use spinmesh_orders::service_token::KvTokenCache;

@@ -1,18 +1,21 @@
 //! `products`: the catalogue in the `catalog` database. Everyone signed in reads it;
 //! admins and services add products; admins change and delete them; services (orders)
 //! reserve stock and release it (rules in `spinmesh_catalog::access`).
-#![allow(unsafe_code, reason = "spin-sdk's #[http_component] expands to unsafe export glue")]
+#![allow(
+    unsafe_code,
+    reason = "spin-sdk's #[http_component] expands to unsafe export glue"
+)]
 
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use spin_sdk::http::{Method, Params, Request, Response};
 use spin_sdk::http_component;
-use spinmesh_api::{
-    ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, Page, caller, json, paginated,
-    param, parse_json, probe,
-};
 use spinmesh_api::routes::RouteTable;
+use spinmesh_api::{
+    ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, Page, caller, json, paginated, param, parse_json,
+    probe,
+};
 use spinmesh_authn::now_unix;
 use spinmesh_catalog::store::{self, Reserved};
 use spinmesh_catalog::{

@@ -1,5 +1,8 @@
 //! `register`: creates user accounts.
-#![allow(unsafe_code, reason = "spin-sdk's #[http_component] expands to unsafe export glue")]
+#![allow(
+    unsafe_code,
+    reason = "spin-sdk's #[http_component] expands to unsafe export glue"
+)]
 
 use serde::Deserialize;
 use serde_json::json;

@@ -4,7 +4,10 @@
 //! The handler takes the raw `IncomingRequest` so an upload is never buffered: the
 //! multipart body is parsed as it arrives, checked (token, size, extension and magic
 //! bytes) before anything is sent on, and forwarded to the runner in batches.
-#![allow(unsafe_code, reason = "spin-sdk's #[http_component] expands to unsafe export glue")]
+#![allow(
+    unsafe_code,
+    reason = "spin-sdk's #[http_component] expands to unsafe export glue"
+)]
 
 mod config;
 mod form;

@@ -1,17 +1,19 @@
 //! `users`: profiles, one per account, in the `users` database. Everyone signed in reads
 //! them (emails only their own, admins all); a profile is created by its own account and changed or deleted by its owner or
 //! an admin (rules in `spinmesh_profiles::access`).
-#![allow(unsafe_code, reason = "spin-sdk's #[http_component] expands to unsafe export glue")]
+#![allow(
+    unsafe_code,
+    reason = "spin-sdk's #[http_component] expands to unsafe export glue"
+)]
 
 use serde::Deserialize;
 use serde_json::json;
 use spin_sdk::http::{Method, Params, Request, Response};
 use spin_sdk::http_component;
-use spinmesh_api::{
-    ApiResult, DEFAULT_MAX_JSON_BODY, Page, caller, json, paginated,
-    param, parse_json, probe,
-};
 use spinmesh_api::routes::RouteTable;
+use spinmesh_api::{
+    ApiResult, DEFAULT_MAX_JSON_BODY, Page, caller, json, paginated, param, parse_json, probe,
+};
 use spinmesh_authn::now_unix;
 use spinmesh_profiles::{NewProfile, ProfileUpdate, UserId, access, store};
 

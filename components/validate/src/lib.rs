@@ -1,18 +1,21 @@
 //! `validate`: token validation for callers outside the app (the seeds' gateway pattern,
 //! forward-auth proxies) and the JWKS for third parties. Components inside the app verify
 //! tokens in-process instead.
-#![allow(unsafe_code, reason = "spin-sdk's #[http_component] expands to unsafe export glue")]
+#![allow(
+    unsafe_code,
+    reason = "spin-sdk's #[http_component] expands to unsafe export glue"
+)]
 
 use serde::Deserialize;
 use serde_json::json;
 use spin_sdk::http::{Method, Params, Request, Response};
 use spin_sdk::http_component;
 use spinmesh_api::config::{public_keys, token_verifier};
-use spinmesh_api::{
-    ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, bearer_token, denylist, json, parse_json,
-    probe, verify_active,
-};
 use spinmesh_api::routes::RouteTable;
+use spinmesh_api::{
+    ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, bearer_token, denylist, json, parse_json, probe,
+    verify_active,
+};
 use spinmesh_authn::{jwks, now_unix};
 
 const VALIDATE: [&str; 2] = ["/api/validate", "/validate"];

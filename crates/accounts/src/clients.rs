@@ -164,10 +164,22 @@ mod tests {
     #[test]
     fn body_public_and_conflicting_authentication() {
         let auth = ClientAuth::new(None, Some("orders".into()), Some("s".into())).unwrap();
-        assert_eq!(auth, ClientAuth::Body { id: "orders".into(), secret: "s".into() });
-        assert_eq!(ClientAuth::new(None, Some("web".into()), None).unwrap(), ClientAuth::Public);
+        assert_eq!(
+            auth,
+            ClientAuth::Body {
+                id: "orders".into(),
+                secret: "s".into()
+            }
+        );
+        assert_eq!(
+            ClientAuth::new(None, Some("web".into()), None).unwrap(),
+            ClientAuth::Public
+        );
         // A bearer token is no client authentication.
-        assert_eq!(ClientAuth::new(Some("Bearer abc"), None, None).unwrap(), ClientAuth::Public);
+        assert_eq!(
+            ClientAuth::new(Some("Bearer abc"), None, None).unwrap(),
+            ClientAuth::Public
+        );
         for (id, secret) in [(None, Some("s")), (Some("other"), None)] {
             let error = ClientAuth::new(
                 Some(&basic("orders", "s")),
@@ -175,15 +187,27 @@ mod tests {
                 secret.map(str::to_owned),
             )
             .unwrap_err();
-            assert!(matches!(error, Error::InvalidTokenRequest(_)), "{id:?} {secret:?}");
+            assert!(
+                matches!(error, Error::InvalidTokenRequest(_)),
+                "{id:?} {secret:?}"
+            );
         }
     }
 
     #[test]
     fn malformed_basic_is_a_client_authentication_failure() {
-        for header in ["Basic", "Basic !!!", "Basic b3JkZXJz", "Basic /w==", "Basic b3JkZXJzOiVGRg=="] {
+        for header in [
+            "Basic",
+            "Basic !!!",
+            "Basic b3JkZXJz",
+            "Basic /w==",
+            "Basic b3JkZXJzOiVGRg==",
+        ] {
             assert!(
-                matches!(ClientAuth::new(Some(header), None, None), Err(Error::InvalidClient)),
+                matches!(
+                    ClientAuth::new(Some(header), None, None),
+                    Err(Error::InvalidClient)
+                ),
                 "{header}"
             );
         }

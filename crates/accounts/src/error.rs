@@ -108,7 +108,9 @@ impl Error {
             Error::UnsupportedGrantType => {
                 ApiError::from(self).with_oauth_error("unsupported_grant_type")
             }
-            Error::InvalidTokenRequest(_) => ApiError::from(self).with_oauth_error("invalid_request"),
+            Error::InvalidTokenRequest(_) => {
+                ApiError::from(self).with_oauth_error("invalid_request")
+            }
             other => ApiError::from(other),
         }
     }
@@ -121,15 +123,43 @@ mod tests {
     #[test]
     fn token_endpoint_errors_carry_their_oauth_code() {
         let cases = [
-            (Error::InvalidClient, 401, "invalid_client", "invalid_client"),
-            (Error::RefreshInvalid, 400, "refresh_token_invalid", "invalid_grant"),
-            (Error::RefreshExpired, 400, "refresh_token_expired", "invalid_grant"),
-            (Error::UnsupportedGrantType, 400, "unsupported_grant_type", "unsupported_grant_type"),
-            (Error::InvalidTokenRequest("x"), 400, "invalid_request", "invalid_request"),
+            (
+                Error::InvalidClient,
+                401,
+                "invalid_client",
+                "invalid_client",
+            ),
+            (
+                Error::RefreshInvalid,
+                400,
+                "refresh_token_invalid",
+                "invalid_grant",
+            ),
+            (
+                Error::RefreshExpired,
+                400,
+                "refresh_token_expired",
+                "invalid_grant",
+            ),
+            (
+                Error::UnsupportedGrantType,
+                400,
+                "unsupported_grant_type",
+                "unsupported_grant_type",
+            ),
+            (
+                Error::InvalidTokenRequest("x"),
+                400,
+                "invalid_request",
+                "invalid_request",
+            ),
         ];
         for (error, status, code, oauth) in cases {
             let api = error.at_token_endpoint(false);
-            assert_eq!((api.status, api.code.as_ref(), api.oauth_error()), (status, code, Some(oauth)));
+            assert_eq!(
+                (api.status, api.code.as_ref(), api.oauth_error()),
+                (status, code, Some(oauth))
+            );
             assert!(api.headers().is_empty(), "{code}");
         }
         let basic = Error::InvalidClient.at_token_endpoint(true);
@@ -137,6 +167,11 @@ mod tests {
             basic.headers(),
             [("www-authenticate", r#"Basic realm="spinmesh""#.to_string())]
         );
-        assert_eq!(Error::Throttled { retry_after: 3 }.at_token_endpoint(true).oauth_error(), None);
+        assert_eq!(
+            Error::Throttled { retry_after: 3 }
+                .at_token_endpoint(true)
+                .oauth_error(),
+            None
+        );
     }
 }

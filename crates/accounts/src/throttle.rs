@@ -55,15 +55,24 @@ impl Policy {
     /// The wait after an account's `failures`-th failure; `None` while they are free.
     pub fn backoff(&self, failures: u64) -> Option<u64> {
         let excess = failures.checked_sub(self.free_failures)?;
-        let factor = 1u64.checked_shl(u32::try_from(excess).unwrap_or(u32::MAX)).unwrap_or(u64::MAX);
-        Some(self.backoff_secs.saturating_mul(factor).min(self.max_backoff_secs))
+        let factor = 1u64
+            .checked_shl(u32::try_from(excess).unwrap_or(u32::MAX))
+            .unwrap_or(u64::MAX);
+        Some(
+            self.backoff_secs
+                .saturating_mul(factor)
+                .min(self.max_backoff_secs),
+        )
     }
 
     /// Charges an attempt to an account counter: the counter to store, or the seconds to
     /// wait when the account is backing off.
     pub fn charge_account(&self, stored: Option<Counter>, now: u64) -> Result<Counter, u64> {
         let Some(stored) = stored else {
-            return Ok(Counter { failures: 1, since: now });
+            return Ok(Counter {
+                failures: 1,
+                since: now,
+            });
         };
         if let Some(wait) = self.backoff(stored.failures) {
             let until = stored.since.saturating_add(wait);
@@ -73,7 +82,10 @@ impl Policy {
         }
         let forgotten = now >= stored.since.saturating_add(self.window_secs);
         let failures = if forgotten { 1 } else { stored.failures + 1 };
-        Ok(Counter { failures, since: now })
+        Ok(Counter {
+            failures,
+            since: now,
+        })
     }
 
     /// Charges an attempt to an address counter (a fixed window from its first failure).
@@ -83,8 +95,14 @@ impl Policy {
             Some(counter) if counter.failures >= self.address_max_failures => {
                 Err(window_end(&counter) - now)
             }
-            Some(counter) => Ok(Counter { failures: counter.failures + 1, ..counter }),
-            None => Ok(Counter { failures: 1, since: now }),
+            Some(counter) => Ok(Counter {
+                failures: counter.failures + 1,
+                ..counter
+            }),
+            None => Ok(Counter {
+                failures: 1,
+                since: now,
+            }),
         }
     }
 
@@ -260,7 +278,11 @@ mod tests {
     };
 
     /// Charges `attempts` failures one after another at `now`, returning the last outcome.
-    fn fail_account(mut stored: Option<Counter>, attempts: u64, now: u64) -> (Option<Counter>, Result<Counter, u64>) {
+    fn fail_account(
+        mut stored: Option<Counter>,
+        attempts: u64,
+        now: u64,
+    ) -> (Option<Counter>, Result<Counter, u64>) {
         let mut last = Err(0);
         for _ in 0..attempts {
             last = POLICY.charge_account(stored, now);
@@ -276,7 +298,16 @@ mod tests {
         let waits: Vec<_> = (1..=8).map(|n| POLICY.backoff(n)).collect();
         assert_eq!(
             waits,
-            [None, None, Some(10), Some(20), Some(40), Some(60), Some(60), Some(60)]
+            [
+                None,
+                None,
+                Some(10),
+                Some(20),
+                Some(40),
+                Some(60),
+                Some(60),
+                Some(60)
+            ]
         );
         assert_eq!(POLICY.backoff(u64::MAX), Some(60));
     }
@@ -284,31 +315,52 @@ mod tests {
     #[test]
     fn an_account_waits_only_as_long_as_its_backoff() {
         let (stored, last) = fail_account(None, 3, NOW);
-        assert_eq!(last, Ok(Counter { failures: 3, since: NOW }));
+        assert_eq!(
+            last,
+            Ok(Counter {
+                failures: 3,
+                since: NOW
+            })
+        );
         // Refused while waiting, without counting.
         assert_eq!(POLICY.charge_account(stored, NOW + 4), Err(6));
         assert_eq!(POLICY.charge_account(stored, NOW + 9), Err(1));
         // The wait over, the next failure doubles it.
         let fourth = POLICY.charge_account(stored, NOW + 10).unwrap();
-        assert_eq!(fourth, Counter { failures: 4, since: NOW + 10 });
+        assert_eq!(
+            fourth,
+            Counter {
+                failures: 4,
+                since: NOW + 10
+            }
+        );
         assert_eq!(POLICY.charge_account(Some(fourth), NOW + 29), Err(1));
         assert!(POLICY.charge_account(Some(fourth), NOW + 30).is_ok());
         // However many failures, never more than the cap.
-        let many = Some(Counter { failures: 1000, since: NOW });
+        let many = Some(Counter {
+            failures: 1000,
+            since: NOW,
+        });
         assert_eq!(POLICY.charge_account(many, NOW), Err(60));
         assert!(POLICY.charge_account(many, NOW + 60).is_ok());
     }
 
     #[test]
     fn account_failures_are_forgotten_a_window_after_the_last() {
-        let stored = Some(Counter { failures: 2, since: NOW });
+        let stored = Some(Counter {
+            failures: 2,
+            since: NOW,
+        });
         assert_eq!(
             POLICY.charge_account(stored, NOW + 299).unwrap().failures,
             3
         );
         assert_eq!(
             POLICY.charge_account(stored, NOW + 300).unwrap(),
-            Counter { failures: 1, since: NOW + 300 }
+            Counter {
+                failures: 1,
+                since: NOW + 300
+            }
         );
     }
 
@@ -317,16 +369,28 @@ mod tests {
         let mut stored = None;
         for failures in 1..=5 {
             let counter = POLICY.charge_address(stored, NOW + failures).unwrap();
-            assert_eq!(counter, Counter { failures, since: NOW + 1 });
+            assert_eq!(
+                counter,
+                Counter {
+                    failures,
+                    since: NOW + 1
+                }
+            );
             stored = Some(counter);
         }
         assert_eq!(POLICY.charge_address(stored, NOW + 100), Err(201));
         assert_eq!(
             POLICY.charge_address(stored, NOW + 301).unwrap(),
-            Counter { failures: 1, since: NOW + 301 }
+            Counter {
+                failures: 1,
+                since: NOW + 301
+            }
         );
         // A window from the future (clock stepped back) is not trusted.
-        let future = Some(Counter { failures: 5, since: NOW + 500 });
+        let future = Some(Counter {
+            failures: 5,
+            since: NOW + 500,
+        });
         assert_eq!(POLICY.charge_address(future, NOW).unwrap().failures, 1);
     }
 
@@ -336,7 +400,10 @@ mod tests {
         let known = Attempt::new(Some("u-1"), "Bob@Example.com", Some(group.clone()));
         assert_eq!(known.account, "user:u-1");
         assert_eq!(known.address_key().as_deref(), Some("ip:2001:db8:1:2::/64"));
-        assert_eq!(known.known_client_key().as_deref(), Some("user:u-1@2001:db8:1:2::/64"));
+        assert_eq!(
+            known.known_client_key().as_deref(),
+            Some("user:u-1@2001:db8:1:2::/64")
+        );
         let unknown = Attempt::new(None, "MALLORY", None);
         assert_eq!(unknown.account, "name:mallory");
         assert_eq!(unknown.address_key(), None);

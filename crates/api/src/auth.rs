@@ -40,7 +40,11 @@ pub fn bearer_token(req: &Request) -> Result<&str, ApiError> {
 /// The verified, not logged-out caller, checked with the app's token variables
 /// ([`crate::config::token_verifier`]) at the current time.
 pub fn caller(req: &Request) -> Result<Claims, ApiError> {
-    authenticate(req, &crate::config::token_verifier()?, spinmesh_authn::now_unix())
+    authenticate(
+        req,
+        &crate::config::token_verifier()?,
+        spinmesh_authn::now_unix(),
+    )
 }
 
 pub fn authenticate(req: &Request, verifier: &Verifier, now: u64) -> Result<Claims, ApiError> {

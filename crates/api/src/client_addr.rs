@@ -80,7 +80,9 @@ impl TrustedProxies {
                     .parse::<IpNet>()
                     .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
                     .map(|net| net.trunc())
-                    .map_err(|_| format!("variable `trusted_proxies`: {entry:?} is not a CIDR or address"))
+                    .map_err(|_| {
+                        format!("variable `trusted_proxies`: {entry:?} is not a CIDR or address")
+                    })
             })
             .collect::<Result<_, _>>()
             .map(Self)
@@ -201,7 +203,8 @@ pub fn client_group(request: &Request) -> Result<Option<AddressGroup>, ApiError>
     else {
         return Ok(None);
     };
-    let proxies = TrustedProxies::parse(&var("trusted_proxies")?).map_err(ApiError::internal_logged)?;
+    let proxies =
+        TrustedProxies::parse(&var("trusted_proxies")?).map_err(ApiError::internal_logged)?;
     let forwarded_header = if proxies.is_empty() {
         ForwardedHeader::XForwardedFor
     } else {
@@ -255,7 +258,13 @@ mod tests {
     #[test]
     fn trusted_proxy_lists_parse_cidrs_and_addresses() {
         let list = proxies(" 10.0.0.0/8, fd00::/8 192.168.1.7 ,::1");
-        for inside in ["10.200.3.4", "fd12::1", "192.168.1.7", "::1", "::ffff:10.1.1.1"] {
+        for inside in [
+            "10.200.3.4",
+            "fd12::1",
+            "192.168.1.7",
+            "::1",
+            "::ffff:10.1.1.1",
+        ] {
             assert!(list.contains(ip(inside)), "{inside}");
         }
         for outside in ["11.0.0.1", "192.168.1.8", "fe80::1", "::2"] {
@@ -282,9 +291,16 @@ mod tests {
             none.client_ip("[::ffff:203.0.113.7]:80", XForwardedFor, None),
             Some(ip("203.0.113.7"))
         );
-        assert_eq!(none.client_ip("203.0.113.7", XForwardedFor, None), Some(ip("203.0.113.7")));
+        assert_eq!(
+            none.client_ip("203.0.113.7", XForwardedFor, None),
+            Some(ip("203.0.113.7"))
+        );
         for internal in ["0.0.0.0:0", "[::]:0", "not an address", ""] {
-            assert_eq!(none.client_ip(internal, XForwardedFor, None), None, "{internal:?}");
+            assert_eq!(
+                none.client_ip(internal, XForwardedFor, None),
+                None,
+                "{internal:?}"
+            );
         }
     }
 
@@ -315,9 +331,15 @@ mod tests {
         // Ports and brackets are tolerated; mapped addresses canonicalised.
         assert_eq!(client(Some("198.51.100.1:4711")), Some(ip("198.51.100.1")));
         assert_eq!(client(Some("[2001:db8::7]:80")), Some(ip("2001:db8::7")));
-        assert_eq!(client(Some("::ffff:198.51.100.9")), Some(ip("198.51.100.9")));
+        assert_eq!(
+            client(Some("::ffff:198.51.100.9")),
+            Some(ip("198.51.100.9"))
+        );
         // Garbage where the client should be: the last trusted hop stands.
-        assert_eq!(client(Some("198.51.100.1, garbage, 10.4.4.4")), Some(ip("10.4.4.4")));
+        assert_eq!(
+            client(Some("198.51.100.1, garbage, 10.4.4.4")),
+            Some(ip("10.4.4.4"))
+        );
         assert_eq!(client(Some("garbage")), Some(ip("10.0.0.2")));
         assert_eq!(client(Some("")), Some(ip("10.0.0.2")));
         // Only trusted hops: the leftmost of them.
@@ -346,8 +368,14 @@ mod tests {
         );
         assert_eq!(client("for=198.51.100.1:4711"), Some(ip("198.51.100.1")));
         // Obfuscated or unknown nodes and elements without `for` end the walk.
-        assert_eq!(client("for=198.51.100.1, for=unknown"), Some(ip("10.0.0.2")));
-        assert_eq!(client("for=198.51.100.1, for=_hidden, for=10.1.1.1"), Some(ip("10.1.1.1")));
+        assert_eq!(
+            client("for=198.51.100.1, for=unknown"),
+            Some(ip("10.0.0.2"))
+        );
+        assert_eq!(
+            client("for=198.51.100.1, for=_hidden, for=10.1.1.1"),
+            Some(ip("10.1.1.1"))
+        );
         assert_eq!(client("proto=https"), Some(ip("10.0.0.2")));
     }
 

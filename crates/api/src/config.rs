@@ -15,7 +15,9 @@ pub fn var(name: &str) -> Result<String, ApiError> {
 /// audience variables (never the signing key).
 pub fn token_verifier() -> Result<Verifier, ApiError> {
     let keys = public_keys()?;
-    let (current, previous) = keys.split_first().expect("public_keys() has the current key first");
+    let (current, previous) = keys
+        .split_first()
+        .expect("public_keys() has the current key first");
     let verifier = Verifier::new(current.clone(), var("auth_issuer")?, var("auth_audience")?);
     Ok(previous.iter().cloned().fold(verifier, Verifier::with_key))
 }
@@ -25,7 +27,11 @@ pub fn token_verifier() -> Result<Verifier, ApiError> {
 /// rotation valid until they expire.
 pub fn public_keys() -> Result<Vec<PublicKey>, ApiError> {
     let mut keys = vec![PublicKey::from_base64(&var("auth_public_key")?)?];
-    for previous in var("auth_previous_public_keys")?.split(',').map(str::trim).filter(|key| !key.is_empty()) {
+    for previous in var("auth_previous_public_keys")?
+        .split(',')
+        .map(str::trim)
+        .filter(|key| !key.is_empty())
+    {
         keys.push(PublicKey::from_base64(previous)?);
     }
     Ok(keys)

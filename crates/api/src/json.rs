@@ -38,10 +38,13 @@ pub fn parse_json<T: DeserializeOwned>(req: &Request, max_bytes: usize) -> Resul
     }
     // Syntax first (trailing data included), so "{} x" is malformed JSON rather
     // than a complaint about a missing field.
-    let document: serde_json::Value = serde_json::from_slice(body).map_err(|_| ApiError::invalid_json())?;
+    let document: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| ApiError::invalid_json())?;
     // serde would happily fill a struct from an array, by position.
     if !document.is_object() {
-        return Err(ApiError::invalid_request("Request body must be a JSON object"));
+        return Err(ApiError::invalid_request(
+            "Request body must be a JSON object",
+        ));
     }
     serde_path_to_error::deserialize(document).map_err(|error| match error.inner().classify() {
         Category::Data => ApiError::invalid_request(describe(&error)),
@@ -190,7 +193,10 @@ mod tests {
     #[test]
     fn only_an_object_fills_a_struct() {
         let error = parse::<Login>(Some("application/json"), r#"["alice","pw"]"#).unwrap_err();
-        assert_eq!((error.status, error.code.as_ref()), (400, "invalid_request"));
+        assert_eq!(
+            (error.status, error.code.as_ref()),
+            (400, "invalid_request")
+        );
         assert!(error.message.contains("JSON object"), "{}", error.message);
     }
 

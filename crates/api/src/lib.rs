@@ -27,7 +27,7 @@ mod security_headers;
 pub mod time;
 mod token_cache;
 
-pub use auth::{authenticate, caller, bearer_token, verify_active, verify_bearer};
+pub use auth::{authenticate, bearer_token, caller, verify_active, verify_bearer};
 pub use error::{ApiError, ApiResult};
 pub use json::{DEFAULT_MAX_JSON_BODY, is_json_content_type, json, parse_json};
 pub use page::{Page, link_header, paginated};

@@ -86,7 +86,11 @@ impl<T: Clone> Routes<T> {
 
     /// The target for `method` on `path`, with the path's captures: a JSON 404 for a path
     /// no route takes, a JSON 405 (with `Allow`) for a method the path is not served with.
-    pub fn resolve<'p>(&self, method: &Method, path: &'p str) -> Result<(T, Captures<'p>), ApiError> {
+    pub fn resolve<'p>(
+        &self,
+        method: &Method,
+        path: &'p str,
+    ) -> Result<(T, Captures<'p>), ApiError> {
         let allowed = self
             .allowed(path)
             .ok_or_else(|| ApiError::not_found("Not Found"))?;
@@ -263,8 +267,14 @@ mod tests {
         let routes = table();
         let (kind, captured) = routes.resolve(&Method::Delete, "/items/7").unwrap();
         assert_eq!((kind, captured.get("id")), (Kind::Remove, Some("7")));
-        assert_eq!(routes.resolve(&Method::Get, "/seed/x").unwrap().0, Kind::Read);
-        assert_eq!(routes.resolve(&Method::Post, "/items").unwrap().0, Kind::Create);
+        assert_eq!(
+            routes.resolve(&Method::Get, "/seed/x").unwrap().0,
+            Kind::Read
+        );
+        assert_eq!(
+            routes.resolve(&Method::Post, "/items").unwrap().0,
+            Kind::Create
+        );
         let wrong = routes.resolve(&Method::Put, "/items/7").unwrap_err();
         assert_eq!((wrong.status, allow(&wrong)), (405, Some("GET, DELETE")));
         let wrong = routes.resolve(&Method::Get, "/items").unwrap_err();

@@ -30,13 +30,19 @@ struct Entry {
 pub(crate) fn verify(verifier: &Verifier, token: &str, now: u64) -> Result<Claims, Error> {
     let store = Store::open(STORE).ok();
     let key = cache_key(token);
-    if let Some(claims) = store.as_ref().and_then(|store| cached(store, &key, verifier, now)) {
+    if let Some(claims) = store
+        .as_ref()
+        .and_then(|store| cached(store, &key, verifier, now))
+    {
         return Ok(claims);
     }
     let (claims, kid) = verifier.verify_keyed(token, now)?;
     if let Some(store) = &store {
         // Best effort: a failed write only costs the next request a signature check.
-        if let Ok(entry) = serde_json::to_vec(&Entry { kid, claims: claims.clone() }) {
+        if let Ok(entry) = serde_json::to_vec(&Entry {
+            kid,
+            claims: claims.clone(),
+        }) {
             let _ = store.set(&key, &entry);
         }
     }
@@ -50,7 +56,10 @@ fn cached(store: &Store, key: &str, verifier: &Verifier, now: u64) -> Option<Cla
 }
 
 fn cache_key(token: &str) -> String {
-    format!("token:{}", URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes())))
+    format!(
+        "token:{}",
+        URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
+    )
 }
 
 #[cfg(test)]

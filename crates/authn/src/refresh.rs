@@ -96,7 +96,13 @@ pub fn issue_refresh_token(
     lifetime: Lifetime,
 ) -> Result<NewRefreshToken, Error> {
     let family_expires_at = now.saturating_add(lifetime.family_secs);
-    new_token(random_id()?, user_id.to_owned(), now, lifetime.ttl_secs, family_expires_at)
+    new_token(
+        random_id()?,
+        user_id.to_owned(),
+        now,
+        lifetime.ttl_secs,
+        family_expires_at,
+    )
 }
 
 /// Decides what to do with the record found for a presented token (`None`: not found).
@@ -333,7 +339,11 @@ mod tests {
                 return;
             }
             let successor = rotate(&current, now, TTL).unwrap().successor.record;
-            assert_eq!(successor.expires_at, (now + TTL).min(family_end), "day {day}");
+            assert_eq!(
+                successor.expires_at,
+                (now + TTL).min(family_end),
+                "day {day}"
+            );
             assert_eq!(successor.family_expires_at, family_end);
             current = successor;
         }

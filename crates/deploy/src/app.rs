@@ -88,7 +88,8 @@ struct RawBuild {
 
 impl AppSpec {
     pub fn load(path: &Path) -> Result<AppSpec> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         AppSpec::parse(&text).with_context(|| format!("invalid manifest {}", path.display()))
     }
 
@@ -106,7 +107,11 @@ impl AppSpec {
             .into_iter()
             .map(|(id, component)| {
                 let spec = ComponentSpec {
-                    source: component.source.as_ref().and_then(toml::Value::as_str).map(str::to_string),
+                    source: component
+                        .source
+                        .as_ref()
+                        .and_then(toml::Value::as_str)
+                        .map(str::to_string),
                     key_value_stores: component.key_value_stores,
                     sqlite_databases: component.sqlite_databases,
                     variables: component.variables,
@@ -126,12 +131,18 @@ impl AppSpec {
 
     /// Every key-value store label some component is granted.
     pub fn key_value_labels(&self) -> BTreeSet<&str> {
-        self.components.values().flat_map(|c| c.key_value_stores.iter().map(String::as_str)).collect()
+        self.components
+            .values()
+            .flat_map(|c| c.key_value_stores.iter().map(String::as_str))
+            .collect()
     }
 
     /// Every SQLite database label some component is granted.
     pub fn sqlite_labels(&self) -> BTreeSet<&str> {
-        self.components.values().flat_map(|c| c.sqlite_databases.iter().map(String::as_str)).collect()
+        self.components
+            .values()
+            .flat_map(|c| c.sqlite_databases.iter().map(String::as_str))
+            .collect()
     }
 
     /// Variables a platform must supply from its secret store, sorted by name.
@@ -169,8 +180,16 @@ impl StoreLabels {
     pub fn parse(text: &str) -> Result<StoreLabels> {
         let raw: RawRuntimeConfig = toml::from_str(text)?;
         Ok(StoreLabels {
-            key_value_stores: raw.key_value_store.into_iter().map(|(label, b)| (label, b.kind)).collect(),
-            sqlite_databases: raw.sqlite_database.into_iter().map(|(label, b)| (label, b.kind)).collect(),
+            key_value_stores: raw
+                .key_value_store
+                .into_iter()
+                .map(|(label, b)| (label, b.kind))
+                .collect(),
+            sqlite_databases: raw
+                .sqlite_database
+                .into_iter()
+                .map(|(label, b)| (label, b.kind))
+                .collect(),
         })
     }
 
@@ -230,11 +249,23 @@ key_value_stores = ["default", "cache"]
         assert_eq!(app.name, "shop");
         assert_eq!(app.version.as_deref(), Some("1.2.3"));
         assert_eq!(app.routes, ["/health"]);
-        assert_eq!(app.key_value_labels().into_iter().collect::<Vec<_>>(), ["cache", "default"]);
-        assert_eq!(app.sqlite_labels().into_iter().collect::<Vec<_>>(), ["catalog", "default"]);
+        assert_eq!(
+            app.key_value_labels().into_iter().collect::<Vec<_>>(),
+            ["cache", "default"]
+        );
+        assert_eq!(
+            app.sqlite_labels().into_iter().collect::<Vec<_>>(),
+            ["catalog", "default"]
+        );
         let web = &app.components["web"];
-        assert_eq!(web.source.as_deref(), Some("target/wasm32-wasip2/release/web.wasm"));
-        assert_eq!(web.build_command.as_deref(), Some("cargo build --target wasm32-wasip2 --release -p web"));
+        assert_eq!(
+            web.source.as_deref(),
+            Some("target/wasm32-wasip2/release/web.wasm")
+        );
+        assert_eq!(
+            web.build_command.as_deref(),
+            Some("cargo build --target wasm32-wasip2 --release -p web")
+        );
         assert_eq!(web.variables["ttl"], "{{ ttl }}");
         assert_eq!(app.components["catalog"].source, None);
         assert_eq!(app.components["catalog"].build_command, None);
@@ -243,7 +274,11 @@ key_value_stores = ["default", "cache"]
     #[test]
     fn secrets_and_required_values_come_from_the_secret_store() {
         let app = AppSpec::parse(MANIFEST).unwrap();
-        let names: Vec<&str> = app.secret_store_variables().iter().map(|(name, _)| *name).collect();
+        let names: Vec<&str> = app
+            .secret_store_variables()
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
         // `ttl` has a default and is not secret: the platform need not set it.
         assert_eq!(names, ["api_token", "public_key", "signing_key"]);
     }
@@ -256,13 +291,19 @@ key_value_stores = ["default", "cache"]
         )
         .unwrap();
         assert_eq!(labels.sqlite_databases["catalog"], "spin");
-        assert_eq!(labels.missing_for(&app), ["key_value_stores \"cache\"", "sqlite_databases \"default\""]);
+        assert_eq!(
+            labels.missing_for(&app),
+            ["key_value_stores \"cache\"", "sqlite_databases \"default\""]
+        );
     }
 
     #[test]
     fn malformed_manifest_is_an_error() {
         assert!(AppSpec::parse("[application]\n").is_err());
         assert!(AppSpec::parse("not toml = = 1").is_err());
-        assert!(StoreLabels::parse("[key_value_store.default]\npath = \"x\"\n").is_err(), "type is required");
+        assert!(
+            StoreLabels::parse("[key_value_store.default]\npath = \"x\"\n").is_err(),
+            "type is required"
+        );
     }
 }

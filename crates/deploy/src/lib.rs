@@ -12,7 +12,11 @@ pub use app::{AppSpec, ComponentSpec, StoreLabels, Variable};
 
 /// Variables of the app that `docs` never names as `` `name` ``, sorted.
 pub fn undocumented_variables(app: &AppSpec, docs: &str) -> Vec<String> {
-    app.variables.keys().filter(|name| !docs.contains(&format!("`{name}`"))).cloned().collect()
+    app.variables
+        .keys()
+        .filter(|name| !docs.contains(&format!("`{name}`")))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]

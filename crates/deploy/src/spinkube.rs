@@ -119,7 +119,8 @@ pub fn render(app: &AppSpec, options: &Options) -> Result<Vec<RenderedFile>> {
     Ok(vec![
         RenderedFile {
             name: "spinapp.yaml",
-            contents: header("The spinmesh SpinApp (spin-operator).") + &to_yaml(&[spin_app(app, options, &names)])?,
+            contents: header("The spinmesh SpinApp (spin-operator).")
+                + &to_yaml(&[spin_app(app, options, &names)])?,
         },
         RenderedFile {
             name: "runtime-config.toml",
@@ -130,8 +131,9 @@ pub fn render(app: &AppSpec, options: &Options) -> Result<Vec<RenderedFile>> {
         },
         RenderedFile {
             name: "runner.yaml",
-            contents: header("The conversion runner: spool volume, Deployment, Service, NetworkPolicy.")
-                + &to_yaml(&runner(options, &names))?,
+            contents: header(
+                "The conversion runner: spool volume, Deployment, Service, NetworkPolicy.",
+            ) + &to_yaml(&runner(options, &names))?,
         },
     ])
 }
@@ -147,7 +149,9 @@ fn check_app(app: &AppSpec) -> Result<()> {
         bail!("`{RUNNER_URL_VARIABLE}` is a secret variable; the manifests set it in plain text");
     }
     if !app.routes.iter().any(|route| route == READINESS_ROUTE) {
-        bail!("spin.toml routes nothing to `{READINESS_ROUTE}`, which the SpinApp's readiness probe calls");
+        bail!(
+            "spin.toml routes nothing to `{READINESS_ROUTE}`, which the SpinApp's readiness probe calls"
+        );
     }
     Ok(())
 }
@@ -168,9 +172,7 @@ fn spin_app(app: &AppSpec, options: &Options, names: &Names) -> Value {
     variables.push(json!({ "name": RUNNER_URL_VARIABLE, "value": names.runner_url() }));
     variables.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
 
-    let probe = |path: &str, initial_delay: u32| {
-        json!({ "httpGet": { "path": path }, "initialDelaySeconds": initial_delay, "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3 })
-    };
+    let probe = |path: &str, initial_delay: u32| json!({ "httpGet": { "path": path }, "initialDelaySeconds": initial_delay, "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3 });
     json!({
         "apiVersion": "core.spinkube.dev/v1alpha1",
         "kind": "SpinApp",
@@ -204,14 +206,26 @@ fn runtime_config(app: &AppSpec, options: &Options) -> Result<String> {
     let mut config = toml::Table::new();
     let mut kv = toml::Table::new();
     for label in app.key_value_labels() {
-        let url = options.redis_url_template.replace("{label}", &dns_label(label));
-        kv.insert(label.into(), toml::Value::Table(backend(&[("type", "redis"), ("url", &url)])));
+        let url = options
+            .redis_url_template
+            .replace("{label}", &dns_label(label));
+        kv.insert(
+            label.into(),
+            toml::Value::Table(backend(&[("type", "redis"), ("url", &url)])),
+        );
     }
     let mut sql = toml::Table::new();
     for label in app.sqlite_labels() {
         let url = options.libsql_url_template.replace("{label}", label);
         let token = format!("REPLACE-WITH-THE-LIBSQL-TOKEN-FOR-{}", label.to_uppercase());
-        sql.insert(label.into(), toml::Value::Table(backend(&[("type", "libsql"), ("url", &url), ("token", &token)])));
+        sql.insert(
+            label.into(),
+            toml::Value::Table(backend(&[
+                ("type", "libsql"),
+                ("url", &url),
+                ("token", &token),
+            ])),
+        );
     }
     if !kv.is_empty() {
         config.insert("key_value_store".into(), toml::Value::Table(kv));
@@ -223,16 +237,17 @@ fn runtime_config(app: &AppSpec, options: &Options) -> Result<String> {
 }
 
 fn backend(entries: &[(&str, &str)]) -> toml::Table {
-    entries.iter().map(|(key, value)| (key.to_string(), toml::Value::String(value.to_string()))).collect()
+    entries
+        .iter()
+        .map(|(key, value)| (key.to_string(), toml::Value::String(value.to_string())))
+        .collect()
 }
 
 fn runner(options: &Options, names: &Names) -> Vec<Value> {
     let selector = json!({ "app.kubernetes.io/name": names.runner });
     let mut labels = part_of(names);
     labels["app.kubernetes.io/name"] = json!(names.runner);
-    let probe = |initial_delay: u32, period: u32| {
-        json!({ "httpGet": { "path": "/healthz", "port": "http" }, "initialDelaySeconds": initial_delay, "periodSeconds": period, "timeoutSeconds": 3, "failureThreshold": 3 })
-    };
+    let probe = |initial_delay: u32, period: u32| json!({ "httpGet": { "path": "/healthz", "port": "http" }, "initialDelaySeconds": initial_delay, "periodSeconds": period, "timeoutSeconds": 3, "failureThreshold": 3 });
     let claim = json!({
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -349,7 +364,11 @@ pub fn parse_yaml_stream(text: &str) -> Result<Vec<Value>> {
 
 /// The Secret keys the manifests read, sorted: for `kubectl create secret`.
 pub fn secret_keys(app: &AppSpec) -> Vec<String> {
-    let mut keys: BTreeSet<&str> = app.secret_store_variables().into_iter().map(|(name, _)| name).collect();
+    let mut keys: BTreeSet<&str> = app
+        .secret_store_variables()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
     keys.insert(RUNNER_TOKEN_VARIABLE);
     keys.into_iter().map(str::to_string).collect()
 }
@@ -358,7 +377,10 @@ pub fn secret_keys(app: &AppSpec) -> Vec<String> {
 pub fn stale_files<'a>(dir: &std::path::Path, rendered: &'a [RenderedFile]) -> Vec<&'a str> {
     rendered
         .iter()
-        .filter(|file| std::fs::read_to_string(dir.join(file.name)).ok().as_deref() != Some(file.contents.as_str()))
+        .filter(|file| {
+            std::fs::read_to_string(dir.join(file.name)).ok().as_deref()
+                != Some(file.contents.as_str())
+        })
         .map(|file| file.name)
         .collect()
 }
@@ -401,7 +423,11 @@ sqlite_databases = ["catalog"]
 
     fn rendered(manifest: &str) -> BTreeMap<&'static str, String> {
         let app = AppSpec::parse(manifest).unwrap();
-        render(&app, &Options::defaults_for(&app)).unwrap().into_iter().map(|f| (f.name, f.contents)).collect()
+        render(&app, &Options::defaults_for(&app))
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.name, f.contents))
+            .collect()
     }
 
     #[test]
@@ -409,15 +435,27 @@ sqlite_databases = ["catalog"]
         let files = rendered(include_str!("../../../spin.toml"));
         let config: toml::Table = toml::from_str(&files["runtime-config.toml"]).unwrap();
         let kv = config["key_value_store"].as_table().unwrap();
-        assert!(kv.contains_key("token_cache"), "the repository's spin.toml has a label with `_`");
+        assert!(
+            kv.contains_key("token_cache"),
+            "the repository's spin.toml has a label with `_`"
+        );
         for (label, backend) in kv {
             let url = backend["url"].as_str().unwrap();
-            let host = url.trim_start_matches("redis://").split(':').next().unwrap();
+            let host = url
+                .trim_start_matches("redis://")
+                .split(':')
+                .next()
+                .unwrap();
             let valid = host.len() <= 63
-                && host.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                 && !host.starts_with('-')
                 && !host.ends_with('-');
-            assert!(valid, "store {label}: {host} is not a Kubernetes Service name");
+            assert!(
+                valid,
+                "store {label}: {host} is not a Kubernetes Service name"
+            );
         }
     }
 
@@ -426,13 +464,28 @@ sqlite_databases = ["catalog"]
         let files = rendered(GROWN);
         let spin_app = &parse_yaml_stream(&files["spinapp.yaml"]).unwrap()[0];
         let variables = spin_app["spec"]["variables"].as_array().unwrap();
-        let by_name: BTreeMap<&str, &Value> = variables.iter().map(|v| (v["name"].as_str().unwrap(), v)).collect();
+        let by_name: BTreeMap<&str, &Value> = variables
+            .iter()
+            .map(|v| (v["name"].as_str().unwrap(), v))
+            .collect();
         assert_eq!(
             by_name.keys().copied().collect::<Vec<_>>(),
-            ["auth_public_key", "auth_signing_key", "metrics_token", "orders_client_secret", "runner_token", "runner_url"],
+            [
+                "auth_public_key",
+                "auth_signing_key",
+                "metrics_token",
+                "orders_client_secret",
+                "runner_token",
+                "runner_url"
+            ],
             "rate_limit keeps its default and is not listed"
         );
-        for name in ["auth_public_key", "auth_signing_key", "orders_client_secret", "runner_token"] {
+        for name in [
+            "auth_public_key",
+            "auth_signing_key",
+            "orders_client_secret",
+            "runner_token",
+        ] {
             assert_eq!(
                 by_name[name]["valueFrom"]["secretKeyRef"],
                 json!({ "name": "shop-secrets", "key": name }),
@@ -441,10 +494,16 @@ sqlite_databases = ["catalog"]
             assert!(by_name[name].get("value").is_none());
         }
         // A secret with a default may be absent from the Secret; then the default applies.
-        assert_eq!(by_name["metrics_token"]["valueFrom"]["secretKeyRef"]["optional"], json!(true));
+        assert_eq!(
+            by_name["metrics_token"]["valueFrom"]["secretKeyRef"]["optional"],
+            json!(true)
+        );
         assert_eq!(by_name["runner_url"]["value"], "http://shop-runner:3001");
         assert_eq!(spin_app["spec"]["image"], "registry.example.com/shop:2.0.0");
-        assert_eq!(spin_app["spec"]["runtimeConfig"]["loadFromSecret"], "shop-runtime-config");
+        assert_eq!(
+            spin_app["spec"]["runtimeConfig"]["loadFromSecret"],
+            "shop-runtime-config"
+        );
     }
 
     #[test]
@@ -454,14 +513,28 @@ sqlite_databases = ["catalog"]
         let kv = config["key_value_store"].as_table().unwrap();
         assert_eq!(kv.keys().collect::<Vec<_>>(), ["default", "limits"]);
         assert_eq!(kv["limits"]["type"].as_str(), Some("redis"));
-        assert_eq!(kv["limits"]["url"].as_str(), Some("redis://shop-redis-limits:6379"));
+        assert_eq!(
+            kv["limits"]["url"].as_str(),
+            Some("redis://shop-redis-limits:6379")
+        );
         let sql = config["sqlite_database"].as_table().unwrap();
         assert_eq!(sql.keys().collect::<Vec<_>>(), ["catalog", "orders"]);
         assert_eq!(sql["catalog"]["type"].as_str(), Some("libsql"));
-        assert_eq!(sql["catalog"]["url"].as_str(), Some("https://shop-catalog-YOUR-ORG.turso.io"));
-        assert!(sql["orders"]["token"].as_str().is_some_and(|t| t.contains("ORDERS")));
+        assert_eq!(
+            sql["catalog"]["url"].as_str(),
+            Some("https://shop-catalog-YOUR-ORG.turso.io")
+        );
+        assert!(
+            sql["orders"]["token"]
+                .as_str()
+                .is_some_and(|t| t.contains("ORDERS"))
+        );
         let labels = crate::StoreLabels::parse(&files["runtime-config.toml"]).unwrap();
-        assert!(labels.missing_for(&AppSpec::parse(GROWN).unwrap()).is_empty());
+        assert!(
+            labels
+                .missing_for(&AppSpec::parse(GROWN).unwrap())
+                .is_empty()
+        );
     }
 
     #[test]
@@ -469,7 +542,13 @@ sqlite_databases = ["catalog"]
         let app = AppSpec::parse(GROWN).unwrap();
         assert_eq!(
             secret_keys(&app),
-            ["auth_public_key", "auth_signing_key", "metrics_token", "orders_client_secret", "runner_token"]
+            [
+                "auth_public_key",
+                "auth_signing_key",
+                "metrics_token",
+                "orders_client_secret",
+                "runner_token"
+            ]
         );
     }
 
@@ -484,14 +563,24 @@ sqlite_databases = ["catalog"]
             libsql_url_template: "http://sqld-{label}:8080".into(),
             spool_size: "100Gi".into(),
         };
-        let files: BTreeMap<_, _> = render(&app, &options).unwrap().into_iter().map(|f| (f.name, f.contents)).collect();
+        let files: BTreeMap<_, _> = render(&app, &options)
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.name, f.contents))
+            .collect();
         let spin_app = &parse_yaml_stream(&files["spinapp.yaml"]).unwrap()[0];
         assert_eq!(spin_app["spec"]["replicas"], 5);
         assert_eq!(spin_app["spec"]["image"], "ghcr.io/acme/shop:2.0.0");
         assert!(files["runtime-config.toml"].contains("url = \"http://sqld-orders:8080\""));
         let runner = parse_yaml_stream(&files["runner.yaml"]).unwrap();
-        assert_eq!(runner[0]["spec"]["resources"]["requests"]["storage"], "100Gi");
-        assert_eq!(runner[1]["spec"]["template"]["spec"]["containers"][0]["image"], "ghcr.io/acme/shop-runner:2.0.0");
+        assert_eq!(
+            runner[0]["spec"]["resources"]["requests"]["storage"],
+            "100Gi"
+        );
+        assert_eq!(
+            runner[1]["spec"]["template"]["spec"]["containers"][0]["image"],
+            "ghcr.io/acme/shop-runner:2.0.0"
+        );
     }
 
     #[test]
@@ -499,13 +588,30 @@ sqlite_databases = ["catalog"]
         let without = |needle: &str| GROWN.replace(needle, "");
         let error = |manifest: &str| {
             let app = AppSpec::parse(manifest).unwrap();
-            render(&app, &Options::defaults_for(&app)).unwrap_err().to_string()
+            render(&app, &Options::defaults_for(&app))
+                .unwrap_err()
+                .to_string()
         };
-        assert!(error(&without("runner_token = { required = true, secret = true }")).contains("`runner_token`"));
-        assert!(error(&without("runner_url = { default = \"http://127.0.0.1:3001\" }")).contains("`runner_url`"));
-        assert!(error(&GROWN.replace("route = \"/health\"", "route = \"/...\"")).contains("/health"));
+        assert!(
+            error(&without(
+                "runner_token = { required = true, secret = true }"
+            ))
+            .contains("`runner_token`")
+        );
+        assert!(
+            error(&without(
+                "runner_url = { default = \"http://127.0.0.1:3001\" }"
+            ))
+            .contains("`runner_url`")
+        );
+        assert!(
+            error(&GROWN.replace("route = \"/health\"", "route = \"/...\"")).contains("/health")
+        );
         let app = AppSpec::parse(GROWN).unwrap();
-        let options = Options { replicas: 0, ..Options::defaults_for(&app) };
+        let options = Options {
+            replicas: 0,
+            ..Options::defaults_for(&app)
+        };
         assert!(render(&app, &options).is_err());
     }
 

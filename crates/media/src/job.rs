@@ -97,9 +97,10 @@ mod tests {
         raw["status"] = json!("queued");
         raw["error"] = json!(null);
         raw["completed_at"] = json!(null);
-        let view =
-            serde_json::to_value(JobView::from(serde_json::from_value::<RunnerJob>(raw).unwrap()))
-                .unwrap();
+        let view = serde_json::to_value(JobView::from(
+            serde_json::from_value::<RunnerJob>(raw).unwrap(),
+        ))
+        .unwrap();
         assert_eq!(view["completed_at"], json!(null));
         assert!(view.get("error").is_none());
     }

@@ -23,7 +23,10 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
-#[allow(async_fn_in_trait, reason = "components run single-threaded in wasm: the futures need no `Send` bound")]
+#[allow(
+    async_fn_in_trait,
+    reason = "components run single-threaded in wasm: the futures need no `Send` bound"
+)]
 /// The calls an order makes to other services. An implementation only sends and receives:
 /// what an answer means is decided here. Not getting an answer is
 /// [`Error::ProductsUnavailable`].
@@ -157,8 +160,7 @@ impl<P: Products, C: TokenCache> OrderFlow<'_, P, C> {
     /// The cached service token, or a new one from login when there is none, it is about
     /// to expire or `renew` is set.
     async fn token(&self, renew: bool) -> Result<String, Error> {
-        if !renew
-            && let Some(cached) = self.tokens.load().filter(|cached| cached.usable(self.now))
+        if !renew && let Some(cached) = self.tokens.load().filter(|cached| cached.usable(self.now))
         {
             return Ok(cached.token);
         }
@@ -228,7 +230,11 @@ mod tests {
     }
 
     impl FakeProducts {
-        fn answer(&self, queue: &RefCell<VecDeque<Option<Reply>>>, call: String) -> Result<Reply, Error> {
+        fn answer(
+            &self,
+            queue: &RefCell<VecDeque<Option<Reply>>>,
+            call: String,
+        ) -> Result<Reply, Error> {
             self.calls.borrow_mut().push(call);
             queue
                 .borrow_mut()
@@ -247,12 +253,22 @@ mod tests {
             self.answer(&self.token_replies, "token".into())
         }
 
-        async fn reserve(&self, token: &str, order: &NewOrder, reference: &str) -> Result<Reply, Error> {
+        async fn reserve(
+            &self,
+            token: &str,
+            order: &NewOrder,
+            reference: &str,
+        ) -> Result<Reply, Error> {
             let call = format!("reserve {} {reference} {token}", order.product_id.get());
             self.answer(&self.reserve_replies, call)
         }
 
-        async fn release(&self, token: &str, order: &NewOrder, reference: &str) -> Result<Reply, Error> {
+        async fn release(
+            &self,
+            token: &str,
+            order: &NewOrder,
+            reference: &str,
+        ) -> Result<Reply, Error> {
             let call = format!("release {} {reference} {token}", order.product_id.get());
             self.answer(&self.release_replies, call)
         }
@@ -295,12 +311,20 @@ mod tests {
             Ok(Claim::New(*next))
         }
 
-        fn confirm(&self, id: i64, reserved: &Reserved, quantity: Quantity) -> Result<Order, Error> {
+        fn confirm(
+            &self,
+            id: i64,
+            reserved: &Reserved,
+            quantity: Quantity,
+        ) -> Result<Order, Error> {
             if self.fail_confirm {
                 return Err(Error::Corrupt("disk full"));
             }
             let mut pending = self.pending.borrow_mut();
-            let at = pending.iter().position(|(pending, _)| *pending == id).expect("a pending order");
+            let at = pending
+                .iter()
+                .position(|(pending, _)| *pending == id)
+                .expect("a pending order");
             let (_, key) = pending.remove(at);
             let order = Order {
                 id,
@@ -322,7 +346,9 @@ mod tests {
         }
 
         fn abandon(&self, id: i64) -> Result<(), Error> {
-            self.pending.borrow_mut().retain(|(pending, _)| *pending != id);
+            self.pending
+                .borrow_mut()
+                .retain(|(pending, _)| *pending != id);
             Ok(())
         }
     }
@@ -381,12 +407,18 @@ mod tests {
     #[test]
     fn a_usable_cached_token_is_used_and_an_expiring_one_replaced() {
         let tokens = FakeTokens::default();
-        tokens.save(&CachedToken { token: "cached".into(), expires_at: NOW + 600 });
+        tokens.save(&CachedToken {
+            token: "cached".into(),
+            expires_at: NOW + 600,
+        });
         let products = scripted([], [reservation()], []);
         place(&products, &tokens, &FakeLedger::default(), None).unwrap();
         assert_eq!(products.calls(), ["reserve 7 order-1 cached"]);
 
-        tokens.save(&CachedToken { token: "old".into(), expires_at: NOW + 10 });
+        tokens.save(&CachedToken {
+            token: "old".into(),
+            expires_at: NOW + 10,
+        });
         let products = scripted([token_reply("new")], [reservation()], []);
         place(&products, &tokens, &FakeLedger::default(), None).unwrap();
         assert_eq!(products.calls(), ["token", "reserve 7 order-1 new"]);
@@ -395,7 +427,13 @@ mod tests {
     #[test]
     fn a_replay_answers_the_first_order_and_calls_nobody() {
         let (tokens, ledger) = (FakeTokens::default(), FakeLedger::default());
-        let first = place(&scripted([token_reply("t1")], [reservation()], []), &tokens, &ledger, Some(&key())).unwrap();
+        let first = place(
+            &scripted([token_reply("t1")], [reservation()], []),
+            &tokens,
+            &ledger,
+            Some(&key()),
+        )
+        .unwrap();
         let products = scripted([], [], []);
         let again = place(&products, &tokens, &ledger, Some(&key())).unwrap();
         assert!(again.replayed);
@@ -406,8 +444,17 @@ mod tests {
     #[test]
     fn a_refused_reservation_drops_the_pending_order_without_a_release() {
         let refusals = [
-            (reply(409, json!({"code": "insufficient_stock", "message": "Insufficient stock: 2 available"})), 409),
-            (reply(404, json!({"code": "product_not_found", "message": "x"})), 404),
+            (
+                reply(
+                    409,
+                    json!({"code": "insufficient_stock", "message": "Insufficient stock: 2 available"}),
+                ),
+                409,
+            ),
+            (
+                reply(404, json!({"code": "product_not_found", "message": "x"})),
+                404,
+            ),
         ];
         for (refusal, expected) in refusals {
             let products = scripted([token_reply("t1")], [refusal], []);
@@ -428,19 +475,36 @@ mod tests {
         let error = place(&products, &FakeTokens::default(), &ledger, None).unwrap_err();
         assert!(matches!(error, Error::ProductsUnavailable(_)));
         assert_eq!(status(error), 503);
-        assert_eq!(products.calls(), ["token", "reserve 7 order-1 t1", "release 7 order-1 t1"]);
+        assert_eq!(
+            products.calls(),
+            ["token", "reserve 7 order-1 t1", "release 7 order-1 t1"]
+        );
         assert!(ledger.pending.borrow().is_empty());
 
         // A broken answer counts the same.
-        let products = scripted([token_reply("t1")], [reply(500, json!({}))], [reply(404, json!({}))]);
-        let error = place(&products, &FakeTokens::default(), &FakeLedger::default(), None).unwrap_err();
+        let products = scripted(
+            [token_reply("t1")],
+            [reply(500, json!({}))],
+            [reply(404, json!({}))],
+        );
+        let error = place(
+            &products,
+            &FakeTokens::default(),
+            &FakeLedger::default(),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(status(error), 503);
         assert_eq!(products.calls().last().unwrap(), "release 7 order-1 t1");
     }
 
     #[test]
     fn login_down_is_503_and_nothing_is_reserved() {
-        for login in [None, reply(500, json!({})), reply(200, json!({"token": "no access_token"}))] {
+        for login in [
+            None,
+            reply(500, json!({})),
+            reply(200, json!({"token": "no access_token"})),
+        ] {
             let products = scripted([login.clone(), login], [], []);
             let (tokens, ledger) = (FakeTokens::default(), FakeLedger::default());
             let error = place(&products, &tokens, &ledger, None).unwrap_err();
@@ -454,10 +518,22 @@ mod tests {
 
     #[test]
     fn a_refused_token_is_renewed_once() {
-        let products = scripted([token_reply("t1"), token_reply("t2")], [reply(401, json!({})), reservation()], []);
+        let products = scripted(
+            [token_reply("t1"), token_reply("t2")],
+            [reply(401, json!({})), reservation()],
+            [],
+        );
         let tokens = FakeTokens::default();
         place(&products, &tokens, &FakeLedger::default(), None).unwrap();
-        assert_eq!(products.calls(), ["token", "reserve 7 order-1 t1", "token", "reserve 7 order-1 t2"]);
+        assert_eq!(
+            products.calls(),
+            [
+                "token",
+                "reserve 7 order-1 t1",
+                "token",
+                "reserve 7 order-1 t2"
+            ]
+        );
         assert_eq!(tokens.load().unwrap().token, "t2");
 
         let products = scripted(
@@ -475,11 +551,21 @@ mod tests {
 
     #[test]
     fn a_failed_confirmation_releases_the_stock_and_drops_the_pending_order() {
-        let products = scripted([token_reply("t1")], [reservation()], [reply(200, json!({}))]);
-        let ledger = FakeLedger { fail_confirm: true, ..FakeLedger::default() };
+        let products = scripted(
+            [token_reply("t1")],
+            [reservation()],
+            [reply(200, json!({}))],
+        );
+        let ledger = FakeLedger {
+            fail_confirm: true,
+            ..FakeLedger::default()
+        };
         let error = place(&products, &FakeTokens::default(), &ledger, Some(&key())).unwrap_err();
         assert_eq!(status(error), 500);
-        assert_eq!(products.calls(), ["token", "reserve 7 order-1 t1", "release 7 order-1 t1"]);
+        assert_eq!(
+            products.calls(),
+            ["token", "reserve 7 order-1 t1", "release 7 order-1 t1"]
+        );
         assert!(ledger.pending.borrow().is_empty());
         assert!(ledger.confirmed.borrow().is_empty());
     }

@@ -58,7 +58,11 @@ impl KvTokenCache {
 
 impl TokenCache for KvTokenCache {
     fn load(&self) -> Option<CachedToken> {
-        self.0.as_ref()?.get_json::<CachedToken>(TOKEN_KEY).ok().flatten()
+        self.0
+            .as_ref()?
+            .get_json::<CachedToken>(TOKEN_KEY)
+            .ok()
+            .flatten()
     }
 
     fn save(&self, token: &CachedToken) {

@@ -22,7 +22,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use spin_executor::CancelOnDropToken;
 use spin_sdk::http::conversions::TryIntoOutgoingRequest;
-use spin_sdk::http::{ErrorCode, IncomingResponse, Method, OutgoingRequest, Request, RequestBuilder, Response};
+use spin_sdk::http::{
+    ErrorCode, IncomingResponse, Method, OutgoingRequest, Request, RequestBuilder, Response,
+};
 // spin-sdk's own bindings of wasi:http, the only ones whose types its `OutgoingRequest`
 // and `IncomingResponse` are; hidden in its docs but public, and the version is pinned.
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
@@ -135,7 +137,9 @@ pub async fn open(request: Request, timeouts: Timeouts) -> Result<IncomingRespon
 async fn exchange(request: Request, timeouts: Timeouts) -> Result<Response, Error> {
     let response = open(request, timeouts).await?;
     let mut builder = Response::builder();
-    builder.status(response.status()).headers(response.headers());
+    builder
+        .status(response.status())
+        .headers(response.headers());
     let mut body = Vec::new();
     let mut stream = response.take_body_stream();
     while let Some(chunk) = stream.next().await {
@@ -150,7 +154,8 @@ async fn exchange(request: Request, timeouts: Timeouts) -> Result<Response, Erro
 /// Sends `request` with `timeouts`; its body (taken with [`BodyWriter::new`] before) is
 /// written by the caller while the returned future waits for the answer's head.
 pub fn start(request: OutgoingRequest, timeouts: Timeouts) -> Result<PendingResponse, Error> {
-    let response = outgoing_handler::handle(request, Some(timeouts.options())).map_err(Error::Http)?;
+    let response =
+        outgoing_handler::handle(request, Some(timeouts.options())).map_err(Error::Http)?;
     Ok(PendingResponse {
         registration: None,
         response,
@@ -175,7 +180,8 @@ impl Future for PendingResponse {
             Some(Err(())) => Poll::Ready(Err(Error::ResponseBody)),
             None => {
                 let pollable = self.response.subscribe();
-                let token = spin_executor::push_waker_and_get_token(pollable, context.waker().clone());
+                let token =
+                    spin_executor::push_waker_and_get_token(pollable, context.waker().clone());
                 self.registration = Some(token.into());
                 Poll::Pending
             }

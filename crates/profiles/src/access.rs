@@ -139,10 +139,18 @@ mod tests {
         };
         let seen_by = |claims: &Claims| visible_to(claims, profile.clone()).email;
         assert_eq!(seen_by(&claims(BOB, "bob", &[Role::User])), profile.email);
-        assert_eq!(seen_by(&claims(ALICE, "admin", &[Role::Admin])), profile.email);
+        assert_eq!(
+            seen_by(&claims(ALICE, "admin", &[Role::Admin])),
+            profile.email
+        );
         assert_eq!(seen_by(&claims(ALICE, "alice", &[Role::User])), None);
-        assert_eq!(seen_by(&claims("service:orders", "orders", &[Role::Service])), None);
-        let hidden = serde_json::to_value(visible_to(&claims(ALICE, "alice", &[]), profile.clone())).unwrap();
+        assert_eq!(
+            seen_by(&claims("service:orders", "orders", &[Role::Service])),
+            None
+        );
+        let hidden =
+            serde_json::to_value(visible_to(&claims(ALICE, "alice", &[]), profile.clone()))
+                .unwrap();
         assert!(hidden.get("email").is_none(), "{hidden}");
         assert_eq!(hidden["username"], "bob");
     }

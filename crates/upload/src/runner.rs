@@ -6,7 +6,9 @@ use std::time::Duration;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::de::DeserializeOwned;
 use spin_sdk::http::conversions::TryIntoOutgoingRequest;
-use spin_sdk::http::{IncomingResponse, Method, OutgoingRequest, Request, RequestBuilder, Response};
+use spin_sdk::http::{
+    IncomingResponse, Method, OutgoingRequest, Request, RequestBuilder, Response,
+};
 use spinmesh_api::{ApiError, Page};
 use spinmesh_media::job::{RunnerJob, is_job_id, visible_to};
 use spinmesh_outbound::{Timeouts, open, send};

@@ -1,7 +1,10 @@
 //! Test harness: starts the real `spinmesh-runner` binary on a free loopback port with
 //! its own spool directory, and drives it over HTTP.
 
-#![allow(dead_code, reason = "each test file uses a different part of the shared harness")]
+#![allow(
+    dead_code,
+    reason = "each test file uses a different part of the shared harness"
+)]
 
 use std::fs;
 use std::net::TcpListener;

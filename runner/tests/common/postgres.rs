@@ -72,10 +72,15 @@ impl PgCluster {
             nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).unwrap();
         }
         let mut initdb = server_command("initdb");
-        initdb
-            .arg("-D")
-            .arg(dir.path().join("data"))
-            .args(["-A", "trust", "-U", DB_USER, "-E", "UTF8", "--no-sync"]);
+        initdb.arg("-D").arg(dir.path().join("data")).args([
+            "-A",
+            "trust",
+            "-U",
+            DB_USER,
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
         run(initdb, "initdb");
         let cluster = PgCluster {
             dir,

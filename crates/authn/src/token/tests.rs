@@ -619,7 +619,10 @@ fn verified_claims_can_be_rechecked_without_the_signature() {
     assert_eq!(f.verifier.recheck(&claims, &kid, NOW + 10), Ok(()));
     // Expiry still applies (the leeway included), as does the key being trusted.
     let after = claims.exp + f.verifier.leeway_secs();
-    assert_eq!(f.verifier.recheck(&claims, &kid, after), Err(Error::Expired));
+    assert_eq!(
+        f.verifier.recheck(&claims, &kid, after),
+        Err(Error::Expired)
+    );
     let other = fixture();
     assert_eq!(
         other.verifier.recheck(&claims, &kid, NOW),
