@@ -407,7 +407,7 @@ rate_limit = { default = "100" }
 runner_url = { default = "http://127.0.0.1:3001" }
 runner_token = { required = true, secret = true }
 [[trigger.http]]
-route = "/health"
+route = "/health/live"
 component = "gateway"
 [component.gateway]
 source = "gateway.wasm"
@@ -605,7 +605,8 @@ sqlite_databases = ["catalog"]
             .contains("`runner_url`")
         );
         assert!(
-            error(&GROWN.replace("route = \"/health\"", "route = \"/...\"")).contains("/health")
+            error(&GROWN.replace("route = \"/health/live\"", "route = \"/...\""))
+                .contains("/health/live")
         );
         let app = AppSpec::parse(GROWN).unwrap();
         let options = Options {
