@@ -407,27 +407,15 @@ fn accept_or_generate_request_id(headers: &mut http::HeaderMap) -> String {
     let id = fresh_request_id();
     headers.insert(
         REQUEST_ID,
-        HeaderValue::try_from(id.as_str()).expect("hex digits are a valid header value"),
+        HeaderValue::try_from(id.as_str()).expect("a UUID is a valid header value"),
     );
     id
 }
 
-/// A process-wide random prefix and a counter: unique, which is all a request
-/// id needs (it is no secret). Kept here rather than taking the `uuid` crate,
-/// whose feature change would rebuild wasmtime's dependency tree.
+/// A random (v4) UUID, the form the components' edge generates too, so a request
+/// id looks the same whichever side made it.
 fn fresh_request_id() -> String {
-    use std::hash::BuildHasher;
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static PREFIX: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| {
-        std::collections::hash_map::RandomState::new().hash_one(std::process::id())
-    });
-    format!(
-        "{prefix:016x}-{:012x}",
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    uuid::Uuid::new_v4().to_string()
 }
 
 fn log_access(method: &http::Method, path: &str, component: &str, status: u16, started: Instant) {

@@ -571,7 +571,11 @@ fn failed_logins_are_throttled_per_account_and_per_address_then_recover() {
     ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
 )]
 fn unknown_users_and_wrong_passwords_get_the_same_answer() {
-    let app = App::builder().variable("login_max_failures", "3").start();
+    // The address budget is what unknown names could dodge, so it is the one set low.
+    let app = App::builder()
+        .variable("login_max_failures", "100")
+        .variable("login_max_failures_per_address", "3")
+        .start();
     let auth = Api::new(&app);
     auth.registered("judy");
     let shape = |reply: Reply| {
@@ -587,8 +591,8 @@ fn unknown_users_and_wrong_passwords_get_the_same_answer() {
         shape(auth.login("NOBODY@example.com", "wrong password")),
         known
     );
-    // Unknown names count against the address like wrong passwords do: a third failure,
-    // on either kind, and the address is throttled for everyone.
+    // Unknown names count against the address like wrong passwords do: after three
+    // failures of either kind the address's failure budget is spent.
     auth.login("judy", "wrong password")
         .assert_error(429, "too_many_requests");
     auth.login("nobody-else", "wrong password")

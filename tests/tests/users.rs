@@ -194,7 +194,7 @@ fn only_the_owner_or_an_admin_changes_a_profile() {
     create_profile(&api, &alice);
     create_profile(&api, &bob);
     let alice_path = format!("/api/users/{}", alice.id);
-    let before = api.get(&alice_path, &bob.token).ok();
+    let before = api.get(&alice_path, &alice.token).ok();
 
     for method in [Method::PUT, Method::PATCH] {
         api.send_json(method, &alice_path, &bob.token, json!({ "bio": "hacked" }))
