@@ -131,13 +131,14 @@ async fn a_cancel_reaches_the_runner_that_holds_the_job() {
     let shared = Shared::new();
     let slow = slow_ffmpeg();
     let holder = shared.runner(&["--ffmpeg", slow.to_str().unwrap()]);
-    let other = shared.runner(&[]);
     let audio = make_audio(shared.tmp.path(), "long.mp3", 120);
     let id = upload(&holder, &audio).await;
     poll_job(&holder, &id, |j| {
         status_is(j, "running") && j["progress"].as_u64() > Some(0)
     })
     .await;
+    // Started only now, so the job cannot be claimed by it instead of the holder.
+    let other = shared.runner(&[]);
     assert!(
         !processes_mentioning(&id).is_empty(),
         "ffmpeg should be running"
@@ -214,13 +215,14 @@ async fn runners_ride_out_a_postgres_restart() {
     let shared = Shared::new();
     let slow = slow_ffmpeg();
     let converting = shared.runner(&["--ffmpeg", slow.to_str().unwrap()]);
-    let other = shared.runner(&[]);
     let audio = make_audio(shared.tmp.path(), "long.mp3", 8);
     let id = upload(&converting, &audio).await;
     poll_job(&converting, &id, |j| {
         status_is(j, "running") && j["progress"].as_u64() > Some(0)
     })
     .await;
+    // Started only now, so the job cannot be claimed by it instead of the slow runner.
+    let other = shared.runner(&[]);
 
     shared.postgres.stop();
     for runner in [&converting, &other] {
