@@ -28,6 +28,20 @@ impl Reply {
         self.body
     }
 
+    /// A 429 in the error shape whose `Retry-After` is within `1..=max_secs`.
+    pub fn assert_throttled(&self, max_secs: u64) {
+        self.assert_error(429, "too_many_requests");
+        let retry_after: u64 = self
+            .header("retry-after")
+            .expect("Retry-After")
+            .parse()
+            .unwrap();
+        assert!(
+            (1..=max_secs).contains(&retry_after),
+            "Retry-After {retry_after}"
+        );
+    }
+
     /// The app's JSON error shape with this status and code.
     pub fn assert_error(&self, status: u16, code: &str) {
         assert_eq!(

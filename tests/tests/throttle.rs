@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
 use serde_json::json;
-use spinmesh_e2e::{App, AppBuilder, Reply, client_from, engine_available, send};
+use spinmesh_e2e::{App, AppBuilder, Reply, client_from, send};
 
 const PASSWORD: &str = "correct horse battery";
 /// Far longer than any test runs, so no window rolls over mid-test.
@@ -54,25 +54,12 @@ fn login(
     send(request)
 }
 
-/// A 429 whose `Retry-After` is within `1..=max_secs`.
-fn assert_throttled(reply: &Reply, max_secs: u64) {
-    reply.assert_error(429, "too_many_requests");
-    let retry_after: u64 = reply
-        .header("retry-after")
-        .expect("Retry-After")
-        .parse()
-        .unwrap();
-    assert!(
-        (1..=max_secs).contains(&retry_after),
-        "Retry-After {retry_after}"
-    );
-}
-
 #[test]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn failures_on_one_account_leave_others_alone_and_its_lockout_ends_with_the_backoff() {
-    if !engine_available() {
-        return;
-    }
     const MAX_BACKOFF: u64 = 2;
     let app = app(3, 1, MAX_BACKOFF, 100).start();
     register(&app, "xavier");
@@ -89,7 +76,7 @@ fn failures_on_one_account_leave_others_alone_and_its_lockout_ends_with_the_back
             reply.assert_error(401, "invalid_credentials");
             last_failure = Instant::now();
         } else {
-            assert_throttled(&reply, MAX_BACKOFF);
+            reply.assert_throttled(MAX_BACKOFF);
             refused += 1;
         }
     }
@@ -100,17 +87,18 @@ fn failures_on_one_account_leave_others_alone_and_its_lockout_ends_with_the_back
     // Xavier waits no longer than the largest backoff after the last failure.
     let reply = login(&app, &attacker, None, "xavier", PASSWORD);
     if reply.status != 200 {
-        assert_throttled(&reply, MAX_BACKOFF);
+        reply.assert_throttled(MAX_BACKOFF);
     }
     std::thread::sleep(Duration::from_secs(MAX_BACKOFF + 1).saturating_sub(last_failure.elapsed()));
     login(&app, &attacker, None, "xavier", PASSWORD).ok();
 }
 
 #[test]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn a_stranger_cannot_lock_an_account_out_of_where_it_signed_in_before() {
-    if !engine_available() {
-        return;
-    }
     // A backoff far longer than the test: only the known-client path can let walter in.
     let app = app(3, 3000, 3000, 100).start();
     register(&app, "walter");
@@ -128,14 +116,8 @@ fn a_stranger_cannot_lock_an_account_out_of_where_it_signed_in_before() {
         .assert_error(401, "invalid_credentials");
     }
     // Strangers, even with the right password, wait…
-    assert_throttled(
-        &login(&app, &client_from("127.0.0.3"), None, "walter", PASSWORD),
-        3000,
-    );
-    assert_throttled(
-        &login(&app, &client_from("127.0.0.4"), None, "walter", PASSWORD),
-        3000,
-    );
+    login(&app, &client_from("127.0.0.3"), None, "walter", PASSWORD).assert_throttled(3000);
+    login(&app, &client_from("127.0.0.4"), None, "walter", PASSWORD).assert_throttled(3000);
     // …walter, from where he signed in before, does not.
     login(&app, &home, None, "walter", PASSWORD).ok();
     // Guesses from his own address count against that address's own allowance only.
@@ -143,14 +125,15 @@ fn a_stranger_cannot_lock_an_account_out_of_where_it_signed_in_before() {
         login(&app, &home, None, "walter", "wrong password")
             .assert_error(401, "invalid_credentials");
     }
-    assert_throttled(&login(&app, &home, None, "walter", PASSWORD), 3000);
+    login(&app, &home, None, "walter", PASSWORD).assert_throttled(3000);
 }
 
 #[test]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn an_address_is_charged_for_failures_not_for_successes() {
-    if !engine_available() {
-        return;
-    }
     let app = app(100, 1, 1, 5).start();
     register(&app, "vera");
     let office = client_from("127.0.0.5");
@@ -172,16 +155,17 @@ fn an_address_is_charged_for_failures_not_for_successes() {
         .assert_error(401, "invalid_credentials");
     }
     let reply = login(&app, &office, Some("198.51.100.99"), "vera", PASSWORD);
-    assert_throttled(&reply, 3600);
+    reply.assert_throttled(3600);
     // Another address is unaffected.
     login(&app, &client_from("127.0.0.6"), None, "vera", PASSWORD).ok();
 }
 
 #[test]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn a_trusted_proxy_names_the_client_and_ipv6_counts_by_64() {
-    if !engine_available() {
-        return;
-    }
     let app = app(100, 1, 1, 2)
         .variable("trusted_proxies", "127.0.0.1/32")
         .start();
@@ -193,10 +177,10 @@ fn a_trusted_proxy_names_the_client_and_ipv6_counts_by_64() {
     // The proxy's header decides: 198.51.100.7 uses up its budget…
     fail(&proxy, "198.51.100.7", "nobody-1").assert_error(401, "invalid_credentials");
     fail(&proxy, "198.51.100.7", "nobody-2").assert_error(401, "invalid_credentials");
-    assert_throttled(&fail(&proxy, "198.51.100.7", "nobody-3"), 3600);
+    fail(&proxy, "198.51.100.7", "nobody-3").assert_throttled(3600);
     // …also when it arrives IPv4-mapped, or behind entries a client wrote itself…
-    assert_throttled(&fail(&proxy, "::ffff:198.51.100.7", "nobody-3"), 3600);
-    assert_throttled(&fail(&proxy, "203.0.113.1, 198.51.100.7", "nobody-3"), 3600);
+    fail(&proxy, "::ffff:198.51.100.7", "nobody-3").assert_throttled(3600);
+    fail(&proxy, "203.0.113.1, 198.51.100.7", "nobody-3").assert_throttled(3600);
     // …while the next address through the same proxy has its own.
     fail(&proxy, "198.51.100.8", "nobody-3").assert_error(401, "invalid_credentials");
 
@@ -204,21 +188,22 @@ fn a_trusted_proxy_names_the_client_and_ipv6_counts_by_64() {
     fail(&proxy, "2001:db8:1:2::1", "nobody-4").assert_error(401, "invalid_credentials");
     fail(&proxy, "[2001:db8:1:2:ffff::2]:4711", "nobody-5")
         .assert_error(401, "invalid_credentials");
-    assert_throttled(&fail(&proxy, "2001:db8:1:2:abcd::3", "nobody-6"), 3600);
+    fail(&proxy, "2001:db8:1:2:abcd::3", "nobody-6").assert_throttled(3600);
     fail(&proxy, "2001:db8:1:3::1", "nobody-6").assert_error(401, "invalid_credentials");
 
     // From a peer that is not a trusted proxy the header is ignored: the peer counts.
     let direct = client_from("127.0.0.2");
     fail(&direct, "192.0.2.1", "nobody-7").assert_error(401, "invalid_credentials");
     fail(&direct, "192.0.2.2", "nobody-8").assert_error(401, "invalid_credentials");
-    assert_throttled(&fail(&direct, "192.0.2.3", "nobody-9"), 3600);
+    fail(&direct, "192.0.2.3", "nobody-9").assert_throttled(3600);
 }
 
 #[test]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
 fn the_edge_limiter_counts_the_client_a_trusted_proxy_names() {
-    if !engine_available() {
-        return;
-    }
     let app = App::builder()
         .variable("trusted_proxies", "127.0.0.1")
         .variable("rate_limit_per_address", "3")
@@ -234,17 +219,17 @@ fn the_edge_limiter_counts_the_client_a_trusted_proxy_names() {
     for _ in 0..3 {
         assert_eq!(get(&proxy, "198.51.100.1").status, 200);
     }
-    assert_throttled(&get(&proxy, "198.51.100.1"), 3600);
+    get(&proxy, "198.51.100.1").assert_throttled(3600);
     assert_eq!(get(&proxy, "198.51.100.2").status, 200);
     // One /64, one budget.
     for host in 1..=3 {
         assert_eq!(get(&proxy, &format!("2001:db8:5:6::{host}")).status, 200);
     }
-    assert_throttled(&get(&proxy, "2001:db8:5:6:ffff::9"), 3600);
+    get(&proxy, "2001:db8:5:6:ffff::9").assert_throttled(3600);
     // An untrusted peer's header changes nothing.
     let direct = client_from("127.0.0.2");
     for i in 0..3 {
         assert_eq!(get(&direct, &format!("192.0.2.{i}")).status, 200);
     }
-    assert_throttled(&get(&direct, "192.0.2.200"), 3600);
+    get(&direct, "192.0.2.200").assert_throttled(3600);
 }
