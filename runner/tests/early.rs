@@ -43,19 +43,6 @@ async fn job_of(resp: reqwest::Response) -> Value {
     resp.json().await.unwrap()
 }
 
-async fn download_duration(runner: &Runner, id: &str, dir: &std::path::Path) -> f64 {
-    let resp = auth(client().get(runner.url(&format!("/jobs/{id}/output"))))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let mp3 = dir.join(format!("{id}.mp3"));
-    std::fs::write(&mp3, resp.bytes().await.unwrap()).unwrap();
-    let (codec, seconds) = probe(&mp3);
-    assert_eq!(codec, "mp3");
-    seconds
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_faststart_mp4_is_converted_while_it_arrives() {
     // Patience well beyond any pause a loaded machine puts between our requests.

@@ -58,19 +58,6 @@ async fn upload(runner: &Runner, path: &std::path::Path) -> String {
         .to_string()
 }
 
-async fn download_duration(runner: &Runner, id: &str, dir: &std::path::Path) -> f64 {
-    let resp = auth(client().get(runner.url(&format!("/jobs/{id}/output"))))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let out = dir.join(format!("{id}.mp3"));
-    std::fs::write(&out, resp.bytes().await.unwrap()).unwrap();
-    let (codec, duration) = probe(&out);
-    assert_eq!(codec, "mp3");
-    duration
-}
-
 /// Lines of a runner's log saying a job's conversion completed.
 fn completions(log: &str) -> Vec<String> {
     log.lines()

@@ -491,6 +491,20 @@ pub fn make_audio(dir: &Path, name: &str, seconds: u32) -> PathBuf {
     path
 }
 
+/// Downloads job `id`'s MP3 into `dir` and returns its duration in seconds.
+pub async fn download_duration(runner: &Runner, id: &str, dir: &Path) -> f64 {
+    let resp = auth(client().get(runner.url(&format!("/jobs/{id}/output"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mp3 = dir.join(format!("{id}.mp3"));
+    fs::write(&mp3, resp.bytes().await.unwrap()).unwrap();
+    let (codec, seconds) = probe(&mp3);
+    assert_eq!(codec, "mp3");
+    seconds
+}
+
 /// (codec name of the first stream, duration in seconds) according to ffprobe.
 pub fn probe(path: &Path) -> (String, f64) {
     let out = Command::new("ffprobe")
