@@ -36,6 +36,20 @@ pub fn ensure_ffmpeg() -> Result<()> {
     ensure_tool("ffprobe", "ffmpeg", "-version")
 }
 
+/// The runner's PostgreSQL tests start throwaway clusters with Debian's server binaries.
+pub fn ensure_postgres() -> Result<()> {
+    ensure_tool(
+        "/usr/lib/postgresql/15/bin/initdb",
+        "postgresql-15",
+        "--version",
+    )?;
+    ensure_tool(
+        "/usr/lib/postgresql/15/bin/pg_ctl",
+        "postgresql-15",
+        "--version",
+    )
+}
+
 /// The browser test (`tests/browser/`) drives Debian's Chromium with playwright-core
 /// under Node; its npm packages are installed from the lock file when missing or stale.
 pub fn ensure_browser_test(repo: &Path) -> Result<()> {
