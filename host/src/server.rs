@@ -180,10 +180,24 @@ async fn route(
     app.handle_public(request, client).await
 }
 
+/// At most this many admin connections at once: scrapers and probes need a few, and an
+/// admin port reached by accident must not hold unbounded sockets.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// An admin connection serves one short answer per request; one that stays longer than
+/// this (a slow reader, a client that never sends) is closed.
+const ADMIN_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves `GET /metrics` (Prometheus text) and `GET /healthz` until the
 /// process ends. No authentication: bind it to loopback or a private network.
+/// Bounded like the public listener: a connection cap, the header read timeout,
+/// and a lifetime per connection.
 pub async fn serve_admin(app: Arc<App>, listener: TcpListener) {
+    let connections = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
     loop {
+        let slot = Arc::clone(&connections)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(err) => {
@@ -192,17 +206,24 @@ pub async fn serve_admin(app: Arc<App>, listener: TcpListener) {
                 continue;
             }
         };
+        let header_read_timeout = app.limits().header_read_timeout;
         let app = Arc::clone(&app);
         let service = service_fn(move |request| {
             let response = admin_route(&app, &request);
             async move { Ok::<_, std::convert::Infallible>(response) }
         });
         tokio::spawn(async move {
-            if let Err(err) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!("admin connection ended with an error: {err}");
+            let _slot = slot;
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(ADMIN_CONNECTION_TIMEOUT, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::debug!("admin connection ended with an error: {err}"),
+                Err(_) => {
+                    tracing::debug!("admin connection closed after {ADMIN_CONNECTION_TIMEOUT:?}")
+                }
             }
         });
     }

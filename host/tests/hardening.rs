@@ -345,3 +345,36 @@ fn bodies_within_the_limits_reach_the_component() {
         );
     }
 }
+
+#[test]
+fn the_admin_listener_closes_stalled_connections_and_keeps_answering() {
+    let (_dir, app) = start();
+    let metrics = app
+        .admin_url("/metrics")
+        .expect("the harness gives the host an admin port");
+    let admin = metrics
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_string();
+    let opened = Instant::now();
+    // More than the admin listener's connection cap, all stuck in their headers.
+    let stalled: Vec<TcpStream> = (0..100)
+        .map(|i| {
+            connect(
+                &admin,
+                &format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow-{i}: "),
+            )
+        })
+        .collect();
+    let by = opened + CLOSE_BOUND;
+    for mut stream in stalled {
+        read_until_closed(&mut stream, by);
+    }
+    eprintln!(
+        "100 stalled admin connections closed after {:?}",
+        opened.elapsed()
+    );
+    let response = client().get(&metrics).send().unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.text().unwrap().contains("# TYPE"));
+}
