@@ -2,6 +2,8 @@
 //! (with the runner stopped and restarted), upload statistics and metrics for admins,
 //! the OpenAPI document, and the JSON 404.
 
+use std::time::{Duration, Instant};
+
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 use spinmesh_e2e::{Api, App, client, is_rfc3339_utc, send};
@@ -12,6 +14,37 @@ fn health(http: &Client, app: &App, path: &str) -> (u16, Value) {
     let reply = send(http.get(app.url(path)));
     assert_eq!(reply.header("content-type"), Some("application/json"));
     (reply.status, reply.body)
+}
+
+/// The aggregate is reused for `health_cache_ms` (1 s), and a stale one may be served
+/// while it is refreshed: a change shows within a few seconds, not at once.
+fn health_becomes(http: &Client, app: &App, path: &str, status: u16) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (seen, body) = health(http, app, path);
+        if seen == status {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} still answers {seen}, not {status}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// How many chained requests `component` has served, from the host's own metrics (`None`
+/// on real Spin, which has no such listener).
+fn internal_calls(http: &Client, app: &App, component: &str) -> Option<u64> {
+    let url = app.admin_url("/metrics")?;
+    let text = http.get(url).send().unwrap().text().unwrap();
+    let prefix = format!("spinmesh_host_requests_total{{component=\"{component}\"");
+    Some(
+        text.lines()
+            .filter(|line| line.starts_with(&prefix) && line.contains("source=\"internal\""))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum(),
+    )
 }
 
 #[test]
@@ -36,16 +69,11 @@ fn health_goes_degraded_when_the_runner_stops_and_back_when_it_returns() {
     }
 
     app.runner_stop();
-    let (status, body) = health(&http, &app, "/health");
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (503, Some("degraded")),
-        "{body}"
-    );
+    let body = health_becomes(&http, &app, "/health", 503);
+    assert_eq!(body["status"], "degraded", "{body}");
     assert_eq!(body["services"]["converter"], "disconnected");
     assert_eq!(body["services"]["auth"], "connected");
-    let (status, detail) = health(&http, &app, "/health/services");
-    assert_eq!(status, 503);
+    let detail = health_becomes(&http, &app, "/health/services", 503);
     let runner = &detail["services"]["converter"]["checks"]["runner"];
     assert_eq!(
         (runner["status"].as_str(), runner["error"].as_str()),
@@ -58,12 +86,54 @@ fn health_goes_degraded_when_the_runner_stops_and_back_when_it_returns() {
     );
 
     app.runner_restart();
-    let (status, body) = health(&http, &app, "/health");
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (200, Some("healthy")),
-        "{body}"
-    );
+    let body = health_becomes(&http, &app, "/health", 200);
+    assert_eq!(body["status"], "healthy", "{body}");
+}
+
+#[test]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
+fn a_burst_of_health_checks_probes_once_per_interval_and_starves_nothing() {
+    let app = App::builder().with_runner().start();
+    let http = client();
+    assert_eq!(health(&http, &app, "/health").0, 200);
+    let before = internal_calls(&http, &app, "validate");
+    let started = Instant::now();
+    let url = app.url("/health");
+    let (healths, others) = std::thread::scope(|scope| {
+        let healths: Vec<_> = (0..64)
+            .map(|_| {
+                scope.spawn(|| {
+                    let reply = send(client().get(&url));
+                    (reply.status, reply.body)
+                })
+            })
+            .collect();
+        let others: Vec<u16> = (0..20)
+            .flat_map(|_| ["/health/live", "/api/products"])
+            .map(|path| send(http.get(app.url(path))).status)
+            .collect();
+        let healths: Vec<(u16, Value)> = healths.into_iter().map(|h| h.join().unwrap()).collect();
+        (healths, others)
+    });
+    let elapsed = started.elapsed();
+    for (status, body) in &healths {
+        assert_eq!(
+            (*status, body["status"].as_str()),
+            (200, Some("healthy")),
+            "{body}"
+        );
+    }
+    assert!(others.iter().all(|status| *status == 200), "{others:?}");
+    // One refresh per 1 s interval at most (plus the one that may straddle the start).
+    if let (Some(before), Some(after)) = (before, internal_calls(&http, &app, "validate")) {
+        let probes = after - before;
+        let bound = elapsed.as_secs() + 2;
+        eprintln!("64 concurrent /health in {elapsed:?}: {probes} probe(s) of validate");
+        assert!(probes <= bound, "{probes} probes in {elapsed:?}");
+    }
 }
 
 #[test]

@@ -3,8 +3,10 @@
 //!
 //! * [`TARGETS`]: what is probed for each service the seed's `/health` names;
 //! * [`Health`]: the probes' outcomes, the status rule and the two JSON reports;
+//! * [`cache`]: the report kept between requests, so a burst of callers probes once;
 //! * [`metrics`]: Prometheus text from several sources, with a gauge for each.
 
+pub mod cache;
 pub mod metrics;
 
 use serde::Serialize;
