@@ -8,7 +8,7 @@ use reqwest::Method;
 use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::{Value, json};
 
-use crate::{App, ORDERS_CLIENT_ID, Reply, client, client_from, send};
+use crate::{App, DevSecrets, ORDERS_CLIENT_ID, Reply, client, client_from, send};
 
 /// The password every test account is registered with.
 pub const PASSWORD: &str = "correct horse battery";
@@ -43,11 +43,16 @@ impl Api {
     }
 
     fn with_client(app: &App, http: Client) -> Api {
+        Api::at(&app.url(""), app.secrets(), http)
+    }
+
+    /// The app at `base` (e.g. a balancer in front of several hosts) started with `secrets`.
+    pub fn at(base: &str, secrets: &DevSecrets, http: Client) -> Api {
         Api {
-            base: app.url(""),
+            base: base.trim_end_matches('/').to_string(),
             http,
-            admin_password: app.secrets().admin_password.clone(),
-            orders_client_secret: app.secrets().orders_client_secret.clone(),
+            admin_password: secrets.admin_password.clone(),
+            orders_client_secret: secrets.orders_client_secret.clone(),
         }
     }
 

@@ -8,8 +8,10 @@
 //! `#[cfg_attr(engine_missing, ignore = "...")]`, are reported as ignored.
 
 mod api;
+pub mod cluster;
 mod process;
 mod reply;
+pub mod services;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -90,6 +92,8 @@ pub struct AppBuilder {
     with_runner: bool,
     state: Option<PathBuf>,
     engine: Engine,
+    listen: String,
+    runtime_config: Option<String>,
 }
 
 impl AppBuilder {
@@ -128,6 +132,18 @@ impl AppBuilder {
         self
     }
 
+    /// Listen on this address instead of a free port (a balancer in front needs to know).
+    pub fn listen(mut self, address: &str) -> Self {
+        self.listen = address.into();
+        self
+    }
+
+    /// Use this runtime config instead of the repository's `runtime-config.toml`.
+    pub fn runtime_config(mut self, text: &str) -> Self {
+        self.runtime_config = Some(text.into());
+        self
+    }
+
     /// Serve with this engine instead of the one `SPINMESH_ENGINE` selects.
     pub fn engine(mut self, engine: Engine) -> Self {
         self.engine = engine;
@@ -152,8 +168,13 @@ impl AppBuilder {
         create_private_dir(&state.join(".spin")).map_err(|err| format!("{err:#}"))?;
         let runtime_config = state.join("runtime-config.toml");
         // Relative store paths then land in this app's own state directory.
-        std::fs::copy(repo_root().join("runtime-config.toml"), &runtime_config)
-            .map_err(|err| err.to_string())?;
+        match &self.runtime_config {
+            Some(text) => std::fs::write(&runtime_config, text),
+            None => {
+                std::fs::copy(repo_root().join("runtime-config.toml"), &runtime_config).map(drop)
+            }
+        }
+        .map_err(|err| err.to_string())?;
 
         // Only the repository's manifest declares the secret variables.
         let mut variables = if self.manifest == repo_root().join("spin.toml") {
@@ -205,7 +226,7 @@ impl AppBuilder {
                 .arg("--from")
                 .arg(&self.manifest)
                 .arg("--listen")
-                .arg("127.0.0.1:0")
+                .arg(&self.listen)
                 .arg("--state-dir")
                 .arg(state.join(".spin"))
                 .arg("--runtime-config-file")
@@ -258,14 +279,22 @@ pub struct Runner {
     pub url: String,
     spool: PathBuf,
     token: String,
+    /// Settings beyond the spool and token (`RUNNER_*` variables), kept for restarts.
+    env: Vec<(String, String)>,
 }
 
 impl Runner {
     fn start(spool: &Path, token: &str) -> Result<Runner, String> {
-        Self::start_at(spool, token, "127.0.0.1:0")
+        Self::start_with(spool, token, "127.0.0.1:0", Vec::new())
     }
 
-    fn start_at(spool: &Path, token: &str, listen: &str) -> Result<Runner, String> {
+    /// A runner on `listen` with extra environment (e.g. `RUNNER_DATABASE_URL`).
+    pub fn start_with(
+        spool: &Path,
+        token: &str,
+        listen: &str,
+        env: Vec<(String, String)>,
+    ) -> Result<Runner, String> {
         let mut command = Command::new(native_binary("spinmesh-runner"));
         command
             .arg("--listen")
@@ -273,14 +302,50 @@ impl Runner {
             .arg("--spool-dir")
             .arg(spool)
             .env("RUNNER_TOKEN", token)
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            .envs(env.iter().map(|(name, value)| (name, value)));
         let (process, url) = ManagedProcess::start(command, "listening on")?;
         Ok(Runner {
             process,
             url,
             spool: spool.to_path_buf(),
             token: token.to_string(),
+            env,
         })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.process.is_running()
+    }
+
+    pub fn log(&mut self) -> String {
+        self.process.log()
+    }
+
+    /// SIGKILL: its jobs are left as a crash leaves them.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Stops it (SIGTERM) and starts it again on the same address and settings.
+    pub fn restart(&mut self) {
+        self.process.terminate();
+        let listen = self.url.trim_start_matches("http://").to_string();
+        // The old port may linger briefly; retry for a while.
+        for attempt in 0.. {
+            match Runner::start_with(&self.spool, &self.token, &listen, self.env.clone()) {
+                Ok(restarted) => {
+                    *self = restarted;
+                    return;
+                }
+                Err(log) if attempt >= 50 => panic!("the runner did not restart:\n{log}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
     }
 }
 
@@ -313,6 +378,8 @@ impl App {
             with_runner: false,
             state: None,
             engine: engine(),
+            listen: "127.0.0.1:0".into(),
+            runtime_config: None,
         }
     }
 
@@ -366,7 +433,7 @@ impl App {
 
     /// SIGKILL the runner (its jobs are left as a crash leaves them).
     pub fn runner_kill(&mut self) {
-        self.runner_mut().process.kill();
+        self.runner_mut().kill();
     }
 
     /// Stop the runner gracefully.
@@ -376,20 +443,12 @@ impl App {
 
     /// Start the runner again on the same address and spool directory.
     pub fn runner_restart(&mut self) {
-        let runner = self.runner_mut();
-        runner.process.terminate();
-        let listen = runner.url.trim_start_matches("http://").to_string();
-        // The old port may linger briefly; retry for a while.
-        for attempt in 0.. {
-            match Runner::start_at(&runner.spool, &runner.token, &listen) {
-                Ok(restarted) => {
-                    *runner = restarted;
-                    return;
-                }
-                Err(log) if attempt >= 50 => panic!("the runner did not restart:\n{log}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
-        }
+        self.runner_mut().restart();
+    }
+
+    /// SIGKILL the host: requests in flight are cut off, as a crash does.
+    pub fn kill(&mut self) {
+        self.host.kill();
     }
 }
 

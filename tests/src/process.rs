@@ -19,7 +19,23 @@ impl ManagedProcess {
     /// Spawns `command` and waits until a line of its output contains
     /// `marker` followed by a URL; returns the process and that URL, or
     /// everything it printed if it never got there.
-    pub fn start(mut command: Command, marker: &str) -> Result<(ManagedProcess, String), String> {
+    pub fn start(command: Command, marker: &str) -> Result<(ManagedProcess, String), String> {
+        let (mut process, url_rx) = Self::spawn(command, Some(marker))?;
+        match url_rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(url) => Ok((process, url)),
+            Err(_) => {
+                process.kill();
+                Err(process.log())
+            }
+        }
+    }
+
+    /// Spawns `command` with its output collected; the receiver gets the URL after
+    /// `marker` when a line has one.
+    fn spawn(
+        mut command: Command,
+        marker: Option<&str>,
+    ) -> Result<(ManagedProcess, mpsc::Receiver<String>), String> {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -33,10 +49,11 @@ impl ManagedProcess {
             Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().expect("piped")),
         ] {
-            let (url_tx, log_tx, marker) = (url_tx.clone(), log_tx.clone(), marker.to_string());
+            let (url_tx, log_tx) = (url_tx.clone(), log_tx.clone());
+            let marker = marker.map(str::to_string);
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Some(url) = url_after(&line, &marker) {
+                    if let Some(url) = marker.as_deref().and_then(|m| url_after(&line, m)) {
                         let _ = url_tx.send(url);
                     }
                     let _ = log_tx.send(line);
@@ -44,20 +61,29 @@ impl ManagedProcess {
             });
         }
         // Only the reader threads hold senders now: when the process exits
-        // before printing its address, the wait below ends at once.
+        // before printing its address, the wait in `start` ends at once.
         drop(url_tx);
-        let mut process = ManagedProcess {
+        let process = ManagedProcess {
             child,
             log: log_rx,
             collected: Vec::new(),
         };
-        match url_rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(url) => Ok((process, url)),
-            Err(_) => {
-                process.kill();
-                Err(process.log())
+        Ok((process, url_rx))
+    }
+
+    /// Spawns `command`, a server that prints no address of its own, and waits until
+    /// `address` accepts connections; on failure returns everything it printed.
+    pub fn start_listening(command: Command, address: &str) -> Result<ManagedProcess, String> {
+        let mut process = Self::spawn(command, None)?.0;
+        let deadline = std::time::Instant::now() + STARTUP_TIMEOUT;
+        while std::time::Instant::now() < deadline && process.is_running() {
+            if std::net::TcpStream::connect(address).is_ok() {
+                return Ok(process);
             }
+            std::thread::sleep(Duration::from_millis(50));
         }
+        process.kill();
+        Err(process.log())
     }
 
     /// Everything the process printed so far.

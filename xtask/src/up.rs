@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use spinmesh_deploy::local::{DevSecrets, create_private_dir, keep_created_files_private};
+use spinmesh_e2e::cluster::{Cluster, HOSTS, RUNNERS};
+use spinmesh_e2e::services::postgres;
 
 use crate::build::{build_all, native_binary, root};
-use crate::setup::ensure_ffmpeg;
+use crate::setup::{ensure_ffmpeg, ensure_postgres, ensure_tool};
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -26,6 +28,10 @@ pub struct UpArgs {
     /// loopback, as it has no authentication. Not used with `--engine spin`.
     #[arg(long, default_value = "127.0.0.1:3002")]
     admin_listen: String,
+    /// The production topology instead: PostgreSQL, two hosts behind nginx, two
+    /// runners, all real services on this machine, state under `.spin/cluster/`.
+    #[arg(long, conflicts_with_all = ["engine", "runner_listen", "admin_listen"])]
+    cluster: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -37,6 +43,9 @@ enum Engine {
 }
 
 pub fn up(args: UpArgs) -> Result<()> {
+    if args.cluster {
+        return up_cluster(&args.listen);
+    }
     // Before the long build, so a missing CLI is reported at once.
     if matches!(args.engine, Engine::Spin)
         && Command::new("spin").arg("--version").output().is_err()
@@ -126,6 +135,58 @@ pub fn up(args: UpArgs) -> Result<()> {
         bail!("spinmesh stopped: {status}");
     }
     Ok(())
+}
+
+/// `--cluster`: every service the topology needs, installed when missing, then the
+/// cluster (`spinmesh_e2e::cluster`) until Ctrl-C.
+fn up_cluster(listen: &str) -> Result<()> {
+    ensure_ffmpeg()?;
+    ensure_postgres()?;
+    ensure_tool("nginx", "nginx", "-v")?;
+    build_all()?;
+    let state = root().join(".spin");
+    create_private_dir(&state)?;
+    postgres::let_server_through(&state).map_err(anyhow::Error::msg)?;
+    keep_created_files_private();
+    let secrets = DevSecrets::load_or_create(&state.join("dev-secrets.env"))?;
+    // Ctrl-C reaches every child in the process group; xtask stays to reap them and to
+    // stop the database server, which runs detached.
+    let (stop, stopped) = std::sync::mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = stop.send(());
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    let mut cluster = Cluster::builder()
+        .state_dir(&state.join("cluster"))
+        .listen(listen)
+        .secrets(secrets)
+        .try_start()
+        .map_err(|log| anyhow::anyhow!("the cluster did not start:\n{log}"))?;
+    println!(
+        "\nspinmesh is up at {}/  (health: {}/health)",
+        cluster.url, cluster.url
+    );
+    println!(
+        "cluster: nginx in front of {HOSTS} hosts and, at {}, {RUNNERS} runners; PostgreSQL at {}",
+        cluster.runners_url,
+        cluster.postgres.url()
+    );
+    println!(
+        "state in {}; admin user `admin`, password in {}",
+        cluster.state_dir().display(),
+        state.join("dev-secrets.env").display()
+    );
+    println!("Ctrl-C stops everything.\n");
+    loop {
+        if stopped.recv_timeout(Duration::from_millis(500)).is_ok() {
+            drop(cluster);
+            return Ok(());
+        }
+        if let Some(part) = cluster.exited_part() {
+            drop(cluster);
+            bail!("spinmesh stopped: {part} exited");
+        }
+    }
 }
 
 fn wait_until_serving(url: &str, app: &mut Child) -> bool {
