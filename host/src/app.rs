@@ -51,6 +51,8 @@ pub struct App {
     shared: Arc<Shared>,
     /// Instance slots for public requests.
     concurrency: Semaphore,
+    /// Instance slots for public requests whose bodies stream in.
+    streaming: Semaphore,
     /// Instance slots for service chaining, apart from the public ones so a
     /// chained call never waits behind the public requests that made it.
     chain_concurrency: Semaphore,
@@ -116,6 +118,7 @@ impl App {
             components,
             routes,
             concurrency: Semaphore::new(options.limits.max_concurrent_requests),
+            streaming: Semaphore::new(options.limits.max_streaming_requests),
             chain_concurrency: Semaphore::new(options.limits.max_concurrent_requests),
             shared: Arc::new(Shared {
                 stores,
@@ -195,7 +198,7 @@ impl App {
             });
         }
         if policy.streamed {
-            let _slot = self.public_slot().await?;
+            let _slot = self.slot(&self.streaming).await?;
             self.run_guarded(component, request, 0, request_id).await
         } else {
             let (parts, body) = request.into_parts();
@@ -203,7 +206,7 @@ impl App {
                 crate::body::read_to_end(body, policy.limit, limits.body_read_timeout).await?;
             let body =
                 Full::new(body).map_err(|never| -> wasmtime_wasi_http::Error { match never {} });
-            let _slot = self.public_slot().await?;
+            let _slot = self.slot(&self.concurrency).await?;
             self.run(
                 component,
                 http::Request::from_parts(parts, body),
@@ -214,14 +217,17 @@ impl App {
         }
     }
 
-    async fn public_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Refusal> {
-        if let Ok(slot) = self.concurrency.try_acquire() {
+    /// A slot in `pool` (public or streaming), waiting for one if need be.
+    async fn slot<'a>(
+        &self,
+        pool: &'a Semaphore,
+    ) -> Result<tokio::sync::SemaphorePermit<'a>, Refusal> {
+        if let Ok(slot) = pool.try_acquire() {
             return Ok(slot);
         }
         let _waiting = self.metrics.waiting();
         // Never closed; a closed semaphore could only mean shutting down.
-        self.concurrency
-            .acquire()
+        pool.acquire()
             .await
             .map_err(|_| Refusal::AppTimeout)
     }

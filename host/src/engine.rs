@@ -41,7 +41,8 @@ fn build(limits: &Limits) -> Result<Engine> {
     config.wasm_component_model(true);
     // Epoch interruption lets a request deadline stop a guest stuck in a loop.
     config.epoch_interruption(true);
-    let instances = (limits.max_concurrent_requests * 2) as u32;
+    // Public, chained and streaming requests each have their own slots.
+    let instances = (limits.max_concurrent_requests * 2 + limits.max_streaming_requests) as u32;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(instances)
         .total_core_instances(instances * 8)

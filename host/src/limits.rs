@@ -15,6 +15,10 @@ pub struct Limits {
     /// Public requests served at once, and separately service-chaining
     /// requests at once; more wait their turn.
     pub max_concurrent_requests: usize,
+    /// Requests whose bodies are streamed to their component (uploads) served at
+    /// once, in a pool of their own: their instances run while the client sends,
+    /// so slow uploaders can fill this pool but never the one other routes use.
+    pub max_streaming_requests: usize,
     /// Client connections open at once; more wait in the listen backlog.
     pub max_connections: usize,
     /// How long a client may take to send a request's headers, which is also
@@ -38,6 +42,7 @@ impl Default for Limits {
             instances_per_request: 64,
             request_timeout: Duration::from_secs(60),
             max_concurrent_requests: 128,
+            max_streaming_requests: 32,
             max_connections: 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),

@@ -46,6 +46,10 @@ struct Args {
     /// Requests served at once (and, separately, service-chaining requests); more wait.
     #[arg(long, default_value_t = 128)]
     max_concurrent_requests: usize,
+    /// Requests whose bodies stream to their component (uploads) served at once,
+    /// apart from the others: slow uploaders cannot hold the slots other routes need.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    max_streaming_requests: u32,
     /// Client connections open at once; more wait to be accepted.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
@@ -131,6 +135,7 @@ async fn run(args: Args) -> Result<()> {
         memory_bytes: args.max_instance_memory_mb << 20,
         request_timeout: Duration::from_secs(args.request_timeout),
         max_concurrent_requests: args.max_concurrent_requests,
+        max_streaming_requests: args.max_streaming_requests as usize,
         max_connections: args.max_connections as usize,
         header_read_timeout: Duration::from_secs(args.header_read_timeout),
         body_read_timeout: Duration::from_secs(args.body_read_timeout),

@@ -347,6 +347,39 @@ fn bodies_within_the_limits_reach_the_component() {
 }
 
 #[test]
+fn slow_uploaders_cannot_take_the_slots_other_routes_need() {
+    let (_dir, app) = start();
+    let address = address(&app);
+    // Far more uploads than the streaming pool has slots, each kept alive by a byte
+    // well within the pause allowed, for longer than the answer bound.
+    let mut uploads: Vec<TcpStream> = (0..150)
+        .map(|_| {
+            connect(
+                &address,
+                "POST /streamed/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n0",
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    while started.elapsed() < ANSWER_BOUND + Duration::from_secs(2) {
+        for stream in &mut uploads {
+            let _ = stream.write_all(b"0");
+        }
+        let asked = Instant::now();
+        let response = client().get(app.url("/buffered/headers")).send().unwrap();
+        assert_eq!(response.status(), 200);
+        slowest = slowest.max(asked.elapsed());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!("behind 150 slow uploads, the slowest other request took {slowest:?}");
+    assert!(
+        slowest < ANSWER_BOUND,
+        "a request took {slowest:?} behind slow uploads"
+    );
+}
+
+#[test]
 fn the_admin_listener_closes_stalled_connections_and_keeps_answering() {
     let (_dir, app) = start();
     let metrics = app
