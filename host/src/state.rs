@@ -161,8 +161,22 @@ impl WasiHttpHooks for OutboundHooks {
             Ok(Destination::Internal(target)) => {
                 let chain = Arc::clone(&self.chain);
                 let depth = self.depth + 1;
+                // No connection is made in-process, so the guest's connect and
+                // first-byte timeouts together bound the wait for the callee's answer.
+                let deadline = options.and_then(|options| {
+                    match (options.connect_timeout, options.first_byte_timeout) {
+                        (Some(connect), Some(first_byte)) => Some(connect + first_byte),
+                        (connect, first_byte) => connect.or(first_byte),
+                    }
+                });
                 Box::new(async move {
-                    let response = chain.call(target, request, depth).await?;
+                    let call = chain.call(target, request, depth);
+                    let response = match deadline {
+                        Some(deadline) => tokio::time::timeout(deadline, call)
+                            .await
+                            .map_err(|_| wasmtime_wasi_http::Error::ConnectionReadTimeout)??,
+                        None => call.await?,
+                    };
                     Ok((response, Box::new(async { Ok(()) }) as BoxedIo))
                 })
             }

@@ -50,6 +50,11 @@ pub fn ensure_postgres() -> Result<()> {
     )
 }
 
+/// The cluster topology's load balancer (`tests/src/services/balancer.rs`).
+pub fn ensure_nginx() -> Result<()> {
+    ensure_tool("nginx", "nginx", "-v")
+}
+
 /// The browser test (`tests/browser/`) drives Debian's Chromium with playwright-core
 /// under Node; its npm packages are installed from the lock file when missing or stale.
 pub fn ensure_browser_test(repo: &Path) -> Result<()> {

@@ -11,7 +11,7 @@ use spinmesh_e2e::cluster::{Cluster, HOSTS, RUNNERS};
 use spinmesh_e2e::services::postgres;
 
 use crate::build::{build_all, native_binary, root};
-use crate::setup::{ensure_ffmpeg, ensure_postgres, ensure_tool};
+use crate::setup::{ensure_ffmpeg, ensure_nginx, ensure_postgres};
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -142,7 +142,7 @@ pub fn up(args: UpArgs) -> Result<()> {
 fn up_cluster(listen: &str) -> Result<()> {
     ensure_ffmpeg()?;
     ensure_postgres()?;
-    ensure_tool("nginx", "nginx", "-v")?;
+    ensure_nginx()?;
     build_all()?;
     let state = root().join(".spin");
     create_private_dir(&state)?;

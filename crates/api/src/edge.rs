@@ -7,19 +7,24 @@
 //! Variables read (each component must be granted them): `cors_allowed_origins` (only
 //! for requests with an `Origin`), `rate_limit_per_address`, `rate_limit_per_user`,
 //! `rate_limit_window_secs`, and `trusted_proxies` and `forwarded_header` for the client
-//! address ([`crate::client_addr`]); counters live in the key-value store `default`.
+//! address ([`crate::client_addr`]). Counters live in the key-value store
+//! [`COUNTERS`], apart from the logout denylist in `default`: counters may be evicted
+//! (a Redis with an eviction policy), security state must not.
 
 use std::cell::RefCell;
 use std::io::Write;
 use std::time::Instant;
 
 use spin_sdk::http::{IntoResponse, Method, Request, Response};
-use spin_sdk::key_value::Store;
+use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 use spinmesh_authn::{Claims, Role, now_unix};
 
 use crate::config::{non_negative_u64, positive_u64, var};
-use crate::rate_limit::{self, Quota, Window};
+use crate::rate_limit::{self, Quota};
 use crate::{ApiError, client_addr, cors, request_id, security_headers};
+
+/// The key-value store of the rate-limit counters; every component is granted it.
+pub const COUNTERS: &str = "rate_limits";
 
 /// Serves `request` with `handler`, adding the edge behaviour. `methods` are those of the
 /// route the path matches (`None`: no route, the handler answers 404); they answer
@@ -267,14 +272,10 @@ pub(crate) fn charge_user(claims: &Claims, now: u64) -> Result<(), ApiError> {
 }
 
 /// Counts a request against `key` under the limit in variable `limit_variable` (0: no
-/// limit, `None`).
-///
-/// Spin's key-value API has no increment or compare-and-swap, so this is a get then a
-/// set: concurrent requests under one key may read the same count and each write it plus
-/// one, so a burst can slip through up to the host's concurrency beyond the limit. For a
-/// limit on sustained request rates that slack is acceptable (login throttling, which must
-/// be exact, counts atomically in SQLite instead). One small key stays per client address
-/// and user; they are overwritten, never deleted (Spin key-value has no expiry).
+/// limit, `None`): one atomic increment of the key's counter for the current window in
+/// the [`COUNTERS`] store, so concurrent requests on any number of hosts are each counted
+/// once. The limiter fails open: a key-value outage must not turn into refusing every
+/// request (the outage is logged).
 fn charge(key: &str, limit_variable: &str, now: u64) -> Result<Option<Quota>, ApiError> {
     let limit = non_negative_u64(limit_variable)?;
     if limit == 0 {
@@ -289,29 +290,29 @@ fn charge(key: &str, limit_variable: &str, now: u64) -> Result<Option<Quota>, Ap
         }
     };
     let policy = rate_limit::Policy { limit, window_secs };
-    // The limiter fails open: a key-value outage must not turn into refusing every
-    // request (the outage is logged).
-    let store = match Store::open("default") {
-        Ok(store) => store,
+    let counters = match store::open(COUNTERS) {
+        Ok(counters) => counters,
         Err(error) => {
             eprintln!("rate limit: key-value: {error:?}");
             return Ok(None);
         }
     };
-    let stored = match store.get(key) {
-        Ok(value) => value.as_deref().and_then(Window::decode),
+    let window = policy.window(now);
+    let count = match atomics::increment(&counters, &rate_limit::counter_key(key, window), 1) {
+        Ok(count) => u64::try_from(count).unwrap_or(0),
         Err(error) => {
             eprintln!("rate limit: key-value: {error:?}");
             return Ok(None);
         }
     };
-    let (quota, update) = policy.charge(stored, now);
-    if let Some(window) = update
-        && let Err(error) = store.set(key, &window.encode())
+    // This key's first request in a new window: its previous counter is finished.
+    if count == 1
+        && let Some(previous) = window.checked_sub(1)
+        && let Err(error) = counters.delete(&rate_limit::counter_key(key, previous))
     {
         eprintln!("rate limit: key-value: {error:?}");
     }
-    Ok(Some(quota))
+    Ok(Some(policy.quota(count, now)))
 }
 
 /// `cors_allowed_origins` as a policy; `None` when CORS is off.

@@ -5,35 +5,13 @@
 
 use crate::client_addr::AddressGroup;
 
-/// At most `limit` requests per `window_secs`, the window starting at a key's first
-/// request after the previous one ended.
+/// At most `limit` requests per `window_secs`, in fixed windows aligned to the clock:
+/// every host derives the same window from the time alone, so replicas share one counter
+/// per key and window, counted with an atomic increment (never read-then-write).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     pub limit: u64,
     pub window_secs: u64,
-}
-
-/// A key's counter as stored: `"<window start, Unix seconds> <requests counted>"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    pub start: u64,
-    pub count: u64,
-}
-
-impl Window {
-    /// `None` for anything unreadable, which then counts as no window (a fresh start).
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        let (start, count) = text.split_once(' ')?;
-        Some(Self {
-            start: start.parse().ok()?,
-            count: count.parse().ok()?,
-        })
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        format!("{} {}", self.start, self.count).into_bytes()
-    }
 }
 
 /// Where a key stands after a request, for the response headers.
@@ -72,35 +50,31 @@ impl Quota {
 }
 
 impl Policy {
-    /// Counts a request at `now` against the key's `stored` window. Returns the quota and
-    /// the window to store, `None` when nothing changed (a refused request is not counted,
-    /// so a client hammering while limited costs no write).
-    pub fn charge(&self, stored: Option<Window>, now: u64) -> (Quota, Option<Window>) {
-        let current =
-            stored.filter(|w| w.start <= now && now < w.start.saturating_add(self.window_secs));
-        let mut window = current.unwrap_or(Window {
-            start: now,
-            count: 0,
-        });
-        let reset_secs = (window.start.saturating_add(self.window_secs) - now).max(1);
-        if window.count >= self.limit {
-            let quota = Quota {
-                limit: self.limit,
-                remaining: 0,
-                reset_secs,
-                limited: true,
-            };
-            return (quota, None);
-        }
-        window.count += 1;
-        let quota = Quota {
-            limit: self.limit,
-            remaining: self.limit - window.count,
-            reset_secs,
-            limited: false,
-        };
-        (quota, Some(window))
+    /// The window `now` (Unix seconds) falls in.
+    pub fn window(&self, now: u64) -> u64 {
+        now / self.window_secs.max(1)
     }
+
+    /// Where a request stands once its window's counter reached `count`, this request
+    /// included. Requests past the limit are refused (and still counted: the counter is
+    /// an increment, and a refused client gains nothing by it).
+    pub fn quota(&self, count: u64, now: u64) -> Quota {
+        let window_secs = self.window_secs.max(1);
+        let ends = (self.window(now) + 1).saturating_mul(window_secs);
+        Quota {
+            limit: self.limit,
+            remaining: self.limit.saturating_sub(count),
+            reset_secs: ends.saturating_sub(now).max(1),
+            limited: count > self.limit,
+        }
+    }
+}
+
+/// The counter of `key` (an [`address_key`] or [`user_key`]) for one window. Each key
+/// has one counter per window; the first request of a window deletes the previous
+/// window's counter, so at most one finished counter per client stays behind.
+pub fn counter_key(key: &str, window: u64) -> String {
+    format!("{key}:{window}")
 }
 
 /// Health probes (platform liveness checks, `/health/services`) are never limited.
@@ -129,46 +103,24 @@ mod tests {
     };
 
     #[test]
-    fn counts_up_to_the_limit_then_refuses_without_writing() {
-        let (quota, stored) = POLICY.charge(None, NOW);
+    fn counts_up_to_the_limit_then_refuses() {
+        // NOW is 40 s into its 60 s window.
+        assert_eq!(NOW % 60, 40);
         assert_eq!(
-            quota,
+            POLICY.quota(1, NOW),
             Quota {
                 limit: 3,
                 remaining: 2,
-                reset_secs: 60,
+                reset_secs: 20,
                 limited: false
             }
         );
         assert_eq!(
-            stored,
-            Some(Window {
-                start: NOW,
-                count: 1
-            })
-        );
-
-        let (quota, stored) = POLICY.charge(stored, NOW + 10);
-        assert_eq!(
-            (quota.remaining, quota.reset_secs, quota.limited),
-            (1, 50, false)
-        );
-        let (quota, stored) = POLICY.charge(stored, NOW + 20);
-        assert_eq!(
-            (quota.remaining, quota.reset_secs, quota.limited),
-            (0, 40, false)
+            (POLICY.quota(3, NOW + 10).remaining, POLICY.quota(3, NOW + 10).limited),
+            (0, false)
         );
         assert_eq!(
-            stored,
-            Some(Window {
-                start: NOW,
-                count: 3
-            })
-        );
-
-        let (quota, unchanged) = POLICY.charge(stored, NOW + 59);
-        assert_eq!(
-            quota,
+            POLICY.quota(4, NOW + 19),
             Quota {
                 limit: 3,
                 remaining: 0,
@@ -176,54 +128,24 @@ mod tests {
                 limited: true
             }
         );
-        assert_eq!(unchanged, None);
     }
 
     #[test]
-    fn a_new_window_starts_when_the_old_one_ends() {
-        let full = Some(Window {
-            start: NOW,
-            count: 3,
-        });
-        let (quota, stored) = POLICY.charge(full, NOW + 60);
+    fn every_host_derives_the_same_windows_from_the_clock() {
+        let window = POLICY.window(NOW);
+        assert_eq!(POLICY.window(NOW + 19), window);
+        assert_eq!(POLICY.window(NOW + 20), window + 1);
+        assert_eq!(POLICY.quota(1, NOW + 20).reset_secs, 60);
         assert_eq!(
-            (quota.remaining, quota.reset_secs, quota.limited),
-            (2, 60, false)
+            counter_key("ratelimit:user:7", window),
+            format!("ratelimit:user:7:{window}")
         );
-        assert_eq!(
-            stored,
-            Some(Window {
-                start: NOW + 60,
-                count: 1
-            })
-        );
-        // A window from the future (clock stepped back) is not trusted either.
-        let (_, stored) = POLICY.charge(
-            Some(Window {
-                start: NOW + 500,
-                count: 3,
-            }),
-            NOW,
-        );
-        assert_eq!(
-            stored,
-            Some(Window {
-                start: NOW,
-                count: 1
-            })
-        );
-    }
-
-    #[test]
-    fn windows_round_trip_and_garbage_is_a_fresh_start() {
-        let window = Window {
-            start: NOW,
-            count: 42,
+        let zero = Policy {
+            limit: 1,
+            window_secs: 0,
         };
-        assert_eq!(Window::decode(&window.encode()), Some(window));
-        for garbage in [&b""[..], b"1", b"a b", b"1 -2", b"\xff 1"] {
-            assert_eq!(Window::decode(garbage), None, "{garbage:?}");
-        }
+        assert_eq!(zero.window(5), 5);
+        assert_eq!(zero.quota(1, 5).reset_secs, 1);
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! the connection and never answers holds the caller until the host gives up on the whole
 //! request. Here every call goes out through `wasi:http/outgoing-handler` with
 //! [`Timeouts`] as `request-options` (connect, first byte, between bytes), and buffered
-//! calls are also raced against a timer in the guest: hosts may ignore the options (the
-//! embedded host does for `*.spin.internal` calls, which it dispatches in-process).
+//! calls are also raced against a timer in the guest: hosts may ignore the options, or
+//! apply only some of them (the embedded host bounds a `*.spin.internal` call, which it
+//! dispatches in-process, by connect + first byte only).
 //!
 //! [`send`] is a whole buffered exchange; [`open`] leaves the answer's body to stream;
 //! [`start`] leaves the request's body to the caller's [`BodyWriter`]. Also here: request
