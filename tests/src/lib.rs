@@ -89,6 +89,7 @@ pub struct AppBuilder {
     args: Vec<String>,
     with_runner: bool,
     state: Option<PathBuf>,
+    runtime_config: Option<String>,
     engine: Engine,
 }
 
@@ -128,6 +129,12 @@ impl AppBuilder {
         self
     }
 
+    /// Use this runtime config (TOML) instead of the repository's.
+    pub fn runtime_config(mut self, toml: &str) -> Self {
+        self.runtime_config = Some(toml.into());
+        self
+    }
+
     /// Serve with this engine instead of the one `SPINMESH_ENGINE` selects.
     pub fn engine(mut self, engine: Engine) -> Self {
         self.engine = engine;
@@ -152,8 +159,12 @@ impl AppBuilder {
         create_private_dir(&state.join(".spin")).map_err(|err| format!("{err:#}"))?;
         let runtime_config = state.join("runtime-config.toml");
         // Relative store paths then land in this app's own state directory.
-        std::fs::copy(repo_root().join("runtime-config.toml"), &runtime_config)
-            .map_err(|err| err.to_string())?;
+        match &self.runtime_config {
+            Some(toml) => std::fs::write(&runtime_config, toml).map_err(|err| err.to_string())?,
+            None => std::fs::copy(repo_root().join("runtime-config.toml"), &runtime_config)
+                .map(drop)
+                .map_err(|err| err.to_string())?,
+        }
 
         // Only the repository's manifest declares the secret variables.
         let mut variables = if self.manifest == repo_root().join("spin.toml") {
@@ -312,6 +323,7 @@ impl App {
             args: Vec::new(),
             with_runner: false,
             state: None,
+            runtime_config: None,
             engine: engine(),
         }
     }
