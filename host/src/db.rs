@@ -12,6 +12,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use rusqlite::Connection;
 
+/// Runs blocking SQLite work off the async workers, on tokio's blocking pool.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> wasmtime::Result<T> {
+    Ok(tokio::task::spawn_blocking(work).await?)
+}
+
 /// Idle connections kept per file; more are opened on demand and closed after use.
 const MAX_IDLE: usize = 16;
 

@@ -11,13 +11,14 @@
 //! body            request bodies under a size limit and read timeout
 //! responses       host-written responses; refusals → HTTP     ← body
 //! db, logs, metrics   SQLite files, component output, Prometheus registry
+//! kv              key-value stores: SQLite or Redis          ← db
 //! outbound        allowed_outbound_hosts: parsed, resolved, enforced  ← template
 //! manifest        spin.toml                                 ← template, routes, outbound
-//! runtime_config  runtime-config.toml, opened stores        ← manifest, db
+//! runtime_config  runtime-config.toml, opened stores        ← manifest, db, kv
 //! variables       providers and resolved values             ← manifest, template
 //! engine          wasmtime config, epoch ticker, compile cache  ← limits
 //! state           per-instance store data, outbound hooks   ← outbound, manifest, runtime_config, variables, limits, logs
-//! platform        Spin key-value, SQLite, variables         ← state, db, variables
+//! platform        Spin key-value, SQLite, variables, wasi:keyvalue  ← state, db, kv, variables
 //! invoke          linker, fresh instance per request        ← state, platform, engine, metrics
 //! app             loading, dispatch, Spin headers, bounds   ← invoke, engine, body, routes, manifest, runtime_config, variables, outbound, state, metrics, responses, limits
 //! server          listeners and connections                 ← app, metrics, responses
@@ -28,6 +29,7 @@ mod body;
 mod db;
 mod engine;
 mod invoke;
+mod kv;
 pub mod limits;
 mod logs;
 pub mod manifest;

@@ -1,14 +1,19 @@
-//! Spin's platform interfaces (`fermyon:spin/*@2.0.0`, WIT under `wit/spin/`):
-//! key-value, SQLite and variables, with the component's grants enforced.
+//! The platform interfaces a guest may import (WIT under `wit/spin/`): Spin's
+//! `fermyon:spin/*@2.0.0` key-value, SQLite and variables, and
+//! `wasi:keyvalue@0.2.0-draft2` (in `keyvalue`), with the component's grants
+//! enforced.
 //!
-//! Store work is blocking SQLite I/O, so it runs on tokio's blocking pool.
+//! SQLite work is blocking I/O, so it runs on tokio's blocking pool.
+
+mod keyvalue;
 
 use std::sync::{Arc, Mutex};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use wasmtime::component::Resource;
 
-use crate::db::{PooledConnection, SqliteFile};
+use crate::db::{PooledConnection, blocking};
+use crate::kv;
 use crate::state::RequestState;
 
 wasmtime::component::bindgen!({
@@ -18,6 +23,8 @@ wasmtime::component::bindgen!({
     with: {
         "fermyon:spin/key-value.store": KeyValueStore,
         "fermyon:spin/sqlite.connection": SqliteConnection,
+        "wasi:keyvalue/store.bucket": keyvalue::Bucket,
+        "wasi:keyvalue/atomics.cas": keyvalue::Cas,
     },
 });
 
@@ -31,13 +38,35 @@ pub fn add_to_linker(
     key_value::add_to_linker::<_, Data>(linker, |state| state)?;
     sqlite::add_to_linker::<_, Data>(linker, |state| state)?;
     variables::add_to_linker::<_, Data>(linker, |state| state)?;
+    keyvalue::add_to_linker(linker)?;
     Ok(())
 }
 
-/// An open key-value store: the label's file and the store name inside it.
+/// Why a key-value label cannot be opened; both interfaces have these errors.
+enum OpenRefused {
+    AccessDenied,
+    NoSuchStore,
+}
+
+impl RequestState {
+    /// The store behind a label, if the component is granted it (Spin checks
+    /// the grant first, so an ungranted unknown label is `access-denied`).
+    fn open_key_value(&self, label: &str) -> Result<kv::Store, OpenRefused> {
+        if !self.component.key_value_stores.contains(label) {
+            return Err(OpenRefused::AccessDenied);
+        }
+        self.shared
+            .stores
+            .key_value
+            .get(label)
+            .cloned()
+            .ok_or(OpenRefused::NoSuchStore)
+    }
+}
+
+/// An open Spin key-value store.
 pub struct KeyValueStore {
-    label: String,
-    file: Arc<SqliteFile>,
+    store: kv::Store,
 }
 
 /// An open SQLite connection. It keeps one pooled connection for its lifetime
@@ -46,14 +75,7 @@ pub struct SqliteConnection {
     conn: Arc<Mutex<PooledConnection>>,
 }
 
-/// Runs blocking store work off the async workers.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> wasmtime::Result<T> {
-    Ok(tokio::task::spawn_blocking(work).await?)
-}
-
-fn kv_error(err: impl std::fmt::Display) -> key_value::Error {
+fn kv_error(err: kv::Error) -> key_value::Error {
     key_value::Error::Other(err.to_string())
 }
 
@@ -64,13 +86,11 @@ impl key_value::HostStore for RequestState {
         &mut self,
         label: String,
     ) -> wasmtime::Result<Result<Resource<KeyValueStore>, key_value::Error>> {
-        if !self.component.key_value_stores.contains(&label) {
-            return Ok(Err(key_value::Error::AccessDenied));
+        match self.open_key_value(&label) {
+            Ok(store) => Ok(Ok(self.table.push(KeyValueStore { store })?)),
+            Err(OpenRefused::AccessDenied) => Ok(Err(key_value::Error::AccessDenied)),
+            Err(OpenRefused::NoSuchStore) => Ok(Err(key_value::Error::NoSuchStore)),
         }
-        let Some(file) = self.shared.stores.key_value.get(&label).cloned() else {
-            return Ok(Err(key_value::Error::NoSuchStore));
-        };
-        Ok(Ok(self.table.push(KeyValueStore { label, file })?))
     }
 
     async fn get(
@@ -78,19 +98,8 @@ impl key_value::HostStore for RequestState {
         store: Resource<KeyValueStore>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, key_value::Error>> {
-        let (label, file) = self.kv(&store)?;
-        blocking(move || {
-            let conn = file.checkout().map_err(kv_error)?;
-            let mut stmt = conn
-                .prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")
-                .map_err(kv_error)?;
-            let mut rows = stmt.query((label, key)).map_err(kv_error)?;
-            match rows.next().map_err(kv_error)? {
-                Some(row) => Ok(Some(row.get(0).map_err(kv_error)?)),
-                None => Ok(None),
-            }
-        })
-        .await
+        let store = self.spin_store(&store)?;
+        Ok(store.get(&key).await.map_err(kv_error))
     }
 
     async fn set(
@@ -99,18 +108,8 @@ impl key_value::HostStore for RequestState {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), key_value::Error>> {
-        let (label, file) = self.kv(&store)?;
-        blocking(move || {
-            let conn = file.checkout().map_err(kv_error)?;
-            conn.prepare_cached(
-                "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (store, key) DO UPDATE SET value = excluded.value",
-            )
-            .and_then(|mut stmt| stmt.execute((label, key, value)))
-            .map(drop)
-            .map_err(kv_error)
-        })
-        .await
+        let store = self.spin_store(&store)?;
+        Ok(store.set(&key, value).await.map_err(kv_error))
     }
 
     async fn delete(
@@ -118,15 +117,8 @@ impl key_value::HostStore for RequestState {
         store: Resource<KeyValueStore>,
         key: String,
     ) -> wasmtime::Result<Result<(), key_value::Error>> {
-        let (label, file) = self.kv(&store)?;
-        blocking(move || {
-            let conn = file.checkout().map_err(kv_error)?;
-            conn.prepare_cached("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2")
-                .and_then(|mut stmt| stmt.execute((label, key)))
-                .map(drop)
-                .map_err(kv_error)
-        })
-        .await
+        let store = self.spin_store(&store)?;
+        Ok(store.delete(&key).await.map_err(kv_error))
     }
 
     async fn exists(
@@ -134,34 +126,16 @@ impl key_value::HostStore for RequestState {
         store: Resource<KeyValueStore>,
         key: String,
     ) -> wasmtime::Result<Result<bool, key_value::Error>> {
-        let (label, file) = self.kv(&store)?;
-        blocking(move || {
-            let conn = file.checkout().map_err(kv_error)?;
-            conn.prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2)",
-            )
-            .and_then(|mut stmt| stmt.query_row((label, key), |row| row.get(0)))
-            .map_err(kv_error)
-        })
-        .await
+        let store = self.spin_store(&store)?;
+        Ok(store.exists(&key).await.map_err(kv_error))
     }
 
     async fn get_keys(
         &mut self,
         store: Resource<KeyValueStore>,
     ) -> wasmtime::Result<Result<Vec<String>, key_value::Error>> {
-        let (label, file) = self.kv(&store)?;
-        blocking(move || {
-            let conn = file.checkout().map_err(kv_error)?;
-            let mut stmt = conn
-                .prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1 ORDER BY key")
-                .map_err(kv_error)?;
-            let keys = stmt
-                .query_map([label], |row| row.get(0))
-                .map_err(kv_error)?;
-            keys.collect::<Result<Vec<String>, _>>().map_err(kv_error)
-        })
-        .await
+        let store = self.spin_store(&store)?;
+        Ok(store.keys().await.map_err(kv_error))
     }
 
     async fn drop(&mut self, store: Resource<KeyValueStore>) -> wasmtime::Result<()> {
@@ -171,9 +145,8 @@ impl key_value::HostStore for RequestState {
 }
 
 impl RequestState {
-    fn kv(&self, store: &Resource<KeyValueStore>) -> wasmtime::Result<(String, Arc<SqliteFile>)> {
-        let store = self.table.get(store)?;
-        Ok((store.label.clone(), Arc::clone(&store.file)))
+    fn spin_store(&self, store: &Resource<KeyValueStore>) -> wasmtime::Result<kv::Store> {
+        Ok(Arc::clone(&self.table.get(store)?.store))
     }
 }
 

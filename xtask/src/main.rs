@@ -70,6 +70,7 @@ fn test(no_lint: bool, cargo_args: Vec<String>) -> Result<()> {
     setup::ensure_ffmpeg()?;
     setup::ensure_postgres()?;
     setup::ensure_nginx()?;
+    setup::ensure_redis()?;
     setup::ensure_browser_test(&build::root())?;
     setup::ensure_schemathesis(&build::root())?;
     build::build_all()?;

@@ -55,6 +55,11 @@ pub fn ensure_nginx() -> Result<()> {
     ensure_tool("nginx", "nginx", "-v")
 }
 
+/// The host's Redis key-value tests start throwaway servers with Debian's redis-server.
+pub fn ensure_redis() -> Result<()> {
+    ensure_tool("redis-server", "redis-server", "--version")
+}
+
 /// The browser test (`tests/browser/`) drives Debian's Chromium with playwright-core
 /// under Node; its npm packages are installed from the lock file when missing or stale.
 pub fn ensure_browser_test(repo: &Path) -> Result<()> {
