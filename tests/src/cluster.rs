@@ -1,11 +1,12 @@
 //! The production topology on one machine, made of real services: PostgreSQL for the
-//! runners' jobs, two app hosts behind a real load balancer (nginx), two runners behind
-//! it too. `cargo xtask up --cluster` serves it until Ctrl-C; the cluster suites start
-//! a fresh one per test and break pieces of it.
+//! runners' jobs, Redis for the app's key-value stores, two app hosts behind a real load
+//! balancer (nginx), two runners behind it too. `cargo xtask up --cluster` serves it
+//! until Ctrl-C; the cluster suites start a fresh one per test and break pieces of it.
 //!
-//! The hosts share the app's state directory (its SQLite files) and see clients through
-//! the balancer's `X-Forwarded-For` (`trusted_proxies`); the runners share the job store
-//! and reach each other's media through the same spool directory.
+//! The hosts share every key-value store through Redis (each label its own database)
+//! and the app's SQLite files through one state directory, and see clients through the
+//! balancer's `X-Forwarded-For` (`trusted_proxies`); the runners share the job store and
+//! reach each other's media through the same spool directory.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,8 @@ use spinmesh_deploy::local::{DevSecrets, create_private_dir, keep_created_files_
 use crate::services::balancer::{Balancer, Frontend};
 use crate::services::free_port;
 use crate::services::postgres::{self, PgCluster};
-use crate::{App, Runner};
+use crate::services::redis::Redis;
+use crate::{App, Runner, repo_root};
 
 /// How many of each the topology runs.
 pub const HOSTS: usize = 2;
@@ -69,6 +71,8 @@ impl ClusterBuilder {
         create_private_dir(&state).map_err(|err| format!("{err:#}"))?;
         postgres::let_server_through(&state)?;
         let postgres = PgCluster::start_in(&state.join("postgres"))?;
+        let redis = Redis::start();
+        let runtime_config = runtime_config(&redis.url())?;
 
         let runner_addresses: Vec<String> = (0..RUNNERS).map(|_| loopback()).collect();
         let host_addresses: Vec<String> = (0..HOSTS).map(|_| loopback()).collect();
@@ -96,6 +100,8 @@ impl ClusterBuilder {
             runners,
             balancer: None,
             postgres,
+            redis,
+            runtime_config,
             state,
             secrets: self.secrets,
             variables: self.variables,
@@ -123,6 +129,23 @@ impl ClusterBuilder {
     }
 }
 
+/// The repository's runtime config with each key-value store moved to a Redis database
+/// of its own (0, 1, … in the order the file lists them); SQLite stores stay files.
+fn runtime_config(redis_url: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(repo_root().join("runtime-config.toml"))
+        .map_err(|err| err.to_string())?;
+    let mut config: toml::Table = text.parse().map_err(|err| format!("runtime-config.toml: {err}"))?;
+    if let Some(toml::Value::Table(stores)) = config.get_mut("key_value_store") {
+        for (database, (_label, store)) in stores.iter_mut().enumerate() {
+            let mut redis = toml::Table::new();
+            redis.insert("type".into(), "redis".into());
+            redis.insert("url".into(), format!("{redis_url}/{database}").into());
+            *store = toml::Value::Table(redis);
+        }
+    }
+    Ok(config.to_string())
+}
+
 fn loopback() -> String {
     format!("127.0.0.1:{}", free_port())
 }
@@ -138,6 +161,9 @@ pub struct Cluster {
     runners: Vec<Runner>,
     balancer: Option<Balancer>,
     pub postgres: PgCluster,
+    pub redis: Redis,
+    /// The hosts' runtime config: the repository's, with every key-value store on Redis.
+    runtime_config: String,
     state: PathBuf,
     secrets: DevSecrets,
     variables: Vec<(String, String)>,
@@ -191,6 +217,7 @@ impl Cluster {
         let mut builder = App::builder()
             .state_dir(&self.state.join("app"))
             .listen(&self.host_addresses[index])
+            .runtime_config(&self.runtime_config)
             .secrets(self.secrets.clone())
             .variable("runner_url", &self.runners_url)
             // Clients reach the hosts through the balancer on loopback.

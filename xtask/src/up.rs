@@ -11,7 +11,7 @@ use spinmesh_e2e::cluster::{Cluster, HOSTS, RUNNERS};
 use spinmesh_e2e::services::postgres;
 
 use crate::build::{build_all, native_binary, root};
-use crate::setup::{ensure_ffmpeg, ensure_nginx, ensure_postgres};
+use crate::setup::{ensure_ffmpeg, ensure_nginx, ensure_postgres, ensure_redis};
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -28,8 +28,8 @@ pub struct UpArgs {
     /// loopback, as it has no authentication. Not used with `--engine spin`.
     #[arg(long, default_value = "127.0.0.1:3002")]
     admin_listen: String,
-    /// The production topology instead: PostgreSQL, two hosts behind nginx, two
-    /// runners, all real services on this machine, state under `.spin/cluster/`.
+    /// The production topology instead: PostgreSQL, Redis, two hosts behind nginx,
+    /// two runners, all real services on this machine, state under `.spin/cluster/`.
     #[arg(long, conflicts_with_all = ["engine", "runner_listen", "admin_listen"])]
     cluster: bool,
 }
@@ -143,6 +143,7 @@ fn up_cluster(listen: &str) -> Result<()> {
     ensure_ffmpeg()?;
     ensure_postgres()?;
     ensure_nginx()?;
+    ensure_redis()?;
     build_all()?;
     let state = root().join(".spin");
     create_private_dir(&state)?;
@@ -167,9 +168,10 @@ fn up_cluster(listen: &str) -> Result<()> {
         cluster.url, cluster.url
     );
     println!(
-        "cluster: nginx in front of {HOSTS} hosts and, at {}, {RUNNERS} runners; PostgreSQL at {}",
+        "cluster: nginx in front of {HOSTS} hosts and, at {}, {RUNNERS} runners; PostgreSQL at {}; Redis at {}",
         cluster.runners_url,
-        cluster.postgres.url()
+        cluster.postgres.url(),
+        cluster.redis.url()
     );
     println!(
         "state in {}; admin user `admin`, password in {}",
