@@ -252,7 +252,10 @@ mod tests {
         );
         let limits = c.output_limits();
         assert_eq!(limits.max_duration, Duration::from_secs(3 * 3600));
-        assert_eq!(limits.max_bytes, OutputLimits::max_bytes_for(limits.max_duration));
+        assert_eq!(
+            limits.max_bytes,
+            OutputLimits::max_bytes_for(limits.max_duration)
+        );
         assert_eq!(c.validate().unwrap(), "t");
     }
 

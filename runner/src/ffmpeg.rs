@@ -337,7 +337,10 @@ impl OutputLimits {
     /// The `-t` ffmpeg gets: past the tolerance, so that audio running on beyond the
     /// limit shows in the output and is not mistaken for audio just at it.
     fn stop_after(&self) -> String {
-        format!("{:.3}", (self.max_duration + DURATION_TOLERANCE * 2).as_secs_f64())
+        format!(
+            "{:.3}",
+            (self.max_duration + DURATION_TOLERANCE * 2).as_secs_f64()
+        )
     }
 }
 
@@ -407,7 +410,12 @@ pub async fn convert(
 ) -> Result<(), Stopped> {
     let mut command = Command::new(&settings.ffmpeg);
     command
-        .args(ffmpeg_args(&input, output, settings.quality, &settings.limits))
+        .args(ffmpeg_args(
+            &input,
+            output,
+            settings.quality,
+            &settings.limits,
+        ))
         .stdin(match input {
             Input::File(_) => Stdio::null(),
             Input::Pipe(reader) => Stdio::from(reader),
@@ -533,7 +541,11 @@ pub async fn convert(
 
 /// After ffmpeg succeeded: whether it stopped at a limit (`-t`, `-fs`) rather than at
 /// the end of the audio, which makes the output a truncated file and the job a failure.
-async fn check_limits(limits: &OutputLimits, reached_us: u64, output: &Path) -> Result<(), Stopped> {
+async fn check_limits(
+    limits: &OutputLimits,
+    reached_us: u64,
+    output: &Path,
+) -> Result<(), Stopped> {
     if reached_us > limits.allowed_us() {
         return Err(Stopped::Failed(Failure::Permanent(reason_too_long(
             limits.max_duration,
@@ -745,7 +757,10 @@ mod tests {
             max_bytes: 1,
         };
         assert_eq!(limits.allowed_us(), 10_500_000);
-        assert_eq!(reason_too_long(limits.max_duration), "Audio is longer than the 10s limit");
+        assert_eq!(
+            reason_too_long(limits.max_duration),
+            "Audio is longer than the 10s limit"
+        );
     }
 
     #[test]

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use common::postgres::PgCluster;
 use common::*;
@@ -100,7 +99,10 @@ async fn backlog_does_not_delay_another_owner(runner: &Runner, dir: &Path) {
     assert_eq!(order.len(), 6, "{order:?}");
     let n = started_before_bob.len();
     assert_eq!(order[..n], started_before_bob[..], "{order:?}");
-    assert_eq!(order[n], bob, "bob waited for more than one conversion: {order:?}");
+    assert_eq!(
+        order[n], bob,
+        "bob waited for more than one conversion: {order:?}"
+    );
     // Alice's own jobs keep their order.
     let alices: Vec<&String> = order.iter().filter(|id| **id != bob).collect();
     assert_eq!(alices, backlog.iter().collect::<Vec<_>>());
@@ -196,7 +198,10 @@ async fn delete(runner: &Runner, id: &str) -> (u16, Value) {
         .send()
         .await
         .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
 }
 
 #[tokio::test]
@@ -207,18 +212,16 @@ async fn stored_bytes_quota_counts_inputs_and_outputs_until_they_are_removed() {
     // Room for one input and a bit: the second upload does not fit while the first
     // job's input, then its output, is kept.
     let quota = (size + size / 2).to_string();
-    let runner = Runner::start(&[
-        "--workers",
-        "1",
-        "--max-spool-bytes-per-owner",
-        &quota,
-    ]);
+    let runner = Runner::start(&["--workers", "1", "--max-spool-bytes-per-owner", &quota]);
 
     let first = accepted(&runner, "alice", &clip).await;
     let done = finished(&runner, &first).await;
     assert_eq!(done["status"], "completed");
     let output = done["output_bytes"].as_u64().unwrap();
-    assert!(output + size > size + size / 2, "the output alone leaves no room");
+    assert!(
+        output + size > size + size / 2,
+        "the output alone leaves no room"
+    );
 
     refused(
         upload_as(&runner, "alice", &clip).await,
@@ -287,7 +290,10 @@ async fn audio_longer_than_the_limit_fails_with_the_reason() {
         let job = finished(&runner, id).await;
         assert_eq!(job["status"], "failed", "{job}");
         assert_eq!(job["error"], reason, "{job}");
-        assert_eq!(job["attempts"], 1, "a permanent failure is not retried: {job}");
+        assert_eq!(
+            job["attempts"], 1,
+            "a permanent failure is not retried: {job}"
+        );
         assert!(runner.files_of(id).is_empty(), "{:?}", runner.files_of(id));
     }
     assert_eq!(finished(&runner, &fine).await["status"], "completed");
@@ -303,8 +309,15 @@ async fn output_larger_than_the_limit_fails_with_the_reason() {
     let small = accepted(&runner, "alice", &make_audio(dir.path(), "small.mp3", 1)).await;
     let job = finished(&runner, &big).await;
     assert_eq!(job["status"], "failed", "{job}");
-    assert_eq!(job["error"], "Converted audio is larger than the 8000-byte limit");
-    assert!(runner.files_of(&big).is_empty(), "{:?}", runner.files_of(&big));
+    assert_eq!(
+        job["error"],
+        "Converted audio is larger than the 8000-byte limit"
+    );
+    assert!(
+        runner.files_of(&big).is_empty(),
+        "{:?}",
+        runner.files_of(&big)
+    );
     assert_eq!(finished(&runner, &small).await["status"], "completed");
 }
 
@@ -376,5 +389,9 @@ async fn a_conversion_stops_when_free_disk_runs_low_and_leaves_nothing_behind() 
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error"], "Not enough disk space on the runner", "{job}");
     assert!(job["progress"].as_u64() < Some(100), "{job}");
-    assert!(runner.files_of(&id).is_empty(), "{:?}", runner.files_of(&id));
+    assert!(
+        runner.files_of(&id).is_empty(),
+        "{:?}",
+        runner.files_of(&id)
+    );
 }

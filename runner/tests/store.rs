@@ -87,7 +87,11 @@ fn new_job(owner: &str, created_at: i64) -> NewJob {
 
 fn insert(store: &dyn JobStore, owner: &str, created_at: i64) -> Job {
     store
-        .insert(new_job(owner, created_at), &OwnerQuota::UNLIMITED, created_at)
+        .insert(
+            new_job(owner, created_at),
+            &OwnerQuota::UNLIMITED,
+            created_at,
+        )
         .unwrap()
         .0
 }
@@ -171,8 +175,13 @@ fn a_job_converted_while_arriving_is_recorded_running_and_can_fall_back() {
             (job.id.as_str(), 1)
         );
         assert_ne!(again.lease, lease);
-        assert!(store
-                .insert(new_job("a", 1), &OwnerQuota::UNLIMITED, 1).unwrap().1.is_none());
+        assert!(
+            store
+                .insert(new_job("a", 1), &OwnerQuota::UNLIMITED, 1)
+                .unwrap()
+                .1
+                .is_none()
+        );
     });
 }
 
@@ -439,7 +448,10 @@ fn owners_with_fewer_running_jobs_go_first() {
         // Alice and bob run one job each; alice's last start is the older one.
         assert_eq!(claim_at(13).job.owner, "alice");
         let bobs_second = claim_at(14);
-        assert_eq!(bobs_second.job.owner, "bob", "bob runs fewer jobs than alice");
+        assert_eq!(
+            bobs_second.job.owner, "bob",
+            "bob runs fewer jobs than alice"
+        );
         // A retry waiting for its backoff is not runnable, however few jobs bob runs.
         assert!(store.retry_later(&bobs_second.lease, 100).unwrap());
         assert_eq!(claim_at(15).job.owner, "alice");
@@ -504,13 +516,18 @@ fn insert_refuses_what_the_quota_does_not_allow() {
             max_spooled_bytes: u64::MAX,
         };
         let insert_within = |owner: &str, quota: &OwnerQuota| {
-            store.insert(new_job(owner, 1), quota, 1).map(|(job, _)| job)
+            store
+                .insert(new_job(owner, 1), quota, 1)
+                .map(|(job, _)| job)
         };
         let first = insert_within("alice", &two_jobs).unwrap();
         insert_within("alice", &two_jobs).unwrap();
         let refused = insert_within("alice", &two_jobs).unwrap_err();
         assert!(
-            matches!(refused, spinmesh_runner::Error::JobQuotaExceeded { limit: 2 }),
+            matches!(
+                refused,
+                spinmesh_runner::Error::JobQuotaExceeded { limit: 2 }
+            ),
             "{refused:?}"
         );
         insert_within("bob", &two_jobs).expect("quotas are per owner");
