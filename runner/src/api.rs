@@ -27,7 +27,7 @@ use crate::names;
 use crate::range::{RangeDecision, parse_range};
 use crate::registry::Registry;
 use crate::spool::{Spool, remove_if_exists};
-use crate::store::{Leased, Store};
+use crate::store::{Leased, OwnerQuota, Store};
 use crate::units::now_ms;
 use crate::worker::{self, WorkerContext};
 
@@ -38,6 +38,9 @@ pub struct AppState {
     pub token: String,
     pub max_upload_bytes: u64,
     pub min_free_disk: u64,
+    /// What one owner may hold; checked before an upload is read and again as it is
+    /// recorded.
+    pub quota: OwnerQuota,
     pub registry: Registry,
     pub wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
@@ -337,6 +340,23 @@ async fn create_job(
         });
     }
 
+    // The owner's quotas, from the job store, so they hold across runners sharing it.
+    let lookup = owner.clone();
+    let usage = state.store.run(move |s| s.usage(&lookup)).await?;
+    if let Err(refusal) = state.quota.admit(&usage, declared.unwrap_or(0)) {
+        info!(owner = %owner, usage = ?usage, reason = %refusal, "refusing upload: owner quota");
+        if !expects_continue && declared.is_none_or(|n| n <= DRAIN_BYTES) {
+            drain(&mut stream).await;
+        }
+        return Err(refusal);
+    }
+    // What this upload may add to the owner's stored bytes (a chunked upload has not
+    // said how much it brings).
+    let storage_left = state
+        .quota
+        .max_spooled_bytes
+        .saturating_sub(usage.spooled_bytes);
+
     let free = state.spool.free_space()?;
     if free < state.min_free_disk.saturating_add(declared.unwrap_or(0)) {
         state.metrics.upload_rejected(Rejection::LowDisk);
@@ -386,6 +406,16 @@ async fn create_job(
             drain(&mut stream).await;
             return Err(Error::PayloadTooLarge {
                 limit: state.max_upload_bytes,
+            });
+        }
+        if received > storage_left {
+            info!(job_id = %id, received, "aborting upload: owner's storage quota reached");
+            drop(arrival.take());
+            drop(writer);
+            drop(guard);
+            drain(&mut stream).await;
+            return Err(Error::StorageQuotaExceeded {
+                limit: state.quota.max_spooled_bytes,
             });
         }
         writer.write_all(&chunk).await?;
@@ -445,9 +475,12 @@ async fn create_job(
             .is_some()
             .then(|| now_ms() - started.elapsed().as_millis() as i64),
     };
+    // Checked again with the insert: concurrent uploads of one owner may all have
+    // passed the check at admission.
+    let quota = state.quota;
     let (job, lease) = state
         .store
-        .run(move |s| s.insert(new_job, now_ms()))
+        .run(move |s| s.insert(new_job, &quota, now_ms()))
         .await?;
     guard.disarm();
     state.metrics.upload_accepted(received);

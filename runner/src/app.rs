@@ -109,10 +109,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(WorkerContext {
         store: store.clone(),
         spool: spool.clone(),
+        min_free_disk: config.min_free_disk,
         settings: ConvertSettings {
             ffmpeg: ffmpeg_path,
             quality: config.quality,
             timeout: config.job_timeout,
+            limits: config.output_limits(),
         },
         max_attempts: config.max_attempts,
         retry_backoff: config.retry_backoff,
@@ -153,6 +155,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         token,
         max_upload_bytes: config.max_upload_bytes,
         min_free_disk: config.min_free_disk,
+        quota: config.owner_quota(),
         registry,
         wake,
         metrics,

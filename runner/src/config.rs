@@ -7,6 +7,8 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Parser;
 
+use crate::ffmpeg::OutputLimits;
+use crate::store::OwnerQuota;
 use crate::units::{parse_duration, parse_size};
 
 #[derive(Parser, Clone)]
@@ -63,6 +65,29 @@ pub struct Config {
     /// Uploads are refused (507) while free space on the spool's filesystem is below this.
     #[arg(long, env = "RUNNER_MIN_FREE_DISK", default_value = "512MiB", value_parser = parse_size)]
     pub min_free_disk: u64,
+
+    /// Most jobs one owner may have queued or running at a time; further uploads get
+    /// 429 `job_quota_exceeded` until one finishes. Fair scheduling already keeps one
+    /// owner's backlog from delaying others, so this bounds what one owner can commit
+    /// the runner to (each job up to --job-timeout of a worker) and keep waiting on disk.
+    #[arg(long, env = "RUNNER_MAX_QUEUED_PER_OWNER", default_value_t = 5)]
+    pub max_queued_per_owner: u64,
+
+    /// Most bytes one owner's jobs may keep on the runner: inputs of queued and running
+    /// jobs plus outputs of completed ones until --retention removes them. Uploads that
+    /// would pass it get 507 `storage_quota_exceeded`.
+    #[arg(long, env = "RUNNER_MAX_SPOOL_BYTES_PER_OWNER", default_value = "2GiB", value_parser = parse_size)]
+    pub max_spool_bytes_per_owner: u64,
+
+    /// Longest audio converted: longer inputs fail ("Audio is longer than the 3h limit")
+    /// instead of being truncated.
+    #[arg(long, env = "RUNNER_MAX_OUTPUT_DURATION", default_value = "3h", value_parser = parse_duration)]
+    pub max_output_duration: Duration,
+
+    /// Largest MP3 written; a conversion that reaches it fails. Default: what
+    /// --max-output-duration of audio at MP3's highest bitrate (320 kbit/s) takes.
+    #[arg(long, env = "RUNNER_MAX_OUTPUT_BYTES", value_parser = parse_size)]
+    pub max_output_bytes: Option<u64>,
 
     /// A conversion running longer than this is killed and the job fails.
     #[arg(long, env = "RUNNER_JOB_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
@@ -142,6 +167,18 @@ impl Config {
         if self.sweep_interval.is_zero() {
             bail!("--sweep-interval must be greater than 0");
         }
+        if self.max_queued_per_owner == 0 {
+            bail!("--max-queued-per-owner must be at least 1");
+        }
+        if self.max_spool_bytes_per_owner == 0 {
+            bail!("--max-spool-bytes-per-owner must be greater than 0");
+        }
+        if self.max_output_duration < Duration::from_secs(1) {
+            bail!("--max-output-duration must be at least 1s");
+        }
+        if self.max_output_bytes == Some(0) {
+            bail!("--max-output-bytes must be greater than 0");
+        }
         Ok(token)
     }
 
@@ -155,6 +192,22 @@ impl Config {
             let suffix = uuid::Uuid::new_v4().simple().to_string();
             format!("{host}-{}-{}", std::process::id(), &suffix[..8])
         })
+    }
+
+    pub fn owner_quota(&self) -> OwnerQuota {
+        OwnerQuota {
+            max_unfinished_jobs: self.max_queued_per_owner,
+            max_spooled_bytes: self.max_spool_bytes_per_owner,
+        }
+    }
+
+    pub fn output_limits(&self) -> OutputLimits {
+        OutputLimits {
+            max_duration: self.max_output_duration,
+            max_bytes: self
+                .max_output_bytes
+                .unwrap_or_else(|| OutputLimits::max_bytes_for(self.max_output_duration)),
+        }
     }
 
     pub fn worker_count(&self) -> usize {
@@ -190,6 +243,19 @@ mod tests {
         assert_eq!(c.lease_ttl, Duration::from_secs(30));
         assert!(c.database_url.is_none());
         assert!(c.worker_count() >= 1);
+        assert_eq!(
+            c.owner_quota(),
+            OwnerQuota {
+                max_unfinished_jobs: 5,
+                max_spooled_bytes: 2 << 30
+            }
+        );
+        let limits = c.output_limits();
+        assert_eq!(limits.max_duration, Duration::from_secs(3 * 3600));
+        assert_eq!(
+            limits.max_bytes,
+            OutputLimits::max_bytes_for(limits.max_duration)
+        );
         assert_eq!(c.validate().unwrap(), "t");
     }
 
@@ -210,7 +276,19 @@ mod tests {
             "1h",
             "--quality",
             "5",
+            "--max-queued-per-owner",
+            "2",
+            "--max-spool-bytes-per-owner",
+            "100MiB",
+            "--max-output-duration",
+            "10m",
+            "--max-output-bytes",
+            "20MB",
         ]);
+        assert_eq!(c.owner_quota().max_unfinished_jobs, 2);
+        assert_eq!(c.owner_quota().max_spooled_bytes, 100 << 20);
+        assert_eq!(c.output_limits().max_duration, Duration::from_secs(600));
+        assert_eq!(c.output_limits().max_bytes, 20_000_000);
         assert_eq!(c.max_upload_bytes, 10 << 20);
         assert_eq!(c.job_timeout, Duration::from_secs(30));
         assert_eq!(c.worker_count(), 3);
@@ -235,6 +313,10 @@ mod tests {
             &["--database-url", "mysql://x"][..],
             &["--lease-ttl", "500ms"],
             &["--runner-id", "has space"],
+            &["--max-queued-per-owner", "0"],
+            &["--max-spool-bytes-per-owner", "0"],
+            &["--max-output-duration", "500ms"],
+            &["--max-output-bytes", "0"],
         ] {
             let mut args = vec!["--token", "t"];
             args.extend_from_slice(bad);

@@ -32,6 +32,10 @@ pub enum Error {
     RangeNotSatisfiable { size: u64 },
     #[error("not enough free disk space")]
     InsufficientStorage,
+    #[error("owner has {limit} unfinished jobs")]
+    JobQuotaExceeded { limit: u64 },
+    #[error("owner's files would exceed {limit} bytes")]
+    StorageQuotaExceeded { limit: u64 },
     #[error("upload body ended early: {0}")]
     UploadIncomplete(String),
     #[error("job store: {0}")]
@@ -142,6 +146,22 @@ impl Error {
                 "upload_incomplete",
                 "Upload body ended before it was complete".into(),
             ),
+            Error::JobQuotaExceeded { limit } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                spinmesh_jobs::JOB_QUOTA_EXCEEDED,
+                format!(
+                    "You already have {limit} conversions queued or running, the most allowed \
+                     at a time; upload again once one has finished"
+                ),
+            ),
+            Error::StorageQuotaExceeded { limit } => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                spinmesh_jobs::STORAGE_QUOTA_EXCEEDED,
+                format!(
+                    "Your files on the conversion service would take more than the {limit} \
+                     bytes allowed; delete finished jobs or wait for them to expire"
+                ),
+            ),
             Error::InsufficientStorage => insufficient_storage(),
             err if err.is_disk_full() => insufficient_storage(),
             err if err.is_store_busy() => (
@@ -212,7 +232,8 @@ impl IntoResponse for Error {
                 }
             }
             _ if status == StatusCode::SERVICE_UNAVAILABLE
-                || status == StatusCode::INSUFFICIENT_STORAGE =>
+                || status == StatusCode::INSUFFICIENT_STORAGE
+                || status == StatusCode::TOO_MANY_REQUESTS =>
             {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
             }
@@ -246,6 +267,23 @@ mod tests {
             None,
         ));
         assert_eq!(err.parts().1, "insufficient_storage");
+    }
+
+    #[test]
+    fn quota_refusals_say_which_quota_and_when_to_retry() {
+        let response = Error::JobQuotaExceeded { limit: 5 }.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "30");
+        let (status, code, message) = Error::StorageQuotaExceeded { limit: 2048 }.parts();
+        assert_eq!(
+            (status, code),
+            (StatusCode::INSUFFICIENT_STORAGE, "storage_quota_exceeded")
+        );
+        assert!(message.contains("2048 bytes"), "{message}");
+        assert_eq!(
+            Error::JobQuotaExceeded { limit: 5 }.parts().1,
+            "job_quota_exceeded"
+        );
     }
 
     #[test]

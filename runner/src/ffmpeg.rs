@@ -11,6 +11,8 @@ use tokio::process::Command;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::units::format_duration;
+
 const INSTALL_HINT: &str =
     "install it (Debian/Ubuntu: apt-get install ffmpeg) or pass --ffmpeg /path/to/ffmpeg";
 
@@ -240,12 +242,24 @@ pub const REASON_NOT_MEDIA: &str = "Input is not a valid media file";
 pub const REASON_NO_AUDIO: &str = "Input has no audio stream";
 pub const REASON_TIMED_OUT: &str = "Conversion timed out";
 pub const REASON_EMPTY_OUTPUT: &str = "Input contains no decodable audio";
+/// The disk filled up, or free space fell below `--min-free-disk`, while converting.
+pub const REASON_LOW_DISK: &str = "Not enough disk space on the runner";
+
+/// Why an input whose audio runs past `--max-output-duration` fails.
+pub fn reason_too_long(limit: Duration) -> String {
+    format!("Audio is longer than the {} limit", format_duration(limit))
+}
+
+/// Why a conversion whose MP3 reached `--max-output-bytes` fails.
+pub fn reason_too_large(limit: u64) -> String {
+    format!("Converted audio is larger than the {limit}-byte limit")
+}
 
 /// Classifies a non-successful ffmpeg exit. `exit_code` is `None` when ffmpeg was
 /// killed by a signal we did not send.
 pub fn classify_failure(exit_code: Option<i32>, findings: &StderrFindings) -> Failure {
     if findings.disk_full {
-        return Failure::Transient("Not enough disk space on the runner".into());
+        return Failure::Transient(REASON_LOW_DISK.into());
     }
     if findings.out_of_memory {
         return Failure::Transient("Not enough memory on the runner".into());
@@ -278,6 +292,56 @@ pub struct ConvertSettings {
     /// libmp3lame VBR quality, 0 (best) – 9.
     pub quality: u8,
     pub timeout: Duration,
+    pub limits: OutputLimits,
+}
+
+/// Bounds on what one conversion may produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputLimits {
+    /// Longest audio converted. An input whose container says it is longer is refused as
+    /// soon as ffmpeg has read its header; one whose audio runs on past what it declared
+    /// is stopped by `-t` and fails too, rather than leaving a silently truncated file.
+    pub max_duration: Duration,
+    /// Largest MP3 written (`-fs`); reaching it fails the job.
+    pub max_bytes: u64,
+}
+
+/// How far audio may run past [`OutputLimits::max_duration`] and still count as within
+/// it: container durations are rounded, and MP3 frames (26 ms) and encoder padding
+/// overshoot the last sample a little.
+const DURATION_TOLERANCE: Duration = Duration::from_millis(500);
+
+/// The highest bitrate libmp3lame writes (MPEG-1 Layer III's largest frames), in bytes
+/// per second: no MP3 of a given length can be larger than this allows.
+const MP3_MAX_BYTES_PER_SECOND: u64 = 320_000 / 8;
+/// Room for the ID3 and Xing headers ffmpeg writes.
+const MP3_HEADER_BYTES: u64 = 128 << 10;
+
+impl OutputLimits {
+    /// The largest MP3 any audio of up to `max_duration` (and its tolerance) gives,
+    /// the default for `--max-output-bytes`.
+    pub fn max_bytes_for(max_duration: Duration) -> u64 {
+        let seconds = (max_duration + DURATION_TOLERANCE * 2).as_secs_f64().ceil() as u64;
+        seconds
+            .saturating_mul(MP3_MAX_BYTES_PER_SECOND)
+            .saturating_add(MP3_HEADER_BYTES)
+    }
+
+    /// The longest audio, in microseconds, that still passes.
+    fn allowed_us(&self) -> u64 {
+        (self.max_duration + DURATION_TOLERANCE)
+            .as_micros()
+            .min(u64::MAX as u128) as u64
+    }
+
+    /// The `-t` ffmpeg gets: past the tolerance, so that audio running on beyond the
+    /// limit shows in the output and is not mistaken for audio just at it.
+    fn stop_after(&self) -> String {
+        format!(
+            "{:.3}",
+            (self.max_duration + DURATION_TOLERANCE * 2).as_secs_f64()
+        )
+    }
 }
 
 /// How a conversion attempt ended (other than success).
@@ -302,7 +366,12 @@ pub enum Input<'a> {
 
 /// The arguments passed to ffmpeg. Paths are given as `file:` URLs so that nothing in a
 /// path can be taken for another protocol or an option.
-pub fn ffmpeg_args(input: &Input<'_>, output: &Path, quality: u8) -> Vec<std::ffi::OsString> {
+pub fn ffmpeg_args(
+    input: &Input<'_>,
+    output: &Path,
+    quality: u8,
+    limits: &OutputLimits,
+) -> Vec<std::ffi::OsString> {
     let file_url = |p: &Path| {
         let mut s = std::ffi::OsString::from("file:");
         s.push(p.as_os_str());
@@ -320,6 +389,8 @@ pub fn ffmpeg_args(input: &Input<'_>, output: &Path, quality: u8) -> Vec<std::ff
         args.push(a.into());
     }
     args.push(quality.to_string().into());
+    args.extend(["-t".into(), limits.stop_after().into()]);
+    args.extend(["-fs".into(), limits.max_bytes.to_string().into()]);
     for a in ["-f", "mp3", "-progress", "pipe:1"] {
         args.push(a.into());
     }
@@ -339,7 +410,12 @@ pub async fn convert(
 ) -> Result<(), Stopped> {
     let mut command = Command::new(&settings.ffmpeg);
     command
-        .args(ffmpeg_args(&input, output, settings.quality))
+        .args(ffmpeg_args(
+            &input,
+            output,
+            settings.quality,
+            &settings.limits,
+        ))
         .stdin(match input {
             Input::File(_) => Stdio::null(),
             Input::Pipe(reader) => Stdio::from(reader),
@@ -375,24 +451,37 @@ pub async fn convert(
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
 
+    let limits = settings.limits;
     let (duration_tx, duration_rx) = watch::channel(None::<u64>);
-    let stderr_task = tokio::spawn(async move {
-        let mut scan = StderrScan::default();
-        let _ = for_each_line(stderr, |line| {
-            scan.scan_line(line);
-            if scan.duration_us.is_some() && duration_tx.borrow().is_none() {
-                let _ = duration_tx.send(scan.duration_us);
-            }
-        })
-        .await;
-        scan
+    // Fired when the input's header declares more audio than the limit allows.
+    let declared_too_long = CancellationToken::new();
+    let stderr_task = tokio::spawn({
+        let declared_too_long = declared_too_long.clone();
+        async move {
+            let mut scan = StderrScan::default();
+            let _ = for_each_line(stderr, |line| {
+                scan.scan_line(line);
+                if scan.duration_us.is_some() && duration_tx.borrow().is_none() {
+                    let _ = duration_tx.send(scan.duration_us);
+                    if scan.duration_us > Some(limits.allowed_us()) {
+                        declared_too_long.cancel();
+                    }
+                }
+            })
+            .await;
+            scan
+        }
     });
 
+    // How far into the audio ffmpeg got.
+    let mut reached_us = 0u64;
     let drive = async {
         let _ = for_each_line(stdout, |line| {
-            if let Some(ProgressLine::OutTime(us)) = parse_progress_line(line)
-                && let Some(total) = *duration_rx.borrow()
-            {
+            let Some(ProgressLine::OutTime(us)) = parse_progress_line(line) else {
+                return;
+            };
+            reached_us = reached_us.max(us);
+            if let Some(total) = *duration_rx.borrow() {
                 let pct = percent(us, total);
                 progress.send_if_modified(|current| {
                     let changed = pct > *current;
@@ -416,6 +505,9 @@ pub async fn convert(
             }
         },
         _ = tokio::time::sleep(settings.timeout) => Err(Stopped::TimedOut),
+        _ = declared_too_long.cancelled() => Err(Stopped::Failed(Failure::Permanent(
+            reason_too_long(limits.max_duration),
+        ))),
         _ = cancel.cancelled() => Err(Stopped::Cancelled),
         _ = shutdown.cancelled() => Err(Stopped::Shutdown),
     };
@@ -435,7 +527,7 @@ pub async fn convert(
         _ => StderrScan::default(),
     };
     if status.success() {
-        return Ok(());
+        return check_limits(&limits, reached_us, output).await;
     }
     let failure = classify_failure(status.code(), &scan.findings);
     tracing::info!(
@@ -445,6 +537,29 @@ pub async fn convert(
         "ffmpeg failed"
     );
     Err(Stopped::Failed(failure))
+}
+
+/// After ffmpeg succeeded: whether it stopped at a limit (`-t`, `-fs`) rather than at
+/// the end of the audio, which makes the output a truncated file and the job a failure.
+async fn check_limits(
+    limits: &OutputLimits,
+    reached_us: u64,
+    output: &Path,
+) -> Result<(), Stopped> {
+    if reached_us > limits.allowed_us() {
+        return Err(Stopped::Failed(Failure::Permanent(reason_too_long(
+            limits.max_duration,
+        ))));
+    }
+    // A missing or unreadable output is the caller's to report.
+    if let Ok(meta) = tokio::fs::metadata(output).await
+        && meta.len() >= limits.max_bytes
+    {
+        return Err(Stopped::Failed(Failure::Permanent(reason_too_large(
+            limits.max_bytes,
+        ))));
+    }
+    Ok(())
 }
 
 /// Reads `reader` to the end, calling `f` for each line (split on `\n` or `\r`, lossy
@@ -602,21 +717,50 @@ mod tests {
             args.into_iter().map(|a| a.into_string().unwrap()).collect()
         };
         let output = Path::new("/spool/outputs/job_1.1.part");
+        let limits = OutputLimits {
+            max_duration: Duration::from_secs(10),
+            max_bytes: 5000,
+        };
         let args = to_strings(ffmpeg_args(
             &Input::File(Path::new("/spool/inputs/job_1")),
             output,
             2,
+            &limits,
         ));
         assert_eq!(args[0], "-nostdin");
         assert!(args.contains(&"file:/spool/inputs/job_1".to_string()));
         assert_eq!(args.last().unwrap(), "file:/spool/outputs/job_1.1.part");
         let q = args.iter().position(|a| a == "-q:a").unwrap();
         assert_eq!(args[q + 1], "2");
+        // Output options, before the output: stop a second past the limit, cap the size.
+        let t = args.iter().position(|a| a == "-t").unwrap();
+        assert_eq!(args[t + 1], "11.000");
+        let fs = args.iter().position(|a| a == "-fs").unwrap();
+        assert_eq!(args[fs + 1], "5000");
+        assert!(t > args.iter().position(|a| a == "-i").unwrap() + 1);
 
         let (reader, _writer) = std::io::pipe().unwrap();
-        let piped = to_strings(ffmpeg_args(&Input::Pipe(reader), output, 2));
+        let piped = to_strings(ffmpeg_args(&Input::Pipe(reader), output, 2, &limits));
         let i = piped.iter().position(|a| a == "-i").unwrap();
         assert_eq!(piped[i + 1], "pipe:0");
+    }
+
+    #[test]
+    fn output_limits() {
+        // Three hours at 320 kbit/s, plus a second of tolerance and the headers.
+        assert_eq!(
+            OutputLimits::max_bytes_for(Duration::from_secs(3 * 3600)),
+            10_801 * 40_000 + (128 << 10)
+        );
+        let limits = OutputLimits {
+            max_duration: Duration::from_secs(10),
+            max_bytes: 1,
+        };
+        assert_eq!(limits.allowed_us(), 10_500_000);
+        assert_eq!(
+            reason_too_long(limits.max_duration),
+            "Audio is longer than the 10s limit"
+        );
     }
 
     #[test]

@@ -20,23 +20,34 @@ use crate::error::{Error, Result};
 use crate::job::{Job, JobStatus, NewJob, Stats, Timestamp};
 use crate::registry::Registry;
 use crate::store::{
-    COLUMNS, Claim, JobStore, Lease, LeaseHolder, Leased, REASON_INTERRUPTED, Reaped,
-    add_status_row,
+    COLUMNS, Claim, FAIR_ORDER, JobStore, Lease, LeaseHolder, Leased, OwnerQuota, OwnerUsage,
+    REASON_INTERRUPTED, Reaped, add_status_row, to_usage, usage_query,
 };
 
 pub const QUEUED_CHANNEL: &str = "spinmesh_runner_queued";
 pub const CANCEL_CHANNEL: &str = "spinmesh_runner_cancel";
 
 /// Numbered migrations, applied in order at start and recorded in `runner_migrations`.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_jobs",
-    include_str!("../migrations/postgres/0001_jobs.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_jobs",
+        include_str!("../migrations/postgres/0001_jobs.sql"),
+    ),
+    (
+        2,
+        "0002_fair_claims",
+        include_str!("../migrations/postgres/0002_fair_claims.sql"),
+    ),
+];
 
 /// Any fixed number: runners starting together take this advisory lock in turn, so only
 /// one applies the migrations.
 const MIGRATION_LOCK: i64 = 0x5350_4e4d_4553_4801;
+/// First key of the per-owner advisory locks (the second is a hash of the owner) that
+/// serialise one owner's quota check and insert. The two-key lock space is separate from
+/// the one-key space [`MIGRATION_LOCK`] is in.
+const OWNER_LOCK_SPACE: i32 = 0x5350_4e51;
 
 /// How long a query may wait for a pooled connection, or to open one, before the store
 /// reports itself unavailable.
@@ -201,6 +212,15 @@ fn row_to_job(row: &Row) -> Result<Job> {
     })
 }
 
+/// One owner's [`OwnerUsage`], on a pooled client or inside a transaction.
+async fn pg_usage(
+    client: &impl deadpool_postgres::GenericClient,
+    owner: &str,
+) -> Result<OwnerUsage> {
+    let row = client.query_one(&usage_query("$1"), &[&owner]).await?;
+    Ok(to_usage(row.try_get(0)?, row.try_get(1)?))
+}
+
 fn ids(rows: &[Row]) -> Result<Vec<String>> {
     rows.iter()
         .map(|row| Ok(row.try_get::<_, String>(0)?))
@@ -212,7 +232,7 @@ fn to_i32(n: u32) -> i32 {
 }
 
 impl JobStore for PgJobStore {
-    fn insert(&self, job: NewJob, now: i64) -> Result<(Job, Option<Lease>)> {
+    fn insert(&self, job: NewJob, quota: &OwnerQuota, now: i64) -> Result<(Job, Option<Lease>)> {
         let lease = job.started_at.map(|_| Lease {
             job_id: job.id.clone(),
             token: self.holder.new_token(),
@@ -223,6 +243,14 @@ impl JobStore for PgJobStore {
         let job = self.block_on(async {
             let mut client = self.pool.get().await?;
             let tx = client.transaction().await?;
+            // Held to the end of the transaction: this owner's concurrent uploads check
+            // and insert one after the other, so together they cannot overshoot.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                &[&OWNER_LOCK_SPACE, &job.owner],
+            )
+            .await?;
+            quota.admit(&pg_usage(&tx, &job.owner).await?, job.size_bytes)?;
             let row = tx
                 .query_one(
                     &format!(
@@ -256,6 +284,13 @@ impl JobStore for PgJobStore {
             Ok(job)
         })?;
         Ok((job, lease))
+    }
+
+    fn usage(&self, owner: &str) -> Result<OwnerUsage> {
+        self.block_on(async {
+            let client = self.pool.get().await?;
+            pg_usage(&client, owner).await
+        })
     }
 
     fn get(&self, id: &str) -> Result<Option<Job>> {
@@ -311,10 +346,10 @@ impl JobStore for PgJobStore {
                 .query_opt(
                     &format!(
                         "WITH next AS (
-                             SELECT seq FROM jobs
-                             WHERE status = 'queued' AND not_before <= $1
-                             ORDER BY seq LIMIT 1
-                             FOR UPDATE SKIP LOCKED)
+                             SELECT q.seq FROM jobs q
+                             WHERE q.status = 'queued' AND q.not_before <= $1
+                             ORDER BY {FAIR_ORDER} LIMIT 1
+                             FOR UPDATE OF q SKIP LOCKED)
                          UPDATE jobs
                          SET status = 'running', attempts = attempts + 1, progress = 0,
                              started_at = $1, error = NULL,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::job::{Job, JobStatus, NewJob, Stats, Timestamp};
 
 /// Proof that the caller holds a running job: only the claim that issued `token` may
@@ -66,6 +66,47 @@ impl LeaseHolder {
     }
 }
 
+/// How much one owner may hold on the runner at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerQuota {
+    /// Jobs queued or running.
+    pub max_unfinished_jobs: u64,
+    /// Bytes the owner's jobs keep on the runner: the inputs of queued and running
+    /// jobs, the outputs of completed ones until they expire.
+    pub max_spooled_bytes: u64,
+}
+
+impl OwnerQuota {
+    pub const UNLIMITED: OwnerQuota = OwnerQuota {
+        max_unfinished_jobs: u64::MAX,
+        max_spooled_bytes: u64::MAX,
+    };
+
+    /// Whether one more job holding `bytes` fits next to what the owner has: the job
+    /// count is checked first, since a finished job frees both.
+    pub fn admit(&self, usage: &OwnerUsage, bytes: u64) -> Result<()> {
+        if usage.unfinished_jobs >= self.max_unfinished_jobs {
+            return Err(Error::JobQuotaExceeded {
+                limit: self.max_unfinished_jobs,
+            });
+        }
+        if usage.spooled_bytes.saturating_add(bytes) > self.max_spooled_bytes {
+            return Err(Error::StorageQuotaExceeded {
+                limit: self.max_spooled_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What one owner holds now, counted from the job rows (so it holds whichever media
+/// backend keeps the files, and across runners sharing a PostgreSQL store).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OwnerUsage {
+    pub unfinished_jobs: u64,
+    pub spooled_bytes: u64,
+}
+
 /// The reason recorded on a job the reaper gives up on.
 pub const REASON_INTERRUPTED: &str = "Conversion was interrupted too many times";
 
@@ -75,13 +116,19 @@ pub const REASON_INTERRUPTED: &str = "Conversion was interrupted too many times"
 /// simply reports `false`.
 pub trait JobStore: Send + Sync + 'static {
     /// Records a fully received upload as `queued`, or as `running` and leased to the
-    /// caller when its conversion already started (`started_at`).
-    fn insert(&self, job: NewJob, now: i64) -> Result<(Job, Option<Lease>)>;
+    /// caller when its conversion already started (`started_at`). The owner's
+    /// [`OwnerQuota`] is checked in the same transaction (serialised per owner), so
+    /// concurrent uploads cannot overshoot it; a refusal is a quota error.
+    fn insert(&self, job: NewJob, quota: &OwnerQuota, now: i64) -> Result<(Job, Option<Lease>)>;
+    /// What `owner` holds now (see [`OwnerQuota`]).
+    fn usage(&self, owner: &str) -> Result<OwnerUsage>;
     fn get(&self, id: &str) -> Result<Option<Job>>;
     /// Jobs newest first, optionally for one owner, plus the total matching count.
     fn list(&self, owner: Option<&str>, limit: u32, offset: u64) -> Result<(Vec<Job>, u64)>;
-    /// Atomically moves the oldest runnable `queued` job to `running` (attempts + 1),
-    /// leased to the caller.
+    /// Atomically moves the next runnable `queued` job to `running` (attempts + 1),
+    /// leased to the caller. The next job is the oldest runnable one of the owner with
+    /// the fewest running jobs; among those, of the owner who least recently started
+    /// one (see [`FAIR_ORDER`]).
     fn claim_next(&self, now: i64) -> Result<Claim>;
     /// Extends the lease, recording `progress` if given; `false` when the lease is gone
     /// (the job was cancelled, or reaped and perhaps claimed by another runner).
@@ -131,6 +178,39 @@ impl Store {
 pub(crate) const COLUMNS: &str = "id, owner, status, progress, filename, source_filename, size_bytes, \
      output_bytes, created_at, started_at, completed_at, error, attempts, expired";
 
+/// The order runnable jobs (`q`) are claimed in, shared by both backends: owners with
+/// fewer running jobs first, then the owner whose last start is the longest ago (round
+/// robin: with one worker, running counts are always equal), then the oldest job. One
+/// owner's backlog thus delays another owner's job by at most the conversion already
+/// running. Only live rows count (`expired = FALSE`, which the partial indexes of the
+/// fair-claims migration cover); expired ones are long finished.
+pub(crate) const FAIR_ORDER: &str = "(SELECT COUNT(*) FROM jobs r
+          WHERE r.owner = q.owner AND r.expired = FALSE AND r.status = 'running'),
+         (SELECT COALESCE(MAX(s.started_at), 0) FROM jobs s
+          WHERE s.owner = q.owner AND s.expired = FALSE),
+         q.seq";
+
+/// The query for one owner's [`OwnerUsage`] (two BIGINT columns), `param` being the
+/// backend's placeholder for the owner. Queued and running jobs keep their input,
+/// completed ones their output; failed ones were cleaned up, expired ones removed.
+pub(crate) fn usage_query(param: &str) -> String {
+    format!(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN status IN ('queued', 'running') THEN 1 ELSE 0 END), 0)
+                     AS BIGINT),
+                CAST(COALESCE(SUM(CASE WHEN status IN ('queued', 'running') THEN size_bytes
+                                       WHEN status = 'completed' THEN COALESCE(output_bytes, 0)
+                                       ELSE 0 END), 0) AS BIGINT)
+         FROM jobs WHERE owner = {param} AND expired = FALSE"
+    )
+}
+
+pub(crate) fn to_usage(unfinished_jobs: i64, spooled_bytes: i64) -> OwnerUsage {
+    OwnerUsage {
+        unfinished_jobs: unfinished_jobs.max(0) as u64,
+        spooled_bytes: spooled_bytes.max(0) as u64,
+    }
+}
+
 /// Adds one `GROUP BY status` row (count and byte sums) to `stats`; both backends read
 /// their statistics this way.
 pub(crate) fn add_status_row(
@@ -153,6 +233,7 @@ pub(crate) fn add_status_row(
 const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_jobs.sql"),
     include_str!("../migrations/sqlite/0002_leases.sql"),
+    include_str!("../migrations/sqlite/0003_fair_claims.sql"),
 ];
 
 /// Keep at most this many idle connections; more are opened on demand under load.
@@ -263,6 +344,12 @@ fn row_to_job(row: &Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
+fn sqlite_usage(conn: &Connection, owner: &str) -> rusqlite::Result<OwnerUsage> {
+    conn.query_row(&usage_query("?1"), [owner], |row| {
+        Ok(to_usage(row.get(0)?, row.get(1)?))
+    })
+}
+
 fn fetch(conn: &Connection, id: &str) -> rusqlite::Result<Option<Job>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
@@ -273,7 +360,7 @@ fn fetch(conn: &Connection, id: &str) -> rusqlite::Result<Option<Job>> {
 }
 
 impl JobStore for SqliteJobStore {
-    fn insert(&self, job: NewJob, now: i64) -> Result<(Job, Option<Lease>)> {
+    fn insert(&self, job: NewJob, quota: &OwnerQuota, now: i64) -> Result<(Job, Option<Lease>)> {
         let lease = job.started_at.map(|_| Lease {
             job_id: job.id.clone(),
             token: self.holder.new_token(),
@@ -281,8 +368,14 @@ impl JobStore for SqliteJobStore {
         let expires = lease.as_ref().map(|_| self.holder.expiry(now));
         let owner = lease.as_ref().map(|_| self.holder.runner_id.as_str());
         let token = lease.as_ref().map(|l| l.token.as_str());
-        let job = self.with_conn(|conn| {
-            conn.query_row(
+        let inserted = self.with_conn(|conn| {
+            // Immediate: the quota check and the insert see no other writer in between.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let usage = sqlite_usage(&tx, &job.owner)?;
+            if let Err(refusal) = quota.admit(&usage, job.size_bytes) {
+                return Ok(Err(refusal));
+            }
+            let job = tx.query_row(
                 &format!(
                     "INSERT INTO jobs (id, owner, status, filename, source_filename, size_bytes,
                                        created_at, started_at, attempts,
@@ -305,9 +398,15 @@ impl JobStore for SqliteJobStore {
                     expires
                 ],
                 row_to_job,
-            )
+            )?;
+            tx.commit()?;
+            Ok(Ok(job))
         })?;
-        Ok((job, lease))
+        Ok((inserted?, lease))
+    }
+
+    fn usage(&self, owner: &str) -> Result<OwnerUsage> {
+        self.with_conn(|conn| sqlite_usage(conn, owner))
     }
 
     fn get(&self, id: &str) -> Result<Option<Job>> {
@@ -350,9 +449,9 @@ impl JobStore for SqliteJobStore {
                          SET status = 'running', attempts = attempts + 1, progress = 0,
                              started_at = ?1, error = NULL,
                              lease_owner = ?2, lease_token = ?3, lease_expires_at = ?4
-                         WHERE seq = (SELECT seq FROM jobs
-                                      WHERE status = 'queued' AND not_before <= ?1
-                                      ORDER BY seq LIMIT 1)
+                         WHERE seq = (SELECT q.seq FROM jobs q
+                                      WHERE q.status = 'queued' AND q.not_before <= ?1
+                                      ORDER BY {FAIR_ORDER} LIMIT 1)
                          RETURNING {COLUMNS}"
                     ),
                     params![now, self.holder.runner_id, token, expires],

@@ -21,6 +21,8 @@ use crate::units::now_ms;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Idle workers look for due work at least this often, even without a wake-up.
 const IDLE_POLL: Duration = Duration::from_secs(30);
+/// How often a running conversion checks free disk space against `--min-free-disk`.
+const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// While the job store is unreachable, workers try again after these delays, doubling.
 const STORE_RETRY_FIRST: Duration = Duration::from_millis(200);
 const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
@@ -29,6 +31,8 @@ const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
 pub struct WorkerContext {
     pub store: Store,
     pub spool: Arc<Spool>,
+    /// Below this much free space on the spool, running conversions stop.
+    pub min_free_disk: u64,
     pub settings: ConvertSettings,
     pub max_attempts: u32,
     pub retry_backoff: Duration,
@@ -133,6 +137,8 @@ async fn process(ctx: &WorkerContext, leased: Leased) {
     }
 
     let (progress_tx, progress_rx) = watch::channel(0u8);
+    // Stops ffmpeg when the disk runs low; a client's cancel stops it too.
+    let stop = cancel.child_token();
     let writer = tokio::spawn(
         record_progress(
             ctx.store.clone(),
@@ -140,6 +146,7 @@ async fn process(ctx: &WorkerContext, leased: Leased) {
             progress_rx,
             cancel.clone(),
             ctx.lease_renewal,
+            DiskWatch::new(ctx, stop.clone()),
         )
         .in_current_span(),
     );
@@ -149,16 +156,20 @@ async fn process(ctx: &WorkerContext, leased: Leased) {
         Input::File(&input),
         &partial,
         &progress_tx,
-        &cancel,
+        &stop,
         &ctx.abort,
     )
     .await;
     drop(progress_tx);
-    let _ = writer.await;
+    let low_disk = writer.await.unwrap_or(false);
 
     let leased = Leased { job, lease };
     match result {
         Ok(()) => finish_converted(ctx, &leased, &partial, started.elapsed()).await,
+        Err(_) if low_disk => {
+            discard(&partial);
+            retry_or_fail(ctx, &leased, ffmpeg::REASON_LOW_DISK).await;
+        }
         Err(stopped) => {
             discard(&partial);
             let lease = &leased.lease;
@@ -219,11 +230,21 @@ pub async fn convert_arriving(
                     let store = ctx.store.clone();
                     let (cancel, arrival) = (cancel.clone(), arrival.clone());
                     let renewal = ctx.lease_renewal;
+                    // Low disk ends the head start; the stored upload is converted (or
+                    // refused for the same reason) by a worker afterwards.
+                    let disk = DiskWatch::new(&ctx, give_up.clone());
                     async move {
                         // Nothing to update until the job exists.
                         if let Some(leased) = early::recorded(arrival).await {
-                            record_progress(store, leased.lease, progress_rx, cancel, renewal)
-                                .await;
+                            record_progress(
+                                store,
+                                leased.lease,
+                                progress_rx,
+                                cancel,
+                                renewal,
+                                disk,
+                            )
+                            .await;
                         }
                     }
                 }
@@ -309,32 +330,81 @@ async fn feed_pipe(
     }
 }
 
+/// The free-space check of a running conversion: below `min_free` on the spool's
+/// filesystem, `stop` ends the conversion.
+struct DiskWatch {
+    spool: Arc<Spool>,
+    min_free: u64,
+    stop: CancellationToken,
+}
+
+impl DiskWatch {
+    fn new(ctx: &WorkerContext, stop: CancellationToken) -> Self {
+        DiskWatch {
+            spool: ctx.spool.clone(),
+            min_free: ctx.min_free_disk,
+            stop,
+        }
+    }
+
+    /// Whether space ran low, in which case the conversion is stopped.
+    fn stopped_for_low_disk(&self) -> bool {
+        match self.spool.free_space() {
+            Ok(free) if free < self.min_free => {
+                warn!(
+                    free_bytes = free,
+                    min_free_disk = self.min_free,
+                    "stopping the conversion: disk space fell below --min-free-disk"
+                );
+                self.stop.cancel();
+                true
+            }
+            Ok(_) => false,
+            Err(err) => {
+                warn!(error = %err, "cannot check free disk space");
+                false
+            }
+        }
+    }
+}
+
 /// Persists the whole percents a conversion publishes, each write renewing the lease,
 /// and renews it every `renewal` meanwhile. Stops, and cancels the conversion, once the
-/// lease is gone (a client cancelled the job, or it was reaped from this runner).
+/// lease is gone (a client cancelled the job, or it was reaped from this runner). Checks
+/// free disk space every [`DISK_CHECK_INTERVAL`]; returns `true` if it stopped the
+/// conversion for low disk.
 async fn record_progress(
     store: Store,
     lease: Lease,
     mut progress: watch::Receiver<u8>,
     cancel: CancellationToken,
     renewal: Duration,
-) {
+    disk: DiskWatch,
+) -> bool {
     let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renewal, renewal);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut disk_check = tokio::time::interval(DISK_CHECK_INTERVAL);
+    disk_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let pct = tokio::select! {
             changed = progress.changed() => match changed {
                 Ok(()) => Some(*progress.borrow_and_update()),
-                Err(_) => break,
+                Err(_) => return false,
             },
             _ = renew.tick() => None,
+            _ = disk_check.tick() => {
+                if disk.stopped_for_low_disk() {
+                    return true;
+                }
+                continue;
+            }
         };
         let held = lease.clone();
         match store.run(move |s| s.renew(&held, pct, now_ms())).await {
             Ok(true) => renew.reset(),
             Ok(false) => {
                 cancel.cancel();
-                break;
+                return false;
             }
             Err(err) => warn!(error = %err, "cannot renew the lease or record progress"),
         }

@@ -157,7 +157,9 @@ async fn a_cancel_reaches_the_runner_that_holds_the_job() {
 async fn concurrent_uploads_to_two_runners_complete_exactly_once() {
     const UPLOADS: usize = 20;
     let shared = Shared::new();
-    let runners = [shared.runner(&[]), shared.runner(&[])];
+    // One owner uploads them all, more than the default per-owner quota allows.
+    let quota = ["--max-queued-per-owner", "20"];
+    let runners = [shared.runner(&quota), shared.runner(&quota)];
     let video = make_video(shared.tmp.path(), "clip.mp4", 1);
     let data = std::fs::read(&video).unwrap();
 

@@ -11,7 +11,9 @@ use common::postgres::PgCluster;
 use spinmesh_runner::job::{Job, JobStatus, NewJob, Timestamp};
 use spinmesh_runner::names::new_job_id;
 use spinmesh_runner::pg::{self, PgJobStore};
-use spinmesh_runner::store::{Claim, JobStore, LeaseHolder, Leased, SqliteJobStore};
+use spinmesh_runner::store::{
+    Claim, JobStore, LeaseHolder, Leased, OwnerQuota, OwnerUsage, SqliteJobStore,
+};
 
 /// Leases last 10 s of the tests' made-up clock (times are passed in explicitly).
 const TTL_MS: i64 = 10_000;
@@ -85,7 +87,11 @@ fn new_job(owner: &str, created_at: i64) -> NewJob {
 
 fn insert(store: &dyn JobStore, owner: &str, created_at: i64) -> Job {
     store
-        .insert(new_job(owner, created_at), created_at)
+        .insert(
+            new_job(owner, created_at),
+            &OwnerQuota::UNLIMITED,
+            created_at,
+        )
         .unwrap()
         .0
 }
@@ -151,6 +157,7 @@ fn a_job_converted_while_arriving_is_recorded_running_and_can_fall_back() {
                     started_at: Some(5),
                     ..new_job("alice", 9)
                 },
+                &OwnerQuota::UNLIMITED,
                 9,
             )
             .unwrap();
@@ -168,7 +175,13 @@ fn a_job_converted_while_arriving_is_recorded_running_and_can_fall_back() {
             (job.id.as_str(), 1)
         );
         assert_ne!(again.lease, lease);
-        assert!(store.insert(new_job("a", 1), 1).unwrap().1.is_none());
+        assert!(
+            store
+                .insert(new_job("a", 1), &OwnerQuota::UNLIMITED, 1)
+                .unwrap()
+                .1
+                .is_none()
+        );
     });
 }
 
@@ -393,4 +406,174 @@ fn a_sqlite_database_from_before_leases_is_upgraded() {
     assert_eq!(reaped.requeued, vec!["job_old".to_string()]);
     let again = claim(&store, 6).unwrap();
     assert_eq!((again.job.id.as_str(), again.job.attempts), ("job_old", 2));
+}
+
+#[test]
+fn one_owners_backlog_delays_another_owners_job_by_one_conversion_at_most() {
+    on_both(|backend| {
+        let store = backend.open("a");
+        let backlog: Vec<Job> = (1..=5).map(|t| insert(&*store, "alice", t)).collect();
+        // One worker: alice's first job runs, then bob uploads one.
+        let first = claim(&*store, 10).unwrap();
+        assert_eq!(first.job.id, backlog[0].id);
+        let bob = insert(&*store, "bob", 11);
+        assert!(store.complete(&first.lease, 1, 20).unwrap());
+        // Nobody is running now; bob has never started a job, alice just did.
+        let next = claim(&*store, 20).unwrap();
+        assert_eq!(next.job.id, bob.id);
+        assert!(store.complete(&next.lease, 1, 30).unwrap());
+        let next = claim(&*store, 30).unwrap();
+        assert_eq!(next.job.id, backlog[1].id, "alice's jobs stay in order");
+        // Round robin: bob's second job goes before alice's third.
+        let bob_again = insert(&*store, "bob", 31);
+        assert!(store.complete(&next.lease, 1, 40).unwrap());
+        assert_eq!(claim(&*store, 40).unwrap().job.id, bob_again.id);
+    });
+}
+
+#[test]
+fn owners_with_fewer_running_jobs_go_first() {
+    on_both(|backend| {
+        let store = backend.open("a");
+        for t in 1..=4 {
+            insert(&*store, "alice", t);
+        }
+        insert(&*store, "bob", 5);
+        insert(&*store, "bob", 6);
+        insert(&*store, "carol", 7);
+        let claim_at = |now| claim(&*store, now).expect("a job is runnable");
+        // Workers claiming one after the other take one job of each owner first.
+        let owners: Vec<String> = (10..13).map(|now| claim_at(now).job.owner).collect();
+        assert_eq!(owners, ["alice", "bob", "carol"]);
+        // Alice and bob run one job each; alice's last start is the older one.
+        assert_eq!(claim_at(13).job.owner, "alice");
+        let bobs_second = claim_at(14);
+        assert_eq!(
+            bobs_second.job.owner, "bob",
+            "bob runs fewer jobs than alice"
+        );
+        // A retry waiting for its backoff is not runnable, however few jobs bob runs.
+        assert!(store.retry_later(&bobs_second.lease, 100).unwrap());
+        assert_eq!(claim_at(15).job.owner, "alice");
+        assert_eq!(claim_at(100).job.id, bobs_second.job.id);
+    });
+}
+
+#[test]
+fn usage_counts_what_an_owners_jobs_keep() {
+    on_both(|backend| {
+        let store = backend.open("a");
+        let usage = |owner| store.usage(owner).unwrap();
+        assert_eq!(usage("alice"), OwnerUsage::default());
+        let done = insert(&*store, "alice", 1);
+        let broken = insert(&*store, "alice", 2);
+        insert(&*store, "alice", 3);
+        insert(&*store, "bob", 4);
+        let all_queued = OwnerUsage {
+            unfinished_jobs: 3,
+            spooled_bytes: 3000,
+        };
+        assert_eq!(usage("alice"), all_queued);
+
+        let leased = claim(&*store, 10).unwrap();
+        assert_eq!(leased.job.id, done.id);
+        assert_eq!(usage("alice"), all_queued, "a running job keeps its input");
+        // Completed: its input is gone, its output kept.
+        assert!(store.complete(&leased.lease, 400, 11).unwrap());
+        let leased = claim(&*store, 12).unwrap();
+        assert_eq!(leased.job.owner, "bob");
+        let leased_broken = claim(&*store, 12).unwrap();
+        assert_eq!(leased_broken.job.id, broken.id);
+        // Failed: nothing is kept.
+        assert!(store.fail(&leased_broken.lease, "bad", 13).unwrap());
+        assert_eq!(
+            usage("alice"),
+            OwnerUsage {
+                unfinished_jobs: 1,
+                spooled_bytes: 1400,
+            }
+        );
+        // Expired (retention) or deleted: nothing either.
+        store.mark_expired(&done.id).unwrap();
+        assert_eq!(
+            usage("alice"),
+            OwnerUsage {
+                unfinished_jobs: 1,
+                spooled_bytes: 1000,
+            }
+        );
+        assert_eq!(usage("bob").unfinished_jobs, 1);
+        assert!(store.complete(&leased.lease, 1, 14).unwrap());
+    });
+}
+
+#[test]
+fn insert_refuses_what_the_quota_does_not_allow() {
+    on_both(|backend| {
+        let store = backend.open("a");
+        let two_jobs = OwnerQuota {
+            max_unfinished_jobs: 2,
+            max_spooled_bytes: u64::MAX,
+        };
+        let insert_within = |owner: &str, quota: &OwnerQuota| {
+            store
+                .insert(new_job(owner, 1), quota, 1)
+                .map(|(job, _)| job)
+        };
+        let first = insert_within("alice", &two_jobs).unwrap();
+        insert_within("alice", &two_jobs).unwrap();
+        let refused = insert_within("alice", &two_jobs).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                spinmesh_runner::Error::JobQuotaExceeded { limit: 2 }
+            ),
+            "{refused:?}"
+        );
+        insert_within("bob", &two_jobs).expect("quotas are per owner");
+        // A finished job frees its place.
+        let leased = claim(&*store, 5).unwrap();
+        assert_eq!(leased.job.id, first.id);
+        assert!(store.complete(&leased.lease, 100, 6).unwrap());
+        insert_within("alice", &two_jobs).unwrap();
+
+        // Each job brings 1000 bytes; alice keeps 2100 already (two inputs, one output).
+        let bytes = |max_spooled_bytes| OwnerQuota {
+            max_unfinished_jobs: 10,
+            max_spooled_bytes,
+        };
+        let refused = insert_within("alice", &bytes(3099)).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                spinmesh_runner::Error::StorageQuotaExceeded { limit: 3099 }
+            ),
+            "{refused:?}"
+        );
+        insert_within("alice", &bytes(3100)).expect("exactly at the quota is allowed");
+    });
+}
+
+#[test]
+fn concurrent_uploads_of_one_owner_cannot_overshoot_the_quota() {
+    on_both(|backend| {
+        let stores = [backend.open("a"), backend.open("b")];
+        let quota = OwnerQuota {
+            max_unfinished_jobs: 3,
+            max_spooled_bytes: u64::MAX,
+        };
+        let handles: Vec<_> = (0..8)
+            .map(|n| {
+                let store = Arc::clone(&stores[n % 2]);
+                std::thread::spawn(move || store.insert(new_job("alice", 1), &quota, 1).is_ok())
+            })
+            .collect();
+        let accepted = handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap())
+            .filter(|accepted| *accepted)
+            .count();
+        assert_eq!(accepted, 3);
+        assert_eq!(stores[0].usage("alice").unwrap().unfinished_jobs, 3);
+    });
 }

@@ -33,11 +33,12 @@ pub fn conversion(
     let bytes = std::fs::read(&clip)?;
     let form = multipart_body(BOUNDARY, &[("file", Some("clip.mp4"), &bytes)]);
     let scratch = tempfile_dir()?;
-    let quality = runner_quality()?;
+    let defaults = runner_defaults()?;
     let bare_args = spinmesh_runner::ffmpeg::ffmpeg_args(
         &Input::File(&clip),
         &scratch.join("bare.mp3"),
-        quality,
+        defaults.quality,
+        &defaults.output_limits(),
     );
     let mut figures = Conversion {
         layout,
@@ -116,10 +117,15 @@ pub fn conversion(
     Ok(figures)
 }
 
-/// The runner's default MP3 quality, so bare ffmpeg gets the same arguments.
-fn runner_quality() -> Result<u8> {
+/// The runner's default settings (MP3 quality, output limits), so bare ffmpeg gets the
+/// same arguments.
+fn runner_defaults() -> Result<spinmesh_runner::Config> {
     use clap::Parser;
-    Ok(spinmesh_runner::Config::try_parse_from(["spinmesh-runner", "--token", "unused"])?.quality)
+    Ok(spinmesh_runner::Config::try_parse_from([
+        "spinmesh-runner",
+        "--token",
+        "unused",
+    ])?)
 }
 
 /// A clip like a phone's: 720p H.264 at a phone's bitrate with stereo 48 kHz

@@ -19,6 +19,14 @@ pub fn is_job_id(id: &str) -> bool {
     })
 }
 
+/// The `code` of an upload the runner refused because the owner has as many jobs queued
+/// or running as allowed (`429`, with `Retry-After`). Like [`STORAGE_QUOTA_EXCEEDED`],
+/// it concerns the end user's own use, so the upload side passes it on as it is.
+pub const JOB_QUOTA_EXCEEDED: &str = "job_quota_exceeded";
+/// The `code` of an upload the runner refused because the owner's files would take more
+/// space than allowed (`507`).
+pub const STORAGE_QUOTA_EXCEEDED: &str = "storage_quota_exceeded";
+
 /// A job as the runner's API sends it. Times are RFC 3339 UTC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {

@@ -4,12 +4,14 @@ use std::fmt::Display;
 use std::time::Duration;
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use spin_sdk::http::conversions::TryIntoOutgoingRequest;
 use spin_sdk::http::{
     IncomingResponse, Method, OutgoingRequest, Request, RequestBuilder, Response,
 };
 use spinmesh_api::{ApiError, Page};
+use spinmesh_jobs::{JOB_QUOTA_EXCEEDED, STORAGE_QUOTA_EXCEEDED};
 use spinmesh_media::job::{RunnerJob, is_job_id, visible_to};
 use spinmesh_outbound::{Timeouts, open, send};
 
@@ -167,14 +169,46 @@ impl Runner {
 /// The job the runner created from an upload, or why it did not.
 pub async fn accepted(sent: Result<IncomingResponse, impl Display>) -> Result<RunnerJob, ApiError> {
     let response = sent.map_err(unavailable)?;
-    if response.status() != 202 {
-        return Err(failure(response.status()));
+    let status = response.status();
+    if status != 202 && !matches!(status, 429 | 507) {
+        return Err(failure(status));
     }
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .into_iter()
+        .next()
+        .and_then(|value| String::from_utf8(value).ok());
     let body = response
         .into_body()
         .await
         .map_err(|error| unavailable(error.to_debug_string()))?;
+    if status != 202 {
+        return Err(quota_refusal(status, &body, retry_after).unwrap_or_else(|| failure(status)));
+    }
     parse(&body)
+}
+
+/// The runner's refusal of an upload over the owner's quota, passed on as it is: its
+/// code and message are about the user's own use and written for them.
+fn quota_refusal(status: u16, body: &[u8], retry_after: Option<String>) -> Option<ApiError> {
+    #[derive(Deserialize)]
+    struct Refusal {
+        code: String,
+        message: String,
+    }
+    let refusal: Refusal = serde_json::from_slice(body).ok()?;
+    let code = [JOB_QUOTA_EXCEEDED, STORAGE_QUOTA_EXCEEDED]
+        .into_iter()
+        .find(|code| *code == refusal.code)?;
+    let error = ApiError::new(status, code, refusal.message);
+    // Only delay-seconds, so nothing else the runner sends ends up in a header.
+    let retry_after =
+        retry_after.filter(|value| !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()));
+    Some(match retry_after {
+        Some(seconds) => error.with_header("retry-after", seconds),
+        None => error,
+    })
 }
 
 fn expect_json<T: DeserializeOwned>(response: &Response, expected: u16) -> Result<T, ApiError> {
@@ -254,6 +288,34 @@ mod tests {
                 "{runner_status}"
             );
         }
+    }
+
+    #[test]
+    fn quota_refusals_reach_the_client_as_the_runner_worded_them() {
+        let body =
+            br#"{"status":"429","message":"You already have 5","code":"job_quota_exceeded"}"#;
+        let error = quota_refusal(429, body, Some("30".into())).unwrap();
+        assert_eq!(
+            (error.status, error.code.as_ref(), error.message.as_ref()),
+            (429, "job_quota_exceeded", "You already have 5")
+        );
+        assert_eq!(error.retry_after(), Some(30));
+        let body = br#"{"status":"507","message":"Your files","code":"storage_quota_exceeded"}"#;
+        let error = quota_refusal(507, body, Some("soon".into())).unwrap();
+        assert_eq!(
+            (error.status, error.code.as_ref()),
+            (507, "storage_quota_exceeded")
+        );
+        assert_eq!(
+            error.retry_after(),
+            None,
+            "only delay-seconds are passed on"
+        );
+        // The runner's own trouble keeps the component's wording.
+        let body =
+            br#"{"status":"507","message":"The runner is low","code":"insufficient_storage"}"#;
+        assert!(quota_refusal(507, body, None).is_none());
+        assert!(quota_refusal(429, b"not json", None).is_none());
     }
 
     #[test]
