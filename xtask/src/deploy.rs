@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use spinmesh_deploy::AppSpec;
 use spinmesh_deploy::local::DevSecrets;
-use spinmesh_deploy::spinkube::{self, Names, Options};
+use spinmesh_deploy::spinkube::{self, Autoscale, Names, Options, Scaling};
 
 use crate::build::root;
 
@@ -45,9 +45,17 @@ struct RenderArgs {
     /// Container image of the runner (built from runner/Dockerfile).
     #[arg(long)]
     runner_image: Option<String>,
-    /// SpinApp replicas.
-    #[arg(long)]
+    /// SpinApp replicas, fixed (default 2).
+    #[arg(long, conflicts_with = "autoscale")]
     replicas: Option<u32>,
+    /// Let a HorizontalPodAutoscaler keep the SpinApp between MIN and MAX replicas (e.g.
+    /// 2..10) by CPU use, instead of a fixed count. Needs metrics-server in the cluster.
+    #[arg(long, value_name = "MIN..MAX", value_parser = parse_replica_range)]
+    autoscale: Option<(u32, u32)>,
+    /// The HPA's target: average CPU use per pod, in percent of its CPU request (100m).
+    #[arg(long, value_name = "PERCENT", requires = "autoscale",
+          default_value_t = Autoscale::DEFAULT_CPU_UTILIZATION)]
+    cpu_target: u32,
     /// Redis URL for each key-value label; `{label}` is replaced.
     #[arg(long)]
     redis_url_template: Option<String>,
@@ -60,6 +68,10 @@ struct RenderArgs {
     /// Write nothing; fail if the files in the output directory are not what would be written.
     #[arg(long)]
     check: bool,
+}
+
+fn parse_replica_range(text: &str) -> Result<(u32, u32), String> {
+    spinkube::parse_replica_range(text).map_err(|error| error.to_string())
 }
 
 pub fn deploy(args: DeployArgs) -> Result<()> {
@@ -77,7 +89,15 @@ fn render(args: RenderArgs) -> Result<()> {
     let options = Options {
         image: args.image.unwrap_or(defaults.image),
         runner_image: args.runner_image.unwrap_or(defaults.runner_image),
-        replicas: args.replicas.unwrap_or(defaults.replicas),
+        scaling: match (args.autoscale, args.replicas) {
+            (Some((min_replicas, max_replicas)), _) => Scaling::Autoscale(Autoscale {
+                min_replicas,
+                max_replicas,
+                cpu_utilization: args.cpu_target,
+            }),
+            (None, Some(replicas)) => Scaling::Fixed(replicas),
+            (None, None) => defaults.scaling,
+        },
         redis_url_template: args
             .redis_url_template
             .unwrap_or(defaults.redis_url_template),
@@ -150,4 +170,43 @@ fn secrets() -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{DeployArgs, DeployCommand, RenderArgs};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        deploy: DeployArgs,
+    }
+
+    fn render_args(args: &[&str]) -> Result<RenderArgs, clap::Error> {
+        let cli = Cli::try_parse_from(
+            ["deploy", "render", "--target", "spinkube"]
+                .iter()
+                .chain(args),
+        )?;
+        match cli.deploy.command {
+            DeployCommand::Render(args) => Ok(args),
+            DeployCommand::Secrets => panic!("not render"),
+        }
+    }
+
+    #[test]
+    fn autoscale_takes_a_range_and_excludes_fixed_replicas() {
+        let args = render_args(&["--autoscale", "2..10", "--cpu-target", "150"]).unwrap();
+        assert_eq!(args.autoscale, Some((2, 10)));
+        assert_eq!(args.cpu_target, 150);
+        assert!(render_args(&["--autoscale", "2..10", "--replicas", "3"]).is_err());
+        assert!(
+            render_args(&["--cpu-target", "150"]).is_err(),
+            "needs --autoscale"
+        );
+        assert!(render_args(&["--autoscale", "10"]).is_err());
+        assert_eq!(render_args(&["--replicas", "3"]).unwrap().replicas, Some(3));
+    }
 }

@@ -115,40 +115,58 @@ pub fn ensure_tool(tool: &str, package: &str, version_flag: &str) -> Result<()> 
 }
 
 /// The schemathesis CLI for tests/tests/schema.rs, in a virtualenv under `target/` at the
-/// version pinned in tests/schema/requirements.txt (installed with pip when missing or
-/// different).
+/// version pinned in tests/schema/requirements.txt.
 pub fn ensure_schemathesis(root: &Path) -> Result<()> {
-    let requirements = root.join("tests/schema/requirements.txt");
-    let pinned = std::fs::read_to_string(&requirements)?
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("schemathesis=="))
-        .map(str::to_string)
-        .with_context(|| format!("{} pins no schemathesis version", requirements.display()))?;
-    let venv = root.join("target/schemathesis");
-    let installed = Command::new(venv.join("bin/st")).arg("--version").output();
-    if installed.is_ok_and(|out| {
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .ends_with(&format!(" {pinned}"))
-    }) {
+    ensure_python_venv(root, "tests/schema/requirements.txt", "schemathesis")
+}
+
+/// kubernetes-validate, with the Kubernetes schemas it ships, for the manifest schema test
+/// (crates/deploy/tests/schemas.rs), pinned in crates/deploy/schemas/requirements.txt.
+pub fn ensure_kubernetes_validate(root: &Path) -> Result<()> {
+    ensure_python_venv(
+        root,
+        "crates/deploy/schemas/requirements.txt",
+        "kubernetes-validate",
+    )
+}
+
+/// A virtualenv `target/<name>` holding exactly what `requirements` (relative to `root`)
+/// pins; installed with pip when missing or when the file changed since the last install
+/// (a copy of it kept in the virtualenv says what is there).
+fn ensure_python_venv(root: &Path, requirements: &str, name: &str) -> Result<()> {
+    let requirements = root.join(requirements);
+    let wanted = std::fs::read_to_string(&requirements)
+        .with_context(|| format!("cannot read {}", requirements.display()))?;
+    let venv = root.join("target").join(name);
+    let stamp = venv.join("installed-requirements.txt");
+    let python = venv.join("bin/python");
+    let usable = Command::new(&python)
+        .args(["-c", ""])
+        .status()
+        .is_ok_and(|status| status.success());
+    if usable && std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
         return Ok(());
     }
-    let python = ["python3", "python"]
+    let system_python = ["python3", "python"]
         .into_iter()
         .find(|python| Command::new(python).arg("--version").output().is_ok())
-        .context(
-            "Python 3 is not installed: install python3 (with venv and pip) for the schema tests",
-        )?;
+        .with_context(|| {
+            format!("Python 3 is not installed: install python3 (with venv and pip) for {name}")
+        })?;
     eprintln!(
-        "xtask: installing schemathesis {pinned} into {}",
+        "xtask: installing {} into {}",
+        requirements.display(),
         venv.display()
     );
-    run_checked(Command::new(python).arg("-m").arg("venv").arg(&venv))?;
+    if !usable {
+        run_checked(Command::new(system_python).arg("-m").arg("venv").arg(&venv))?;
+    }
     run_checked(
         Command::new(venv.join("bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
             .arg(&requirements),
-    )
+    )?;
+    std::fs::write(&stamp, wanted).with_context(|| format!("cannot write {}", stamp.display()))
 }
 
 pub fn run_checked(command: &mut Command) -> Result<()> {

@@ -3,7 +3,8 @@
 //!
 //! * `spinapp.yaml` — the `SpinApp` (spin-operator `core.spinkube.dev/v1alpha1`):
 //!   every secret or default-less variable bound to a key of one Kubernetes Secret,
-//!   the runtime config loaded from another.
+//!   the runtime config loaded from another; with [`Scaling::Autoscale`], also the
+//!   HorizontalPodAutoscaler that then owns the replica count.
 //! * `runtime-config.toml` — the cluster runtime config: each key-value label on
 //!   Redis, each SQLite label on libSQL. A template: URLs and tokens are filled in
 //!   out of the repository, then stored as the runtime-config Secret.
@@ -36,6 +37,51 @@ const RUNNER_URL_VARIABLE: &str = "runner_url";
 const READINESS_ROUTE: &str = "/health/live";
 /// Spin's own liveness endpoint (answered by the runtime, whatever the app routes).
 const SPIN_HEALTH: &str = "/.well-known/spin/health";
+/// CPU a SpinApp pod requests (what the scheduler reserves, and what an HPA's utilization
+/// is a percentage of) and may use: small to pack pods, with room for argon2id bursts.
+const CPU_REQUEST_MILLICORES: u32 = 100;
+const CPU_LIMIT_MILLICORES: u32 = 1000;
+
+/// How many pods run the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scaling {
+    /// `spec.replicas`, kept by spin-operator.
+    Fixed(u32),
+    /// `spec.enableAutoscaling`: spin-operator leaves the replica count of the Deployment it
+    /// creates to a HorizontalPodAutoscaler, rendered beside the SpinApp.
+    Autoscale(Autoscale),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Autoscale {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    /// Average CPU use per pod the HPA keeps to, in percent of the pod's CPU request.
+    pub cpu_utilization: u32,
+}
+
+impl Autoscale {
+    /// 300 % of the 100m request is 300m per pod on average: a third of the 1-CPU limit, so
+    /// pods get help well before logins queue on a throttled CPU, while the new pods start.
+    pub const DEFAULT_CPU_UTILIZATION: u32 = 300;
+    /// Past the limit's share of the request a pod's average never gets, and the HPA would
+    /// never scale out.
+    pub const MAX_CPU_UTILIZATION: u32 = CPU_LIMIT_MILLICORES * 100 / CPU_REQUEST_MILLICORES;
+}
+
+/// `MIN..MAX` (e.g. `2..10`), the replica range of `--autoscale`.
+pub fn parse_replica_range(text: &str) -> Result<(u32, u32)> {
+    let Some((min, max)) = text.split_once("..") else {
+        bail!("`{text}` is not MIN..MAX (e.g. 2..10)");
+    };
+    let parse = |bound: &str| {
+        bound
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| anyhow::anyhow!("`{bound}` in `{text}` is not a replica count"))
+    };
+    Ok((parse(min)?, parse(max)?))
+}
 
 /// What varies between clusters; everything else comes from `spin.toml`.
 #[derive(Debug, Clone)]
@@ -44,7 +90,7 @@ pub struct Options {
     pub image: String,
     /// Container image of the runner (`runner/Dockerfile`).
     pub runner_image: String,
-    pub replicas: u32,
+    pub scaling: Scaling,
     /// Redis URL per key-value label; `{label}` is replaced by the label as a DNS name
     /// (`_` becomes `-`), since the default names a Kubernetes Service after it.
     pub redis_url_template: String,
@@ -61,7 +107,10 @@ impl Options {
         Options {
             image: format!("registry.example.com/{}:{version}", app.name),
             runner_image: format!("registry.example.com/{}-runner:{version}", app.name),
-            replicas: 2,
+            // Fixed by default: an HPA needs a metrics pipeline (metrics-server) that not
+            // every cluster runs, and a fixed count keeps the connections to Redis and
+            // libSQL predictable. `--autoscale` turns it on.
+            scaling: Scaling::Fixed(2),
             redis_url_template: format!("redis://{}-redis-{{label}}:6379", app.name),
             libsql_url_template: format!("https://{}-{{label}}-YOUR-ORG.turso.io", app.name),
             spool_size: "20Gi".into(),
@@ -107,9 +156,7 @@ pub struct RenderedFile {
 
 pub fn render(app: &AppSpec, options: &Options) -> Result<Vec<RenderedFile>> {
     check_app(app)?;
-    if options.replicas == 0 {
-        bail!("replicas must be at least 1");
-    }
+    check_scaling(options.scaling)?;
     let names = Names::for_app(app);
     let header = |what: &str| {
         format!(
@@ -119,8 +166,12 @@ pub fn render(app: &AppSpec, options: &Options) -> Result<Vec<RenderedFile>> {
     Ok(vec![
         RenderedFile {
             name: "spinapp.yaml",
-            contents: header("The spinmesh SpinApp (spin-operator).")
-                + &to_yaml(&[spin_app(app, options, &names)])?,
+            contents: header(match options.scaling {
+                Scaling::Fixed(_) => "The spinmesh SpinApp (spin-operator).",
+                Scaling::Autoscale(_) => {
+                    "The spinmesh SpinApp (spin-operator) and the HorizontalPodAutoscaler that sizes it."
+                }
+            }) + &to_yaml(&spin_app_objects(app, options, &names))?,
         },
         RenderedFile {
             name: "runtime-config.toml",
@@ -156,6 +207,68 @@ fn check_app(app: &AppSpec) -> Result<()> {
     Ok(())
 }
 
+fn check_scaling(scaling: Scaling) -> Result<()> {
+    // Both counts are int32 in the SpinApp and HPA schemas.
+    let int32 = |count: u32| i32::try_from(count).is_ok();
+    match scaling {
+        Scaling::Fixed(replicas) if replicas == 0 || !int32(replicas) => {
+            bail!("replicas must be between 1 and {}", i32::MAX)
+        }
+        Scaling::Autoscale(Autoscale {
+            min_replicas,
+            max_replicas,
+            ..
+        }) if min_replicas == 0 || min_replicas > max_replicas || !int32(max_replicas) => {
+            bail!(
+                "autoscaling needs 1 <= MIN <= MAX <= {}, not {min_replicas}..{max_replicas}",
+                i32::MAX
+            )
+        }
+        Scaling::Autoscale(Autoscale {
+            cpu_utilization, ..
+        }) if cpu_utilization == 0 || cpu_utilization > Autoscale::MAX_CPU_UTILIZATION => {
+            bail!(
+                "the CPU target must be between 1 and {} % of the pod's CPU request ({CPU_REQUEST_MILLICORES}m; its limit is {CPU_LIMIT_MILLICORES}m), not {cpu_utilization}",
+                Autoscale::MAX_CPU_UTILIZATION
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The SpinApp, and with autoscaling its HorizontalPodAutoscaler: one file, so the two
+/// are applied together (an HPA beside a SpinApp that sets replicas would fight the
+/// operator; `enableAutoscaling` without an HPA leaves the Deployment at one pod).
+fn spin_app_objects(app: &AppSpec, options: &Options, names: &Names) -> Vec<Value> {
+    let mut objects = vec![spin_app(app, options, names)];
+    if let Scaling::Autoscale(autoscale) = options.scaling {
+        objects.push(autoscaler(&autoscale, names));
+    }
+    objects
+}
+
+/// spin-operator names the Deployment it creates after the SpinApp (in its namespace);
+/// the HPA scales that.
+fn autoscaler(autoscale: &Autoscale, names: &Names) -> Value {
+    json!({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": { "name": names.app, "labels": part_of(names) },
+        "spec": {
+            "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": names.app },
+            "minReplicas": autoscale.min_replicas,
+            "maxReplicas": autoscale.max_replicas,
+            "metrics": [{
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": { "type": "Utilization", "averageUtilization": autoscale.cpu_utilization },
+                },
+            }],
+        },
+    })
+}
+
 fn spin_app(app: &AppSpec, options: &Options, names: &Names) -> Value {
     let mut variables: Vec<Value> = app
         .secret_store_variables()
@@ -173,27 +286,32 @@ fn spin_app(app: &AppSpec, options: &Options, names: &Names) -> Value {
     variables.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
 
     let probe = |path: &str, initial_delay: u32| json!({ "httpGet": { "path": path }, "initialDelaySeconds": initial_delay, "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3 });
-    json!({
+    let mut spin_app = json!({
         "apiVersion": "core.spinkube.dev/v1alpha1",
         "kind": "SpinApp",
         "metadata": { "name": names.app, "labels": part_of(names) },
         "spec": {
             "image": options.image,
             "executor": "containerd-shim-spin",
-            "replicas": options.replicas,
+            "enableAutoscaling": matches!(options.scaling, Scaling::Autoscale(_)),
             "variables": variables,
             "runtimeConfig": { "loadFromSecret": names.runtime_config },
             // argon2id hashes take 19 MiB each; a login burst needs headroom.
             "resources": {
-                "requests": { "cpu": "100m", "memory": "128Mi" },
-                "limits": { "cpu": "1", "memory": "512Mi" },
+                "requests": { "cpu": format!("{CPU_REQUEST_MILLICORES}m"), "memory": "128Mi" },
+                "limits": { "cpu": format!("{CPU_LIMIT_MILLICORES}m"), "memory": "512Mi" },
             },
             "checks": {
                 "readiness": probe(READINESS_ROUTE, 2),
                 "liveness": probe(SPIN_HEALTH, 10),
             },
         },
-    })
+    });
+    // spin-operator's admission webhook refuses `replicas` beside `enableAutoscaling`.
+    if let Scaling::Fixed(replicas) = options.scaling {
+        spin_app["spec"]["replicas"] = json!(replicas);
+    }
+    spin_app
 }
 
 /// A store label as it may appear in a Kubernetes Service name (RFC 1123: lowercase
@@ -558,7 +676,7 @@ sqlite_databases = ["catalog"]
         let options = Options {
             image: "ghcr.io/acme/shop:2.0.0".into(),
             runner_image: "ghcr.io/acme/shop-runner:2.0.0".into(),
-            replicas: 5,
+            scaling: Scaling::Fixed(5),
             redis_url_template: "redis://redis:6379/{label}".into(),
             libsql_url_template: "http://sqld-{label}:8080".into(),
             spool_size: "100Gi".into(),
@@ -610,10 +728,86 @@ sqlite_databases = ["catalog"]
         );
         let app = AppSpec::parse(GROWN).unwrap();
         let options = Options {
-            replicas: 0,
+            scaling: Scaling::Fixed(0),
             ..Options::defaults_for(&app)
         };
         assert!(render(&app, &options).is_err());
+    }
+
+    fn autoscaled(min_replicas: u32, max_replicas: u32, cpu_utilization: u32) -> Options {
+        let app = AppSpec::parse(GROWN).unwrap();
+        Options {
+            scaling: Scaling::Autoscale(Autoscale {
+                min_replicas,
+                max_replicas,
+                cpu_utilization,
+            }),
+            ..Options::defaults_for(&app)
+        }
+    }
+
+    #[test]
+    fn autoscaling_hands_the_replica_count_to_an_hpa_on_the_operators_deployment() {
+        let app = AppSpec::parse(GROWN).unwrap();
+        let files = render(&app, &autoscaled(2, 12, 250)).unwrap();
+        let documents = parse_yaml_stream(&files[0].contents).unwrap();
+        let [spin_app, hpa] = &documents[..] else {
+            panic!("spinapp.yaml holds the SpinApp and its HPA: {documents:?}")
+        };
+        assert_eq!(spin_app["spec"]["enableAutoscaling"], true);
+        assert!(
+            spin_app["spec"].get("replicas").is_none(),
+            "the operator refuses replicas beside enableAutoscaling"
+        );
+        assert_eq!(hpa["apiVersion"], "autoscaling/v2");
+        assert_eq!(hpa["kind"], "HorizontalPodAutoscaler");
+        assert_eq!(
+            hpa["spec"]["scaleTargetRef"],
+            json!({ "apiVersion": "apps/v1", "kind": "Deployment", "name": "shop" }),
+            "spin-operator's Deployment carries the SpinApp's name"
+        );
+        assert_eq!(hpa["spec"]["minReplicas"], 2);
+        assert_eq!(hpa["spec"]["maxReplicas"], 12);
+        let target = &hpa["spec"]["metrics"][0]["resource"];
+        assert_eq!(target["name"], "cpu");
+        assert_eq!(
+            target["target"],
+            json!({ "type": "Utilization", "averageUtilization": 250 })
+        );
+        // Utilization is relative to the request, so the SpinApp must set one.
+        assert_eq!(spin_app["spec"]["resources"]["requests"]["cpu"], "100m");
+    }
+
+    #[test]
+    fn fixed_replicas_render_no_hpa_and_keep_the_operator_in_charge() {
+        let files = rendered(GROWN);
+        let documents = parse_yaml_stream(&files["spinapp.yaml"]).unwrap();
+        assert_eq!(documents.len(), 1);
+        assert_eq!(documents[0]["spec"]["enableAutoscaling"], false);
+        assert_eq!(documents[0]["spec"]["replicas"], 2);
+    }
+
+    #[test]
+    fn autoscaling_bounds_are_checked() {
+        let app = AppSpec::parse(GROWN).unwrap();
+        let error = |options: Options| render(&app, &options).unwrap_err().to_string();
+        assert!(error(autoscaled(0, 3, 300)).contains("1 <= MIN <= MAX"));
+        assert!(error(autoscaled(5, 2, 300)).contains("not 5..2"));
+        assert!(error(autoscaled(1, u32::MAX, 300)).contains("MAX <="));
+        assert!(error(autoscaled(1, 3, 0)).contains("CPU target"));
+        // The 1-CPU limit is 1000 % of the 100m request: a higher target is never reached.
+        assert!(render(&app, &autoscaled(1, 3, 1000)).is_ok());
+        assert!(error(autoscaled(1, 3, 1001)).contains("between 1 and 1000"));
+        assert!(render(&app, &autoscaled(1, 1, 70)).is_ok());
+    }
+
+    #[test]
+    fn replica_ranges_parse_as_min_dot_dot_max() {
+        assert_eq!(parse_replica_range("2..10").unwrap(), (2, 10));
+        assert_eq!(parse_replica_range(" 1 .. 3 ").unwrap(), (1, 3));
+        for bad in ["3", "2-10", "..4", "a..b", "2..=10", "-1..3", "2..10..20"] {
+            assert!(parse_replica_range(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
