@@ -70,8 +70,9 @@ pub trait Backend: Send + Sync {
 pub trait Watch: Send + Sync {
     /// The key's value when the watch began.
     fn current(&self) -> Option<&[u8]>;
-    /// Writes `value` only if nobody has written the key since the watch
-    /// began (an absent key must still be absent); `Ok(false)` if somebody has.
+    /// Writes `value` only if the key still holds what the watch saw (an
+    /// absent key must still be absent; Redis refuses after any write at all);
+    /// `Ok(false)` when it does not.
     async fn swap(self: Box<Self>, value: Vec<u8>) -> Result<bool>;
 }
 

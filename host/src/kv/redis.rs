@@ -125,13 +125,14 @@ impl RedisStore {
     }
 
     async fn connection(&self) -> Result<ConnectionManager> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
         self.connection
             .get_or_try_init(|| async {
+                // One quick retry: the operation's own bound must cover it.
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
                 ConnectionManager::new_lazy_with_config(self.server.client.clone(), config)
             })
             .await
