@@ -50,6 +50,31 @@ pub fn ensure_postgres() -> Result<()> {
     )
 }
 
+/// The runner's object storage tests (`runner/tests/objstore.rs`) run moto's S3 server,
+/// at the version pinned in runner/tests/s3-requirements.txt, from a virtualenv under
+/// `target/` (installed with pip when missing or different). A virtualenv rather than
+/// the system interpreter: Debian's Python refuses `pip install` outside one (PEP 668).
+pub fn ensure_s3_server(root: &Path) -> Result<()> {
+    let requirements = root.join("runner/tests/s3-requirements.txt");
+    let pinned = std::fs::read_to_string(&requirements)?
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("moto[server]=="))
+        .map(str::to_string)
+        .with_context(|| format!("{} pins no moto version", requirements.display()))?;
+    let venv = root.join("target/moto");
+    let installed = Command::new(venv.join("bin/python"))
+        .args(["-c", "import importlib.metadata as m; print(m.version('moto'))"])
+        .output();
+    let server = venv.join("bin/moto_server");
+    if server.exists()
+        && installed.is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == pinned)
+    {
+        return Ok(());
+    }
+    eprintln!("xtask: installing moto {pinned} (S3 test server) into {}", venv.display());
+    pip_install(&venv, &requirements)
+}
+
 /// The browser test (`tests/browser/`) drives Debian's Chromium with playwright-core
 /// under Node; its npm packages are installed from the lock file when missing or stale.
 pub fn ensure_browser_test(repo: &Path) -> Result<()> {
@@ -123,21 +148,24 @@ pub fn ensure_schemathesis(root: &Path) -> Result<()> {
     }) {
         return Ok(());
     }
-    let python = ["python3", "python"]
-        .into_iter()
-        .find(|python| Command::new(python).arg("--version").output().is_ok())
-        .context(
-            "Python 3 is not installed: install python3 (with venv and pip) for the schema tests",
-        )?;
     eprintln!(
         "xtask: installing schemathesis {pinned} into {}",
         venv.display()
     );
-    run_checked(Command::new(python).arg("-m").arg("venv").arg(&venv))?;
+    pip_install(&venv, &requirements)
+}
+
+/// Creates the virtualenv `venv` (if needed) and installs `requirements` into it.
+fn pip_install(venv: &Path, requirements: &Path) -> Result<()> {
+    let python = ["python3", "python"]
+        .into_iter()
+        .find(|python| Command::new(python).arg("--version").output().is_ok())
+        .context("Python 3 is not installed: install python3 (with venv and pip) for the tests")?;
+    run_checked(Command::new(python).arg("-m").arg("venv").arg(venv))?;
     run_checked(
         Command::new(venv.join("bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-            .arg(&requirements),
+            .arg(requirements),
     )
 }
 
