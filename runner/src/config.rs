@@ -340,6 +340,11 @@ mod tests {
                 .validate()
                 .is_err()
         );
-        assert!(parse(&["--token", "t"]).object_store_settings().unwrap().is_none());
+        assert!(
+            parse(&["--token", "t"])
+                .object_store_settings()
+                .unwrap()
+                .is_none()
+        );
     }
 }

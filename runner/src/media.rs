@@ -93,7 +93,9 @@ pub fn parse_location(url: &str) -> std::result::Result<Location, String> {
         .ok()
         .filter(|p| p.as_ref() == prefix)
         .ok_or_else(|| {
-            format!("--object-store: {prefix:?} is not a valid prefix (no empty, '.' or '..' parts)")
+            format!(
+                "--object-store: {prefix:?} is not a valid prefix (no empty, '.' or '..' parts)"
+            )
         })?;
     Ok(Location {
         bucket: bucket.to_string(),
@@ -328,7 +330,12 @@ impl Media {
         let mut file = tokio::fs::File::open(partial).await?;
         loop {
             let mut chunk = Vec::with_capacity(FILE_CHUNK);
-            if (&mut file).take(FILE_CHUNK as u64).read_to_end(&mut chunk).await? == 0 {
+            if (&mut file)
+                .take(FILE_CHUNK as u64)
+                .read_to_end(&mut chunk)
+                .await?
+                == 0
+            {
                 break;
             }
             upload.write(Bytes::from(chunk)).await?;
@@ -564,9 +571,9 @@ impl Output {
                     file.seek(std::io::SeekFrom::Start(start)).await?;
                 }
                 let reader = file.take(count);
-                Ok(Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-                    reader, READ_CHUNK,
-                )))
+                Ok(Body::from_stream(
+                    tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK),
+                ))
             }
             OutputSource::Object { store, path } => {
                 let options = GetOptions {
@@ -597,7 +604,10 @@ mod tests {
         let bare = parse_location("s3://media.example").unwrap();
         assert_eq!(bare.prefix.as_ref(), "");
         assert_eq!(
-            parse_location("s3://bucket/prefix/").unwrap().prefix.as_ref(),
+            parse_location("s3://bucket/prefix/")
+                .unwrap()
+                .prefix
+                .as_ref(),
             "prefix"
         );
         for bad in [
@@ -622,6 +632,9 @@ mod tests {
             prefix: ObjectPath::parse("p").unwrap(),
         };
         assert_eq!(objects.input("job_1").as_ref(), "p/jobs/job_1/input");
-        assert_eq!(objects.output("job_1", 2).as_ref(), "p/jobs/job_1/output.2.mp3");
+        assert_eq!(
+            objects.output("job_1", 2).as_ref(),
+            "p/jobs/job_1/output.2.mp3"
+        );
     }
 }

@@ -461,7 +461,12 @@ async fn finish_converted(
         cancelled(ctx, &job.id).await;
         return;
     }
-    let stored = renewing(ctx, lease, ctx.media.store_output(&job.id, job.attempts, partial)).await;
+    let stored = renewing(
+        ctx,
+        lease,
+        ctx.media.store_output(&job.id, job.attempts, partial),
+    )
+    .await;
     if let Err(err) = stored {
         warn!(error = %err, "cannot store the output");
         discard(partial);

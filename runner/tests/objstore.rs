@@ -145,11 +145,16 @@ async fn an_upload_received_by_one_runner_downloads_through_the_other() {
     let (status, _, tail) = get_output(&a, &id, &[("range", "bytes=-500")]).await;
     assert_eq!(status, 206);
     assert_eq!(tail, full[full.len() - 500..]);
-    let (status, _, rest) = get_output(&b, &id, &[("range", "bytes=1000-"), ("if-range", &etag)]).await;
+    let (status, _, rest) =
+        get_output(&b, &id, &[("range", "bytes=1000-"), ("if-range", &etag)]).await;
     assert_eq!(status, 206);
     assert_eq!(rest, full[1000..]);
-    let (status, _, whole) =
-        get_output(&b, &id, &[("range", "bytes=1000-"), ("if-range", "\"stale\"")]).await;
+    let (status, _, whole) = get_output(
+        &b,
+        &id,
+        &[("range", "bytes=1000-"), ("if-range", "\"stale\"")],
+    )
+    .await;
     assert_eq!((status, whole.len()), (200, full.len()));
     let (status, headers, _) = get_output(&b, &id, &[("range", &format!("bytes={len}-"))]).await;
     assert_eq!(status, 416);
@@ -337,9 +342,11 @@ async fn an_abandoned_upload_leaves_no_multipart_upload_behind() {
     // The runner answers or the connection breaks; either way the upload is over.
     let _ = upload.abort().await;
 
-    eventually("the multipart upload aborted", Duration::from_secs(60), || {
-        shared.s3.open_multipart_uploads() == 0
-    })
+    eventually(
+        "the multipart upload aborted",
+        Duration::from_secs(60),
+        || shared.s3.open_multipart_uploads() == 0,
+    )
     .await;
     assert!(shared.s3.keys().await.is_empty());
     assert_eq!(job_count(&runner).await, 0);
@@ -384,11 +391,52 @@ async fn concurrent_uploads_to_two_runners_complete_exactly_once() {
         .collect();
     assert_eq!(lines.len(), UPLOADS, "{lines:#?}");
     for id in &ids {
-        let count = lines.iter().filter(|line| line.contains(id.as_str())).count();
+        let count = lines
+            .iter()
+            .filter(|line| line.contains(id.as_str()))
+            .count();
         assert_eq!(count, 1, "{id} completed {count} times");
     }
     assert!(
         logs.iter().all(|log| log.contains("conversion completed")),
         "both runners should have converted some of the jobs"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_stream_to_the_object_store_without_growing_memory() {
+    let shared = Shared::new();
+    let runner = shared.runner(&[]);
+    let before = peak_rss_kib(runner.pid());
+    let size = 100usize << 20;
+    // Generated on the fly, so the test itself does not hold 100 MB either.
+    let chunk = bytes::Bytes::from(vec![0u8; 256 * 1024]);
+    let stream = futures_util::stream::iter(
+        (0..size / chunk.len()).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+    );
+    let resp = auth(client().post(runner.url("/jobs")))
+        .header("x-owner-id", "u")
+        .header("x-filename", "zeros.bin")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202, "{}", runner.log_text());
+    let job: Value = resp.json().await.unwrap();
+    assert_eq!(job["size_bytes"], size as u64);
+    let after = peak_rss_kib(runner.pid());
+    let grown_mib = after.saturating_sub(before) / 1024;
+    eprintln!("peak RSS {before} KiB -> {after} KiB for a 100 MiB upload to the object store");
+    // Parts in flight take 15 MiB at most.
+    assert!(
+        grown_mib < 40,
+        "peak RSS grew by {grown_mib} MiB for a 100 MiB upload ({before} KiB -> {after} KiB)"
+    );
+    // A worker fetched all of it for ffmpeg, which found no media in it; a failed job
+    // keeps no objects.
+    let id = job["id"].as_str().unwrap();
+    let job = poll_job(&runner, id, is_finished).await.pop().unwrap();
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"], "Input is not a valid media file", "{job}");
+    assert!(shared.s3.keys_of(id).await.is_empty());
 }

@@ -63,7 +63,10 @@ pub fn ensure_s3_server(root: &Path) -> Result<()> {
         .with_context(|| format!("{} pins no moto version", requirements.display()))?;
     let venv = root.join("target/moto");
     let installed = Command::new(venv.join("bin/python"))
-        .args(["-c", "import importlib.metadata as m; print(m.version('moto'))"])
+        .args([
+            "-c",
+            "import importlib.metadata as m; print(m.version('moto'))",
+        ])
         .output();
     let server = venv.join("bin/moto_server");
     if server.exists()
@@ -71,7 +74,10 @@ pub fn ensure_s3_server(root: &Path) -> Result<()> {
     {
         return Ok(());
     }
-    eprintln!("xtask: installing moto {pinned} (S3 test server) into {}", venv.display());
+    eprintln!(
+        "xtask: installing moto {pinned} (S3 test server) into {}",
+        venv.display()
+    );
     pip_install(&venv, &requirements)
 }
 

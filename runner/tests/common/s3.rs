@@ -48,7 +48,9 @@ fn moto_server() -> PathBuf {
 /// server cannot be reached.
 fn request(port: u16, method: &str, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
@@ -184,8 +186,8 @@ impl S3Server {
 
     /// How many multipart uploads were started and neither completed nor aborted.
     pub fn open_multipart_uploads(&self) -> usize {
-        let response = request(self.port, "GET", &format!("/{BUCKET}?uploads"))
-            .expect("moto_server answers");
+        let response =
+            request(self.port, "GET", &format!("/{BUCKET}?uploads")).expect("moto_server answers");
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
         response.matches("<UploadId>").count()
     }
