@@ -128,21 +128,25 @@ impl Objects {
     }
 
     async fn delete(&self, path: &ObjectPath) -> Result<()> {
-        match self.store.delete(path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(err) => Err(err.into()),
-        }
+        delete_object(self.store.as_ref(), path).await
     }
 
     /// Deletes `path` in the background, logging a failure (for guards being dropped).
     fn delete_later(&self, path: ObjectPath) {
         let store = self.store.clone();
         tokio::spawn(async move {
-            match store.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(err) => warn!(error = %err, object = %path, "cannot delete object"),
+            if let Err(err) = delete_object(store.as_ref(), &path).await {
+                warn!(error = %err, object = %path, "cannot delete object");
             }
         });
+    }
+}
+
+/// Deletes an object; one already gone is fine.
+async fn delete_object(store: &dyn ObjectStore, path: &ObjectPath) -> Result<()> {
+    match store.delete(path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -165,7 +169,6 @@ impl Media {
         // then what the flags (or their variables) say.
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&settings.location.bucket)
-            .with_allow_http(settings.allow_http)
             .with_retry(RetryConfig {
                 backoff: BackoffConfig {
                     init_backoff: Duration::from_millis(100),
@@ -209,12 +212,7 @@ impl Media {
         })
     }
 
-    /// The spool: all media without object storage, scratch with it.
-    pub fn spool(&self) -> &Spool {
-        &self.spool
-    }
-
-    /// What `/healthz` and the start-up log call the media location.
+    /// What the start-up log calls the media location.
     pub fn kind(&self) -> &'static str {
         match self.objects {
             None => "spool",
