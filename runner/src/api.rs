@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{Notify, watch};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -22,6 +22,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::early::{self, Arrival, Layout};
 use crate::error::{Error, Result, error_response};
 use crate::job::{Job, NewJob};
+use crate::media::Media;
 use crate::metrics::{self, Metrics, Rejection, Snapshot};
 use crate::names;
 use crate::range::{RangeDecision, parse_range};
@@ -35,6 +36,8 @@ use crate::worker::{self, WorkerContext};
 pub struct AppState {
     pub store: Store,
     pub spool: Arc<Spool>,
+    /// Where uploads go and MP3s come from: the spool, or object storage.
+    pub media: Arc<Media>,
     pub token: String,
     pub max_upload_bytes: u64,
     pub min_free_disk: u64,
@@ -60,8 +63,6 @@ const DRAIN_TIME: Duration = Duration::from_secs(5);
 const DISK_CHECK_EVERY: u64 = 64 << 20;
 /// Buffered writes to the spool file.
 const WRITE_BUFFER: usize = 256 << 10;
-/// Chunk size when streaming an output file.
-const READ_CHUNK: usize = 64 << 10;
 
 pub fn router(state: Arc<AppState>) -> Router {
     let protected = Router::new()
@@ -133,7 +134,15 @@ async fn load_job(state: &AppState, id: &str) -> Result<Job> {
 // Health, stats, metrics
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    match state.store.run(|s| s.stats()).await {
+    let (stats, media_reachable) =
+        tokio::join!(state.store.run(|s| s.stats()), state.media.reachable());
+    match stats {
+        Ok(_) if !media_reachable => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "degraded",
+            "Degraded: the object store is unreachable; uploads are refused until it is back"
+                .into(),
+        ),
         Ok(stats) => Json(json!({
             "status": "ok",
             "ffmpeg": state.ffmpeg_version,
@@ -244,9 +253,7 @@ async fn delete_job(
     // Stop a running conversion and wait briefly for the worker to clean up, so that when
     // we answer, ffmpeg is gone as well as the files.
     let was_running = state.registry.cancel(&id, Duration::from_secs(15)).await;
-    let spool = state.spool.clone();
-    let remove_id = id.clone();
-    tokio::task::spawn_blocking(move || spool.remove_job_files(&remove_id)).await??;
+    state.media.remove_job(&id).await?;
     info!(job_id = %id, status = %job.status, was_running, "job deleted");
     Ok(Json(job))
 }
@@ -254,16 +261,10 @@ async fn delete_job(
 // ---------------------------------------------------------------------------------------
 // Upload
 
-/// Removes a file on drop unless disarmed: whatever way an upload ends early (error,
-/// limit, client gone and the handler dropped), nothing is left behind.
+/// Removes the upload's spool file on drop: whatever way an upload ends (error, limit,
+/// client gone and the handler dropped, or moved into place), nothing is left behind.
 struct FileGuard {
     path: Option<std::path::PathBuf>,
-}
-
-impl FileGuard {
-    fn disarm(&mut self) {
-        self.path = None;
-    }
 }
 
 impl Drop for FileGuard {
@@ -369,9 +370,21 @@ async fn create_job(
     }
 
     let id = names::new_job_id();
+    // With object storage the upload streams there as it arrives; dropping this
+    // (any early return) aborts it.
+    let mut object = match state.media.begin_upload(&id).await {
+        Ok(object) => object,
+        Err(err) => {
+            warn!(error = %err, "refusing upload: cannot start it in the object store");
+            if !expects_continue && declared.is_none_or(|n| n <= DRAIN_BYTES) {
+                drain(&mut stream).await;
+            }
+            return Err(err);
+        }
+    };
     let started = Instant::now();
     let incoming = state.spool.incoming(&id);
-    let mut guard = FileGuard {
+    let guard = FileGuard {
         path: Some(incoming.clone()),
     };
     let file = tokio::fs::OpenOptions::new()
@@ -403,6 +416,7 @@ async fn create_job(
             drop(arrival.take());
             drop(writer);
             drop(guard); // remove the partial file before draining
+            drop(object.take());
             drain(&mut stream).await;
             return Err(Error::PayloadTooLarge {
                 limit: state.max_upload_bytes,
@@ -419,6 +433,9 @@ async fn create_job(
             });
         }
         writer.write_all(&chunk).await?;
+        if let Some(object) = object.as_mut() {
+            object.write(chunk.clone()).await?;
+        }
         if let Some(bytes) = head.as_mut() {
             let room = early::SNIFF_LIMIT.saturating_sub(bytes.len());
             bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -460,10 +477,9 @@ async fn create_job(
     file.sync_all().await?;
     drop(file);
 
-    // The upload is complete: move it into place, then record the job.
-    let input = state.spool.input(&id);
-    tokio::fs::rename(&incoming, &input).await?;
-    guard.path = Some(input.clone());
+    // The upload is complete: put it where every worker finds it, then record the job.
+    // (The guard then removes the spool file if it is only scratch.)
+    let placed = state.media.place_upload(&id, &incoming, object).await?;
     let new_job = NewJob {
         id: id.clone(),
         owner,
@@ -482,7 +498,8 @@ async fn create_job(
         .store
         .run(move |s| s.insert(new_job, &quota, now_ms()))
         .await?;
-    guard.disarm();
+    placed.keep();
+    drop(guard);
     state.metrics.upload_accepted(received);
     match (arrival, lease) {
         (Some(arrival), Some(lease)) => {
@@ -555,14 +572,12 @@ async fn download(
     if job.expired {
         return Err(Error::OutputExpired);
     }
-    let mut file = match tokio::fs::File::open(state.spool.output(&job.id)).await {
-        Ok(file) => file,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(Error::OutputExpired),
-        Err(err) => return Err(err.into()),
-    };
-    let meta = file.metadata().await?;
-    let len = meta.len();
-    let modified = meta.modified().ok();
+    let output = state
+        .media
+        .open_output(&job)
+        .await?
+        .ok_or(Error::OutputExpired)?;
+    let (len, modified) = (output.len, output.modified);
     let mtime_secs = modified
         .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
@@ -595,13 +610,7 @@ async fn download(
         }
         RangeDecision::Unsatisfiable => return Err(Error::RangeNotSatisfiable { size: len }),
     };
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start)).await?;
-    }
-    let reader = tokio::io::AsyncReadExt::take(file, count);
-    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-        reader, READ_CHUNK,
-    ));
+    let body = output.body(start, count).await?;
 
     let mut response = Response::new(body);
     *response.status_mut() = status;

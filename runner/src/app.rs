@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use crate::api::{AppState, router};
 use crate::config::Config;
 use crate::ffmpeg::{self, ConvertSettings};
+use crate::media::Media;
 use crate::metrics::Metrics;
 use crate::pg::{self, PgJobStore};
 use crate::registry::Registry;
@@ -46,9 +47,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .as_deref()
         .map(pg::parse_url)
         .transpose()?;
-    let sharing = match pg_config {
-        Some(_) => Sharing::Shared,
-        None => Sharing::Exclusive,
+    let object_store = config.object_store_settings()?;
+    // Runners on one PostgreSQL store share the spool, unless the media are in object
+    // storage: then each runner's spool is its own scratch.
+    let sharing = match (&pg_config, &object_store) {
+        (Some(_), None) => Sharing::Shared,
+        _ => Sharing::Exclusive,
     };
     let spool_dir = config.spool_dir.clone();
     let spool =
@@ -70,6 +74,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
 
+    let media = Arc::new(match &object_store {
+        None => Media::local(spool.clone()),
+        Some(settings) => Media::in_object_store(spool.clone(), settings)
+            .await
+            .context("cannot reach the object store (--object-store)")?,
+    });
+
     match spool.leftovers_removed() {
         Some(0) => {}
         Some(files) => info!(
@@ -81,9 +92,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // With SQLite, the exclusive spool lock proves that whoever holds a lease in this
     // database is gone, so every lease counts as expired now. With PostgreSQL, other
     // runners' leases are honoured until they expire.
-    let reap_now = match sharing {
-        Sharing::Exclusive => i64::MAX,
-        Sharing::Shared => now_ms(),
+    let reap_now = match pg_config {
+        None => i64::MAX,
+        Some(_) => now_ms(),
     };
     let max_attempts = config.max_attempts;
     let reaped = store
@@ -110,6 +121,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         store: store.clone(),
         spool: spool.clone(),
         min_free_disk: config.min_free_disk,
+        media: media.clone(),
         settings: ConvertSettings {
             ffmpeg: ffmpeg_path,
             quality: config.quality,
@@ -143,7 +155,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .map(|pg_config| tokio::spawn(pg::listen(pg_config, wake.clone(), registry.clone())));
     let sweeper = tokio::spawn(worker::run_sweeper(
         store.clone(),
-        spool.clone(),
+        media.clone(),
         config.retention,
         config.sweep_interval,
         stop.clone(),
@@ -152,6 +164,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         store,
         spool: spool.clone(),
+        media: media.clone(),
         token,
         max_upload_bytes: config.max_upload_bytes,
         min_free_disk: config.min_free_disk,
@@ -175,6 +188,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         %addr,
         spool = %spool.root().display(),
         store = if notifications.is_some() { "postgres" } else { "sqlite" },
+        media = media.kind(),
         runner_id = %runner_id,
         workers,
         max_upload_bytes = config.max_upload_bytes,

@@ -8,6 +8,7 @@ use anyhow::bail;
 use clap::Parser;
 
 use crate::ffmpeg::OutputLimits;
+use crate::media::{self, ObjectStoreSettings};
 use crate::store::OwnerQuota;
 use crate::units::{parse_duration, parse_size};
 
@@ -38,6 +39,34 @@ pub struct Config {
     /// Runners sharing a database must share the spool directory too.
     #[arg(long, env = "RUNNER_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// Media (uploads, MP3s) in S3-compatible object storage, `s3://bucket/prefix`,
+    /// which any number of runners share; the spool directory is then local scratch.
+    /// Default: the media live in the spool directory.
+    #[arg(long, env = "RUNNER_OBJECT_STORE")]
+    pub object_store: Option<String>,
+
+    /// Object store endpoint, for S3-compatible services other than AWS
+    /// (e.g. `https://minio.internal:9000`). Default: AWS S3 for the region.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub s3_endpoint: Option<String>,
+
+    /// Object store region (default: us-east-1).
+    #[arg(long, env = "AWS_REGION")]
+    pub s3_region: Option<String>,
+
+    /// Object store access key id (prefer the environment variable). Without keys the
+    /// usual AWS credential sources apply (web identity, container, instance metadata).
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub s3_access_key_id: Option<String>,
+
+    /// Object store secret access key (prefer the environment variable).
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+
+    /// Allow a plain-http object store endpoint (a local or in-cluster test server).
+    #[arg(long, env = "RUNNER_S3_ALLOW_HTTP")]
+    pub s3_allow_http: bool,
 
     /// How long a claimed job stays this runner's without a renewal. Running conversions
     /// renew it every third of this; once it expires, the reaper hands the job to
@@ -179,7 +208,39 @@ impl Config {
         if self.max_output_bytes == Some(0) {
             bail!("--max-output-bytes must be greater than 0");
         }
+        self.object_store_settings()?;
         Ok(token)
+    }
+
+    /// Where the media live, if not in the spool.
+    pub fn object_store_settings(&self) -> anyhow::Result<Option<ObjectStoreSettings>> {
+        let Some(url) = &self.object_store else {
+            return Ok(None);
+        };
+        let location = media::parse_location(url).map_err(anyhow::Error::msg)?;
+        if let Some(endpoint) = &self.s3_endpoint {
+            match endpoint.split_once("://") {
+                Some(("https", _)) => {}
+                Some(("http", _)) if self.s3_allow_http => {}
+                Some(("http", _)) => bail!(
+                    "--s3-endpoint {endpoint} is plain http; pass --s3-allow-http (RUNNER_S3_ALLOW_HTTP=true) if that is intended"
+                ),
+                _ => bail!("--s3-endpoint must be an http:// or https:// URL"),
+            }
+        }
+        if self.s3_access_key_id.is_some() != self.s3_secret_access_key.is_some() {
+            bail!(
+                "set both the object store access key id and secret (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or neither"
+            );
+        }
+        Ok(Some(ObjectStoreSettings {
+            location,
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            access_key_id: self.s3_access_key_id.clone(),
+            secret_access_key: self.s3_secret_access_key.clone(),
+            allow_http: self.s3_allow_http,
+        }))
     }
 
     /// The configured runner id, or one unique to this process.
@@ -329,5 +390,43 @@ mod tests {
             "postgres://u@127.0.0.1:5/db",
         ]);
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn object_store_flags() {
+        let base = ["--token", "t", "--object-store", "s3://media/runner"];
+        let with = |extra: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            parse(&args)
+        };
+        let settings = with(&["--s3-endpoint", "https://s3.internal"])
+            .object_store_settings()
+            .unwrap()
+            .unwrap();
+        assert_eq!(settings.location.bucket, "media");
+        assert_eq!(settings.location.prefix.as_ref(), "runner");
+        assert!(!settings.allow_http);
+        let local = with(&["--s3-endpoint", "http://127.0.0.1:9000", "--s3-allow-http"]);
+        assert!(local.validate().is_ok());
+        for bad in [
+            &["--s3-endpoint", "http://127.0.0.1:9000"][..],
+            &["--s3-endpoint", "ftp://x"],
+            &["--s3-access-key-id", "only-the-id"],
+        ] {
+            let err = with(bad).validate().unwrap_err().to_string();
+            assert!(err.contains("s3") || err.contains("AWS_"), "{bad:?}: {err}");
+        }
+        assert!(
+            parse(&["--token", "t", "--object-store", "gs://x"])
+                .validate()
+                .is_err()
+        );
+        assert!(
+            parse(&["--token", "t"])
+                .object_store_settings()
+                .unwrap()
+                .is_none()
+        );
     }
 }

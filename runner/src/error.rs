@@ -48,6 +48,9 @@ pub enum Error {
     /// set up).
     #[error("job database: {0}")]
     Database(String),
+    /// The object store holding the media failed or could not be reached.
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
     #[error("background task: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error("i/o: {0}")]
@@ -174,6 +177,11 @@ impl Error {
                 "store_unavailable",
                 "Job store is unavailable; retry shortly".into(),
             ),
+            Error::ObjectStore(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "Media storage is unavailable; retry shortly".into(),
+            ),
             Error::Store(_)
             | Error::Postgres(_)
             | Error::Pool(_)
@@ -293,6 +301,18 @@ mod tests {
             None,
         ));
         assert_eq!(err.parts().0, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn object_store_failures_map_to_503_without_details() {
+        let err = Error::ObjectStore(object_store::Error::Generic {
+            store: "S3",
+            source: "connection refused to http://10.0.0.1/bucket".into(),
+        });
+        let (status, code, message) = err.parts();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(code, "storage_unavailable");
+        assert!(!message.contains("10.0.0.1"), "{message}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! spinmesh-runner: a native job runner that converts uploaded media to MP3 with ffmpeg.
 //!
 //! The `upload` component authenticates end users and streams their files here; this
-//! service stores them in a spool directory, records jobs in a durable store and runs a
+//! service stores them in a spool directory (or S3-compatible object storage), records jobs in a durable store and runs a
 //! pool of ffmpeg workers.
 
 pub mod api;
@@ -11,6 +11,7 @@ pub mod early;
 pub mod error;
 pub mod ffmpeg;
 pub mod job;
+pub mod media;
 pub mod metrics;
 pub mod names;
 pub mod pg;

@@ -8,7 +8,11 @@
 //! <spool>/inputs/<id>          complete uploads waiting for / under conversion
 //! <spool>/outputs/<id>.<n>.part  ffmpeg's output for attempt n, renamed when done
 //! <spool>/outputs/<id>.mp3     finished outputs
+//! <spool>/scratch/<id>.input   inputs fetched from object storage for a conversion
 //! ```
+//!
+//! With object storage (see `media`) only `incoming/`, `scratch/` and the `.part`
+//! outputs are used, as scratch.
 //!
 //! Every name is derived from the runner-generated job id, never from client input.
 
@@ -69,7 +73,7 @@ impl Spool {
             .with_context(|| format!("cannot create spool directory {}", dir.display()))?;
         let root = fs::canonicalize(dir)
             .with_context(|| format!("cannot resolve spool directory {}", dir.display()))?;
-        for sub in ["incoming", "inputs", "outputs"] {
+        for sub in ["incoming", "inputs", "outputs", "scratch"] {
             fs::create_dir_all(root.join(sub))
                 .with_context(|| format!("cannot create {}", root.join(sub).display()))?;
         }
@@ -150,6 +154,10 @@ impl Spool {
         self.root.join("inputs").join(id)
     }
 
+    pub fn scratch_input(&self, id: &str) -> PathBuf {
+        self.root.join("scratch").join(format!("{id}.input"))
+    }
+
     pub fn output(&self, id: &str) -> PathBuf {
         self.root.join("outputs").join(format!("{id}.mp3"))
     }
@@ -171,21 +179,25 @@ impl Spool {
         Ok(free)
     }
 
-    /// Removes a job's input and output. Missing files are fine.
+    /// Removes a job's input and output (and a scratch copy of its input). Missing
+    /// files are fine.
     pub fn remove_job_files(&self, id: &str) -> io::Result<()> {
         remove_if_exists(&self.input(id))?;
         remove_if_exists(&self.output(id))?;
+        remove_if_exists(&self.scratch_input(id))?;
         Ok(())
     }
 
-    /// Removes files in `incoming/` and `*.part` files in `outputs/`.
+    /// Removes files in `incoming/` and `scratch/`, and `*.part` files in `outputs/`.
     fn remove_leftovers(&self) -> io::Result<usize> {
         let mut removed = 0;
-        for entry in fs::read_dir(self.root.join("incoming"))? {
-            let entry = entry?;
-            if entry.file_type()?.is_file() {
-                remove_if_exists(&entry.path())?;
-                removed += 1;
+        for sub in ["incoming", "scratch"] {
+            for entry in fs::read_dir(self.root.join(sub))? {
+                let entry = entry?;
+                if entry.file_type()?.is_file() {
+                    remove_if_exists(&entry.path())?;
+                    removed += 1;
+                }
             }
         }
         for entry in fs::read_dir(self.root.join("outputs"))? {
@@ -228,12 +240,13 @@ mod tests {
         let id = crate::names::new_job_id();
         fs::write(spool.incoming(&id), b"x").unwrap();
         fs::write(spool.partial_output(&id, 1), b"x").unwrap();
+        fs::write(spool.scratch_input(&id), b"x").unwrap();
         fs::write(spool.output(&id), b"x").unwrap();
         fs::write(spool.input(&id), b"x").unwrap();
         assert_eq!(spool.leftovers_removed(), Some(0));
         drop(spool);
         let spool = Spool::open(&dir.path().join("spool"), Sharing::Exclusive).unwrap();
-        assert_eq!(spool.leftovers_removed(), Some(2));
+        assert_eq!(spool.leftovers_removed(), Some(3));
         assert!(spool.output(&id).exists() && spool.input(&id).exists());
         spool.remove_job_files(&id).unwrap();
         spool.remove_job_files(&id).unwrap();

@@ -11,12 +11,15 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::early::{self, Arrival};
 use crate::ffmpeg::{self, ConvertSettings, Failure, Input, Stopped};
 use crate::job::JobStatus;
+use crate::media::Media;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::spool::{Spool, remove_if_exists};
 use crate::store::{Claim, JobStore, Lease, Leased, Store};
 use crate::units::now_ms;
 
+/// Why a job whose input is gone fails.
+const REASON_NO_INPUT: &str = "Input file is missing";
 /// Longest wait between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Idle workers look for due work at least this often, even without a wake-up.
@@ -33,6 +36,8 @@ pub struct WorkerContext {
     pub spool: Arc<Spool>,
     /// Below this much free space on the spool, running conversions stop.
     pub min_free_disk: u64,
+    /// Where inputs come from and MP3s go: the spool, or object storage.
+    pub media: Arc<Media>,
     pub settings: ConvertSettings,
     pub max_attempts: u32,
     pub retry_backoff: Duration,
@@ -112,7 +117,6 @@ async fn process(ctx: &WorkerContext, leased: Leased) {
     let id = job.id.clone();
     let running = ctx.registry.register(&id);
     let cancel = running.cancel_token().clone();
-    let input = ctx.spool.input(&id);
     let partial = ctx.spool.partial_output(&id, job.attempts);
     info!(
         attempt = job.attempts,
@@ -131,11 +135,7 @@ async fn process(ctx: &WorkerContext, leased: Leased) {
         Err(err) => warn!(error = %err, "cannot re-read job; continuing"),
     }
 
-    if !input.exists() {
-        finish_failed(ctx, &lease, "Input file is missing").await;
-        return;
-    }
-
+    // Renews the lease from here on: fetching a large input can outlast it.
     let (progress_tx, progress_rx) = watch::channel(0u8);
     // Stops ffmpeg when the disk runs low; a client's cancel stops it too.
     let stop = cancel.child_token();
@@ -151,15 +151,39 @@ async fn process(ctx: &WorkerContext, leased: Leased) {
         .in_current_span(),
     );
     let started = Instant::now();
-    let result = ffmpeg::convert(
-        &ctx.settings,
-        Input::File(&input),
-        &partial,
-        &progress_tx,
-        &stop,
-        &ctx.abort,
-    )
-    .await;
+    let missing = || Stopped::Failed(Failure::Permanent(REASON_NO_INPUT.into()));
+    let fetched = tokio::select! {
+        fetched = ctx.media.fetch_input(&id) => fetched.map(|input| input.ok_or_else(missing)),
+        _ = cancel.cancelled() => Ok(Err(Stopped::Cancelled)),
+        _ = ctx.abort.cancelled() => Ok(Err(Stopped::Shutdown)),
+    };
+    let result = match fetched {
+        Ok(Ok(input)) => {
+            ffmpeg::convert(
+                &ctx.settings,
+                Input::File(input.path()),
+                &partial,
+                &progress_tx,
+                &stop,
+                &ctx.abort,
+            )
+            .await
+        }
+        Ok(Err(stopped)) => Err(stopped),
+        Err(err) => {
+            // The object store is down: no runner can convert the job now, so it goes
+            // back without using up an attempt, and this worker pauses.
+            warn!(error = %err, "cannot fetch the input");
+            drop(progress_tx);
+            let _ = writer.await;
+            requeue(ctx, &lease, "input unavailable").await;
+            tokio::select! {
+                _ = tokio::time::sleep(STORE_RETRY_MAX) => {}
+                _ = ctx.stop.cancelled() => {}
+            }
+            return;
+        }
+    };
     drop(progress_tx);
     let low_disk = writer.await.unwrap_or(false);
 
@@ -449,6 +473,26 @@ where
     }
 }
 
+/// Runs `work` while renewing `lease` every renewal period: storing a long MP3 can
+/// outlast it.
+async fn renewing<T>(ctx: &WorkerContext, lease: &Lease, work: impl Future<Output = T>) -> T {
+    // Never changes: the renewer only renews, until it is stopped.
+    let (_progress, unchanged) = watch::channel(100u8);
+    let renewer = tokio::spawn(
+        record_progress(
+            ctx.store.clone(),
+            lease.clone(),
+            unchanged,
+            CancellationToken::new(),
+            ctx.lease_renewal,
+        )
+        .in_current_span(),
+    );
+    let output = work.await;
+    renewer.abort();
+    output
+}
+
 /// `running` → `queued` without counting the attempt.
 async fn requeue(ctx: &WorkerContext, lease: &Lease, why: &str) {
     let lease = lease.clone();
@@ -467,7 +511,6 @@ async fn finish_converted(
     took: Duration,
 ) {
     let Leased { job, lease } = leased;
-    let output = &ctx.spool.output(&job.id);
     let size = match tokio::fs::metadata(partial).await {
         Ok(meta) => meta.len(),
         Err(err) => {
@@ -488,8 +531,14 @@ async fn finish_converted(
         cancelled(ctx, &job.id).await;
         return;
     }
-    if let Err(err) = tokio::fs::rename(partial, output).await {
-        warn!(error = %err, "cannot move output into place");
+    let stored = renewing(
+        ctx,
+        lease,
+        ctx.media.store_output(&job.id, job.attempts, partial),
+    )
+    .await;
+    if let Err(err) = stored {
+        warn!(error = %err, "cannot store the output");
         discard(partial);
         retry_or_fail(ctx, leased, "Runner could not store the converted file").await;
         return;
@@ -498,7 +547,7 @@ async fn finish_converted(
     match persist(ctx, move |s| s.complete(&held, size, now_ms())).await {
         Ok(true) => {
             ctx.metrics.job_completed(took);
-            discard(&ctx.spool.input(&job.id));
+            ctx.media.discard_input(&job.id).await;
             info!(
                 output_bytes = size,
                 seconds = took.as_secs_f64(),
@@ -507,12 +556,12 @@ async fn finish_converted(
         }
         Ok(false) => {
             // Cancelled while we were finishing: do not leave the output behind. (If the
-            // lease went to another runner that completed the job, the output is its.)
+            // lease went to another runner that completed the job, its output stays.)
             let lookup = job.id.clone();
             let now = ctx.store.run(move |s| s.get(&lookup)).await;
-            if !matches!(now, Ok(Some(ref j)) if j.status == JobStatus::Completed) {
-                discard(output);
-            }
+            ctx.media
+                .discard_unrecorded_output(&job.id, job.attempts, now.ok().flatten().as_ref())
+                .await;
             info!("conversion finished after the job was cancelled or reaped; not recorded");
         }
         Err(err) => {
@@ -527,7 +576,7 @@ async fn finish_failed(ctx: &WorkerContext, lease: &Lease, reason: &str) {
     match persist(ctx, move |s| s.fail(&held, &reason_owned, now_ms())).await {
         Ok(true) => {
             ctx.metrics.job_failed();
-            discard(&ctx.spool.input(&lease.job_id));
+            ctx.media.discard_input(&lease.job_id).await;
             info!(reason, "conversion failed");
         }
         Ok(false) => info!("job changed state before it could be marked failed"),
@@ -603,10 +652,10 @@ pub fn log_reaped(reaped: &crate::store::Reaped) {
     }
 }
 
-/// Deletes the files of jobs that finished more than `retention` ago.
+/// Deletes the files (or objects) of jobs that finished more than `retention` ago.
 pub async fn sweep_expired(
     store: &Store,
-    spool: &Spool,
+    media: &Media,
     retention: Duration,
 ) -> crate::Result<usize> {
     let cutoff = now_ms().saturating_sub(retention.as_millis().min(i64::MAX as u128) as i64);
@@ -617,7 +666,7 @@ pub async fn sweep_expired(
             return Ok(removed);
         }
         for id in ids {
-            if let Err(err) = spool.remove_job_files(&id) {
+            if let Err(err) = media.remove_job(&id).await {
                 warn!(job_id = %id, error = %err, "cannot remove expired files; will retry next sweep");
                 return Ok(removed);
             }
@@ -632,13 +681,13 @@ pub async fn sweep_expired(
 /// Runs the retention sweep now and then every `interval` until `stop`.
 pub async fn run_sweeper(
     store: Store,
-    spool: Arc<Spool>,
+    media: Arc<Media>,
     retention: Duration,
     interval: Duration,
     stop: CancellationToken,
 ) {
     loop {
-        if let Err(err) = sweep_expired(&store, &spool, retention).await {
+        if let Err(err) = sweep_expired(&store, &media, retention).await {
             warn!(error = %err, "retention sweep failed");
         }
         tokio::select! {

@@ -62,9 +62,9 @@ struct RenderArgs {
     /// libSQL URL for each SQLite label; `{label}` is replaced.
     #[arg(long)]
     libsql_url_template: Option<String>,
-    /// Size of the runner's spool volume claim (e.g. 20Gi).
+    /// Size limit of each runner pod's scratch volume (e.g. 20Gi).
     #[arg(long)]
-    spool_size: Option<String>,
+    scratch_size: Option<String>,
     /// Write nothing; fail if the files in the output directory are not what would be written.
     #[arg(long)]
     check: bool,
@@ -104,7 +104,7 @@ fn render(args: RenderArgs) -> Result<()> {
         libsql_url_template: args
             .libsql_url_template
             .unwrap_or(defaults.libsql_url_template),
-        spool_size: args.spool_size.unwrap_or(defaults.spool_size),
+        scratch_size: args.scratch_size.unwrap_or(defaults.scratch_size),
     };
     let files = spinkube::render(&app, &options)?;
     let out = args.out.unwrap_or_else(|| root.join("deploy/spinkube"));
@@ -137,6 +137,15 @@ fn render(args: RenderArgs) -> Result<()> {
         "Secret `{}` needs the key `{}` (the filled-in runtime-config.toml).",
         names.runtime_config,
         spinkube::RUNTIME_CONFIG_KEY
+    );
+    let storage_keys: Vec<&str> = spinkube::RUNNER_STORAGE_KEYS
+        .iter()
+        .map(|(key, _, _)| *key)
+        .collect();
+    println!(
+        "Secret `{}` needs the keys: {} (the runner's PostgreSQL and object store).",
+        names.runner_storage,
+        storage_keys.join(", ")
     );
     println!("See deploy/spinkube/README.md for the commands.");
     Ok(())

@@ -74,6 +74,7 @@ fn test(no_lint: bool, cargo_args: Vec<String>) -> Result<()> {
     setup::ensure_browser_test(&build::root())?;
     setup::ensure_schemathesis(&build::root())?;
     setup::ensure_kubernetes_validate(&build::root())?;
+    setup::ensure_s3_server(&build::root())?;
     build::build_all()?;
     // One profile for everything: the e2e tests run the release binaries the
     // build just made, and wasmtime is far too slow unoptimised.

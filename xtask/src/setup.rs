@@ -130,6 +130,12 @@ pub fn ensure_kubernetes_validate(root: &Path) -> Result<()> {
     )
 }
 
+/// moto's S3 server for the runner's object-storage tests (`runner/tests/objstore.rs`) and
+/// the cluster, pinned in runner/tests/s3-requirements.txt, in `target/moto`.
+pub fn ensure_s3_server(root: &Path) -> Result<()> {
+    ensure_python_venv(root, "runner/tests/s3-requirements.txt", "moto")
+}
+
 /// A virtualenv `target/<name>` holding exactly what `requirements` (relative to `root`)
 /// pins; installed with pip when missing or when the file changed since the last install
 /// (a copy of it kept in the virtualenv says what is there).

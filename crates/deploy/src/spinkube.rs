@@ -8,9 +8,10 @@
 //! * `runtime-config.toml` — the cluster runtime config: each key-value label on
 //!   Redis, each SQLite label on libSQL. A template: URLs and tokens are filled in
 //!   out of the repository, then stored as the runtime-config Secret.
-//! * `runner.yaml` — the conversion runner: spool volume claim, Deployment with
-//!   probes on `/healthz`, Service, and a NetworkPolicy letting only the app's
-//!   pods reach it.
+//! * `runner.yaml` — the conversion runner: a Deployment of replicas sharing a
+//!   PostgreSQL job store and an S3 bucket for the media (each with scratch in an
+//!   `emptyDir`), probes on `/healthz`, a PodDisruptionBudget, Service, and a
+//!   NetworkPolicy letting only the app's pods reach it.
 
 use std::collections::BTreeSet;
 
@@ -21,8 +22,25 @@ use crate::app::AppSpec;
 
 /// Port the runner listens on inside its pod (`RUNNER_LISTEN`).
 pub const RUNNER_PORT: u16 = 3001;
-/// Where the runner's spool (job database, inputs, outputs) is mounted.
+/// Where the runner's scratch directory (its spool, with the media in object storage)
+/// is mounted.
 pub const RUNNER_SPOOL_DIR: &str = "/var/lib/spinmesh-runner";
+/// Runner replicas: any of them serves any job, so two keep conversions going while
+/// one is replaced.
+pub const RUNNER_REPLICAS: u32 = 2;
+/// `--shutdown-grace` of the runner pods: a running conversion's time to finish.
+pub const RUNNER_SHUTDOWN_GRACE_SECONDS: u32 = 20;
+/// Keys of the Secret with the runner's shared stores (see [`Names::runner_storage`]),
+/// each with the environment variable it sets and whether it may be absent.
+pub const RUNNER_STORAGE_KEYS: [(&str, &str, bool); 6] = [
+    ("database_url", "RUNNER_DATABASE_URL", false),
+    ("object_store", "RUNNER_OBJECT_STORE", false),
+    ("s3_region", "AWS_REGION", false),
+    ("s3_access_key_id", "AWS_ACCESS_KEY_ID", false),
+    ("s3_secret_access_key", "AWS_SECRET_ACCESS_KEY", false),
+    // Only for S3-compatible services other than AWS.
+    ("s3_endpoint", "AWS_ENDPOINT_URL", true),
+];
 /// Key of the runtime-config Secret that spin-operator mounts as `/runtime-config.toml`.
 pub const RUNTIME_CONFIG_KEY: &str = "runtime-config.toml";
 /// Label spin-operator puts on the pods of a SpinApp.
@@ -96,8 +114,8 @@ pub struct Options {
     pub redis_url_template: String,
     /// libSQL URL per SQLite label; `{label}` is replaced by the label.
     pub libsql_url_template: String,
-    /// Size of the runner's spool volume claim.
-    pub spool_size: String,
+    /// Size limit of each runner pod's scratch `emptyDir`.
+    pub scratch_size: String,
 }
 
 impl Options {
@@ -113,7 +131,7 @@ impl Options {
             scaling: Scaling::Fixed(2),
             redis_url_template: format!("redis://{}-redis-{{label}}:6379", app.name),
             libsql_url_template: format!("https://{}-{{label}}-YOUR-ORG.turso.io", app.name),
-            spool_size: "20Gi".into(),
+            scratch_size: "20Gi".into(),
         }
     }
 }
@@ -127,7 +145,8 @@ pub struct Names {
     /// Secret holding `runtime-config.toml`.
     pub runtime_config: String,
     pub runner: String,
-    pub spool: String,
+    /// Secret with the runner's PostgreSQL URL and object store settings.
+    pub runner_storage: String,
 }
 
 impl Names {
@@ -138,7 +157,7 @@ impl Names {
             secrets: format!("{name}-secrets"),
             runtime_config: format!("{name}-runtime-config"),
             runner: format!("{name}-runner"),
-            spool: format!("{name}-runner-spool"),
+            runner_storage: format!("{name}-runner-storage"),
         }
     }
 
@@ -183,7 +202,7 @@ pub fn render(app: &AppSpec, options: &Options) -> Result<Vec<RenderedFile>> {
         RenderedFile {
             name: "runner.yaml",
             contents: header(
-                "The conversion runner: spool volume, Deployment, Service, NetworkPolicy.",
+                "The conversion runner: Deployment, PodDisruptionBudget, Service, NetworkPolicy.",
             ) + &to_yaml(&runner(options, &names))?,
         },
     ])
@@ -366,23 +385,31 @@ fn runner(options: &Options, names: &Names) -> Vec<Value> {
     let mut labels = part_of(names);
     labels["app.kubernetes.io/name"] = json!(names.runner);
     let probe = |initial_delay: u32, period: u32| json!({ "httpGet": { "path": "/healthz", "port": "http" }, "initialDelaySeconds": initial_delay, "periodSeconds": period, "timeoutSeconds": 3, "failureThreshold": 3 });
-    let claim = json!({
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": { "name": names.spool, "labels": labels },
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": { "requests": { "storage": options.spool_size } },
-        },
-    });
+    let secret = |key: &str, optional: bool| {
+        let mut reference = json!({ "name": names.runner_storage, "key": key });
+        if optional {
+            reference["optional"] = json!(true);
+        }
+        json!({ "secretKeyRef": reference })
+    };
+    let mut env = vec![
+        json!({ "name": "RUNNER_LISTEN", "value": format!("0.0.0.0:{RUNNER_PORT}") }),
+        json!({ "name": "RUNNER_SPOOL_DIR", "value": RUNNER_SPOOL_DIR }),
+        json!({ "name": "RUNNER_SHUTDOWN_GRACE", "value": format!("{RUNNER_SHUTDOWN_GRACE_SECONDS}s") }),
+        json!({ "name": "RUNNER_TOKEN", "valueFrom": { "secretKeyRef": { "name": names.secrets, "key": RUNNER_TOKEN_VARIABLE } } }),
+    ];
+    env.extend(RUNNER_STORAGE_KEYS.iter().map(|(key, variable, optional)| {
+        json!({ "name": variable, "valueFrom": secret(key, *optional) })
+    }));
     let deployment = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": { "name": names.runner, "labels": labels },
         "spec": {
-            // One runner owns a spool (it takes a lock file); replacing it must not overlap.
-            "replicas": 1,
-            "strategy": { "type": "Recreate" },
+            // The replicas share PostgreSQL and the bucket; a pod holds nothing the others
+            // cannot take over, so they are replaced one at a time.
+            "replicas": RUNNER_REPLICAS,
+            "strategy": { "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": 0, "maxSurge": 1 } },
             "selector": { "matchLabels": selector },
             "template": {
                 "metadata": { "labels": labels },
@@ -394,17 +421,20 @@ fn runner(options: &Options, names: &Names) -> Vec<Value> {
                         "fsGroup": 10001,
                         "seccompProfile": { "type": "RuntimeDefault" },
                     },
-                    // Longer than the runner's own shutdown grace (10 s) for running conversions.
-                    "terminationGracePeriodSeconds": 30,
+                    // The runner's shutdown grace, then up to 15 s to stop ffmpeg and hand
+                    // the jobs back, and a margin.
+                    "terminationGracePeriodSeconds": RUNNER_SHUTDOWN_GRACE_SECONDS + 25,
+                    "topologySpreadConstraints": [{
+                        "maxSkew": 1,
+                        "topologyKey": "kubernetes.io/hostname",
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": { "matchLabels": selector },
+                    }],
                     "containers": [{
                         "name": "runner",
                         "image": options.runner_image,
                         "ports": [{ "name": "http", "containerPort": RUNNER_PORT }],
-                        "env": [
-                            { "name": "RUNNER_LISTEN", "value": format!("0.0.0.0:{RUNNER_PORT}") },
-                            { "name": "RUNNER_SPOOL_DIR", "value": RUNNER_SPOOL_DIR },
-                            { "name": "RUNNER_TOKEN", "valueFrom": { "secretKeyRef": { "name": names.secrets, "key": RUNNER_TOKEN_VARIABLE } } },
-                        ],
+                        "env": env,
                         "readinessProbe": probe(2, 10),
                         "livenessProbe": probe(10, 20),
                         "resources": {
@@ -417,12 +447,13 @@ fn runner(options: &Options, names: &Names) -> Vec<Value> {
                             "capabilities": { "drop": ["ALL"] },
                         },
                         "volumeMounts": [
-                            { "name": "spool", "mountPath": RUNNER_SPOOL_DIR },
+                            { "name": "scratch", "mountPath": RUNNER_SPOOL_DIR },
                             { "name": "tmp", "mountPath": "/tmp" },
                         ],
                     }],
                     "volumes": [
-                        { "name": "spool", "persistentVolumeClaim": { "claimName": names.spool } },
+                        // Scratch only: the media live in the bucket, the jobs in PostgreSQL.
+                        { "name": "scratch", "emptyDir": { "sizeLimit": options.scratch_size } },
                         { "name": "tmp", "emptyDir": {} },
                     ],
                 },
@@ -453,7 +484,17 @@ fn runner(options: &Options, names: &Names) -> Vec<Value> {
             }],
         },
     });
-    vec![claim, deployment, service, policy]
+    // Voluntary disruptions (node drains, upgrades) keep one runner serving.
+    let budget = json!({
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": { "name": names.runner, "labels": labels },
+        "spec": {
+            "minAvailable": 1,
+            "selector": { "matchLabels": selector },
+        },
+    });
+    vec![deployment, budget, service, policy]
 }
 
 fn part_of(names: &Names) -> Value {
@@ -679,7 +720,7 @@ sqlite_databases = ["catalog"]
             scaling: Scaling::Fixed(5),
             redis_url_template: "redis://redis:6379/{label}".into(),
             libsql_url_template: "http://sqld-{label}:8080".into(),
-            spool_size: "100Gi".into(),
+            scratch_size: "100Gi".into(),
         };
         let files: BTreeMap<_, _> = render(&app, &options)
             .unwrap()
@@ -691,12 +732,10 @@ sqlite_databases = ["catalog"]
         assert_eq!(spin_app["spec"]["image"], "ghcr.io/acme/shop:2.0.0");
         assert!(files["runtime-config.toml"].contains("url = \"http://sqld-orders:8080\""));
         let runner = parse_yaml_stream(&files["runner.yaml"]).unwrap();
+        let pod = &runner[0]["spec"]["template"]["spec"];
+        assert_eq!(pod["volumes"][0]["emptyDir"]["sizeLimit"], "100Gi");
         assert_eq!(
-            runner[0]["spec"]["resources"]["requests"]["storage"],
-            "100Gi"
-        );
-        assert_eq!(
-            runner[1]["spec"]["template"]["spec"]["containers"][0]["image"],
+            pod["containers"][0]["image"],
             "ghcr.io/acme/shop-runner:2.0.0"
         );
     }

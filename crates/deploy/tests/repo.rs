@@ -162,21 +162,13 @@ fn runner_workloads_have_what_kubernetes_requires_and_fit_together() {
         [
             "Deployment",
             "NetworkPolicy",
-            "PersistentVolumeClaim",
+            "PodDisruptionBudget",
             "Service"
         ]
     );
 
-    let claim = objects["PersistentVolumeClaim"];
-    assert_eq!(claim["apiVersion"], "v1");
-    assert!(
-        claim["spec"]["accessModes"]
-            .as_array()
-            .is_some_and(|m| !m.is_empty())
-    );
-    assert!(claim["spec"]["resources"]["requests"]["storage"].is_string());
-
     let deployment = objects["Deployment"];
+    assert!(deployment["spec"]["replicas"].as_u64() >= Some(2));
     assert_eq!(deployment["apiVersion"], "apps/v1");
     assert_eq!(deployment["metadata"]["name"], names.runner.as_str());
     let selector = &deployment["spec"]["selector"]["matchLabels"];
@@ -214,6 +206,30 @@ fn runner_workloads_have_what_kubernetes_requires_and_fit_together() {
         "the runner's token is the app's variable"
     );
     assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], true);
+    // Several replicas share the job store and the bucket, not a volume.
+    for (variable, key) in [
+        ("RUNNER_DATABASE_URL", "database_url"),
+        ("RUNNER_OBJECT_STORE", "object_store"),
+        ("AWS_ACCESS_KEY_ID", "s3_access_key_id"),
+        ("AWS_SECRET_ACCESS_KEY", "s3_secret_access_key"),
+    ] {
+        let reference = &env[variable]["valueFrom"]["secretKeyRef"];
+        assert_eq!(
+            reference["name"],
+            names.runner_storage.as_str(),
+            "{variable}"
+        );
+        assert_eq!(reference["key"], key, "{variable}");
+    }
+    let grace: u64 = env["RUNNER_SHUTDOWN_GRACE"]["value"]
+        .as_str()
+        .and_then(|g| g.strip_suffix('s'))
+        .and_then(|g| g.parse().ok())
+        .expect("RUNNER_SHUTDOWN_GRACE in seconds");
+    assert!(
+        pod["spec"]["terminationGracePeriodSeconds"].as_u64() > Some(grace),
+        "Kubernetes must wait for the runner's own shutdown grace"
+    );
     let spool_dir = env["RUNNER_SPOOL_DIR"]["value"].as_str().unwrap();
     let mount = container["volumeMounts"]
         .as_array()
@@ -227,10 +243,15 @@ fn runner_workloads_have_what_kubernetes_requires_and_fit_together() {
         .iter()
         .find(|v| v["name"] == mount["name"])
         .unwrap();
-    assert_eq!(
-        volume["persistentVolumeClaim"]["claimName"],
-        claim["metadata"]["name"]
+    assert!(
+        volume["emptyDir"].is_object(),
+        "scratch only, no ReadWriteOnce volume: {volume}"
     );
+
+    let budget = objects["PodDisruptionBudget"];
+    assert_eq!(budget["apiVersion"], "policy/v1");
+    assert_eq!(&budget["spec"]["selector"]["matchLabels"], selector);
+    assert!(budget["spec"]["minAvailable"].as_u64() >= Some(1));
 
     let service = objects["Service"];
     assert_eq!(service["metadata"]["name"], names.runner.as_str());

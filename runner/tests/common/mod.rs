@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod postgres;
+pub mod s3;
 
 pub const TOKEN: &str = "test-runner-token-0123456789";
 pub const BIN: &str = env!("CARGO_BIN_EXE_spinmesh-runner");
@@ -166,7 +167,7 @@ impl Runner {
 
     /// Files anywhere in the spool whose name mentions `id`.
     pub fn files_of(&self, id: &str) -> Vec<String> {
-        ["incoming", "inputs", "outputs"]
+        ["incoming", "inputs", "outputs", "scratch"]
             .iter()
             .flat_map(|sub| {
                 self.spool_files(sub)
