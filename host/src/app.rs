@@ -227,9 +227,7 @@ impl App {
         }
         let _waiting = self.metrics.waiting();
         // Never closed; a closed semaphore could only mean shutting down.
-        pool.acquire()
-            .await
-            .map_err(|_| Refusal::AppTimeout)
+        pool.acquire().await.map_err(|_| Refusal::AppTimeout)
     }
 
     /// Serves a request a component sent to `http://<target>.spin.internal`.

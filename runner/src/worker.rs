@@ -146,7 +146,7 @@ async fn process(ctx: &WorkerContext, leased: Leased) {
             progress_rx,
             cancel.clone(),
             ctx.lease_renewal,
-            DiskWatch::new(ctx, stop.clone()),
+            Some(DiskWatch::new(ctx, stop.clone())),
         )
         .in_current_span(),
     );
@@ -266,7 +266,7 @@ pub async fn convert_arriving(
                                 progress_rx,
                                 cancel,
                                 renewal,
-                                disk,
+                                Some(disk),
                             )
                             .await;
                         }
@@ -394,16 +394,16 @@ impl DiskWatch {
 
 /// Persists the whole percents a conversion publishes, each write renewing the lease,
 /// and renews it every `renewal` meanwhile. Stops, and cancels the conversion, once the
-/// lease is gone (a client cancelled the job, or it was reaped from this runner). Checks
-/// free disk space every [`DISK_CHECK_INTERVAL`]; returns `true` if it stopped the
-/// conversion for low disk.
+/// lease is gone (a client cancelled the job, or it was reaped from this runner). With a
+/// `disk` watch, checks free disk space every [`DISK_CHECK_INTERVAL`]; returns `true` if
+/// it stopped the conversion for low disk.
 async fn record_progress(
     store: Store,
     lease: Lease,
     mut progress: watch::Receiver<u8>,
     cancel: CancellationToken,
     renewal: Duration,
-    disk: DiskWatch,
+    disk: Option<DiskWatch>,
 ) -> bool {
     let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renewal, renewal);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -416,8 +416,8 @@ async fn record_progress(
                 Err(_) => return false,
             },
             _ = renew.tick() => None,
-            _ = disk_check.tick() => {
-                if disk.stopped_for_low_disk() {
+            _ = disk_check.tick(), if disk.is_some() => {
+                if disk.as_ref().is_some_and(DiskWatch::stopped_for_low_disk) {
                     return true;
                 }
                 continue;
@@ -485,6 +485,8 @@ async fn renewing<T>(ctx: &WorkerContext, lease: &Lease, work: impl Future<Outpu
             unchanged,
             CancellationToken::new(),
             ctx.lease_renewal,
+            // Moving bytes to or from the bucket: ffmpeg is not running to be stopped.
+            None,
         )
         .in_current_span(),
     );

@@ -360,7 +360,9 @@ async fn an_abandoned_upload_leaves_no_multipart_upload_behind() {
 async fn concurrent_uploads_to_two_runners_complete_exactly_once() {
     const UPLOADS: usize = 20;
     let shared = Shared::new();
-    let runners = [shared.runner(&[]), shared.runner(&[])];
+    // One owner uploads them all at once: past the default per-owner quota on purpose.
+    let quota = ["--max-queued-per-owner", "20"];
+    let runners = [shared.runner(&quota), shared.runner(&quota)];
     let video = make_video(shared.tmp.path(), "clip.mp4", 1);
     let data = std::fs::read(&video).unwrap();
 
@@ -384,23 +386,7 @@ async fn concurrent_uploads_to_two_runners_complete_exactly_once() {
 
     // Each job's conversion was recorded as completed by exactly one runner, once.
     let logs: Vec<String> = runners.iter().map(|r| r.log_text()).collect();
-    let lines: Vec<&str> = logs
-        .iter()
-        .flat_map(|log| log.lines())
-        .filter(|line| line.contains("conversion completed"))
-        .collect();
-    assert_eq!(lines.len(), UPLOADS, "{lines:#?}");
-    for id in &ids {
-        let count = lines
-            .iter()
-            .filter(|line| line.contains(id.as_str()))
-            .count();
-        assert_eq!(count, 1, "{id} completed {count} times");
-    }
-    assert!(
-        logs.iter().all(|log| log.contains("conversion completed")),
-        "both runners should have converted some of the jobs"
-    );
+    assert_each_completed_once(&logs, &ids);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,17 +396,7 @@ async fn uploads_stream_to_the_object_store_without_growing_memory() {
     let before = peak_rss_kib(runner.pid());
     let size = 100usize << 20;
     // Generated on the fly, so the test itself does not hold 100 MB either.
-    let chunk = bytes::Bytes::from(vec![0u8; 256 * 1024]);
-    let stream = futures_util::stream::iter(
-        (0..size / chunk.len()).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
-    );
-    let resp = auth(client().post(runner.url("/jobs")))
-        .header("x-owner-id", "u")
-        .header("x-filename", "zeros.bin")
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap();
+    let resp = upload_zeros(&runner, size).await;
     assert_eq!(resp.status(), 202, "{}", runner.log_text());
     let job: Value = resp.json().await.unwrap();
     assert_eq!(job["size_bytes"], size as u64);

@@ -58,14 +58,6 @@ async fn upload(runner: &Runner, path: &std::path::Path) -> String {
         .to_string()
 }
 
-/// Lines of a runner's log saying a job's conversion completed.
-fn completions(log: &str) -> Vec<String> {
-    log.lines()
-        .filter(|line| line.contains("conversion completed"))
-        .map(str::to_string)
-        .collect()
-}
-
 /// Starts a slow conversion of a 20 s clip on one runner, starts a second runner (with
 /// `extra` flags) while the first holds the job, then SIGKILLs the first. Returns the
 /// survivor and the job id.
@@ -184,19 +176,7 @@ async fn concurrent_uploads_to_two_runners_complete_exactly_once() {
 
     // Each job's conversion was recorded as completed by exactly one runner, once.
     let logs: Vec<String> = runners.iter().map(|r| r.log_text()).collect();
-    let lines: Vec<String> = logs.iter().flat_map(|log| completions(log)).collect();
-    assert_eq!(lines.len(), UPLOADS, "{lines:#?}");
-    for id in &ids {
-        let count = lines
-            .iter()
-            .filter(|line| line.contains(id.as_str()))
-            .count();
-        assert_eq!(count, 1, "{id} completed {count} times");
-    }
-    assert!(
-        logs.iter().all(|log| !completions(log).is_empty()),
-        "both runners should have converted some of the jobs"
-    );
+    assert_each_completed_once(&logs, &ids);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

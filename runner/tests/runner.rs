@@ -589,17 +589,7 @@ async fn uploads_stream_to_disk_without_growing_memory() {
     let before = peak_rss_kib(runner.pid());
     let size = 100usize << 20;
     // Generated on the fly, so the test itself does not hold 100 MB either.
-    let chunk = bytes::Bytes::from(vec![0u8; 256 * 1024]);
-    let stream = futures_util::stream::iter(
-        (0..size / chunk.len()).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
-    );
-    let resp = auth(client().post(runner.url("/jobs")))
-        .header("x-owner-id", "u")
-        .header("x-filename", "zeros.bin")
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap();
+    let resp = upload_zeros(&runner, size).await;
     assert_eq!(resp.status(), 202);
     let job: Value = resp.json().await.unwrap();
     assert_eq!(job["size_bytes"], size as u64);

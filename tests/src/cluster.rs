@@ -1,21 +1,23 @@
 //! The production topology on one machine, made of real services: PostgreSQL for the
-//! runners' jobs, Redis for the app's key-value stores, two app hosts behind a real load
+//! runners' jobs, an S3-compatible server (moto) for their media, Redis for the app's
+//! key-value stores, two app hosts behind a real load
 //! balancer (nginx), two runners behind it too. `cargo xtask up --cluster` serves it
 //! until Ctrl-C; the cluster suites start a fresh one per test and break pieces of it.
 //!
 //! The hosts share every key-value store through Redis (each label its own database)
 //! and the app's SQLite files through one state directory, and see clients through the
 //! balancer's `X-Forwarded-For` (`trusted_proxies`); the runners share the job store and
-//! reach each other's media through the same spool directory.
+//! the bucket, each with scratch space of its own.
 
 use std::path::{Path, PathBuf};
 
-use spinmesh_deploy::local::{DevSecrets, create_private_dir, keep_created_files_private};
+use spinmesh_deploy::local::{DevSecrets, create_private_dir};
 
 use crate::services::balancer::{Balancer, Frontend};
 use crate::services::free_port;
 use crate::services::postgres::{self, PgCluster};
 use crate::services::redis::Redis;
+use crate::services::s3::S3Server;
 use crate::{App, Runner, repo_root};
 
 /// How many of each the topology runs.
@@ -27,9 +29,16 @@ pub struct ClusterBuilder {
     listen: Option<String>,
     secrets: DevSecrets,
     variables: Vec<(String, String)>,
+    runner_env: Vec<(String, String)>,
 }
 
 impl ClusterBuilder {
+    /// A runner setting for both runners (e.g. `RUNNER_LEASE_TTL`).
+    pub fn runner_env(mut self, name: &str, value: &str) -> Self {
+        self.runner_env.push((name.into(), value.into()));
+        self
+    }
+
     /// Keep everything (stores, job database, spool, logs) under `dir`, reused by the
     /// next start, instead of a temporary directory.
     pub fn state_dir(mut self, dir: &Path) -> Self {
@@ -62,12 +71,7 @@ impl ClusterBuilder {
     /// Starts every service, then the runners, the hosts and the balancer, and returns
     /// once the balancer accepts connections; on failure, what the failing part printed.
     pub fn try_start(self) -> Result<Cluster, String> {
-        let temp = tempfile::tempdir().map_err(|err| err.to_string())?;
-        let state = self
-            .state
-            .clone()
-            .unwrap_or_else(|| temp.path().to_path_buf());
-        keep_created_files_private();
+        let (temp, state) = crate::state_dir(self.state.as_deref())?;
         create_private_dir(&state).map_err(|err| format!("{err:#}"))?;
         postgres::let_server_through(&state)?;
         let postgres = PgCluster::start_in(&state.join("postgres"))?;
@@ -79,15 +83,20 @@ impl ClusterBuilder {
         let listen = self.listen.clone().unwrap_or_else(loopback);
         let runners_listen = loopback();
 
-        let runner_env = vec![("RUNNER_DATABASE_URL".to_string(), postgres.url())];
+        let s3 = S3Server::start();
+        let mut runner_env = vec![("RUNNER_DATABASE_URL".to_string(), postgres.url())];
+        runner_env.extend(self.runner_env.iter().cloned());
+        // Media in the bucket; each runner's spool is its own scratch.
         let runners = runner_addresses
             .iter()
-            .map(|address| {
+            .enumerate()
+            .map(|(index, address)| {
                 Runner::start_with(
-                    &state.join("runner"),
+                    &state.join(format!("runner-{index}")),
                     &self.secrets.runner_token,
                     address,
                     runner_env.clone(),
+                    s3.runner_args(),
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -101,6 +110,7 @@ impl ClusterBuilder {
             balancer: None,
             postgres,
             redis,
+            s3,
             runtime_config,
             state,
             secrets: self.secrets,
@@ -134,7 +144,9 @@ impl ClusterBuilder {
 fn runtime_config(redis_url: &str) -> Result<String, String> {
     let text = std::fs::read_to_string(repo_root().join("runtime-config.toml"))
         .map_err(|err| err.to_string())?;
-    let mut config: toml::Table = text.parse().map_err(|err| format!("runtime-config.toml: {err}"))?;
+    let mut config: toml::Table = text
+        .parse()
+        .map_err(|err| format!("runtime-config.toml: {err}"))?;
     if let Some(toml::Value::Table(stores)) = config.get_mut("key_value_store") {
         for (database, (_label, store)) in stores.iter_mut().enumerate() {
             let mut redis = toml::Table::new();
@@ -162,6 +174,7 @@ pub struct Cluster {
     balancer: Option<Balancer>,
     pub postgres: PgCluster,
     pub redis: Redis,
+    pub s3: S3Server,
     /// The hosts' runtime config: the repository's, with every key-value store on Redis.
     runtime_config: String,
     state: PathBuf,
@@ -177,6 +190,7 @@ impl Cluster {
             listen: None,
             secrets: DevSecrets::generate(),
             variables: Vec::new(),
+            runner_env: Vec::new(),
         }
     }
 

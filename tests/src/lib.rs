@@ -158,13 +158,7 @@ impl AppBuilder {
 
     /// Starts the app; on failure returns what the processes printed.
     pub fn try_start(self) -> Result<App, String> {
-        let temp = tempfile::tempdir().map_err(|err| err.to_string())?;
-        let state = self
-            .state
-            .clone()
-            .unwrap_or_else(|| temp.path().to_path_buf());
-        // The stores, logs and spool the host and runner create hold accounts and tokens.
-        keep_created_files_private();
+        let (temp, state) = state_dir(self.state.as_deref())?;
         create_private_dir(&state.join(".spin")).map_err(|err| format!("{err:#}"))?;
         let runtime_config = state.join("runtime-config.toml");
         // Relative store paths then land in this app's own state directory.
@@ -266,6 +260,16 @@ impl AppBuilder {
     }
 }
 
+/// Where processes keep their state: `chosen`, or a fresh temporary directory (kept alive
+/// by the returned handle). Files created from now on are private: the stores, logs and
+/// spool hold accounts and tokens.
+fn state_dir(chosen: Option<&Path>) -> Result<(tempfile::TempDir, PathBuf), String> {
+    let temp = tempfile::tempdir().map_err(|err| err.to_string())?;
+    let state = chosen.map_or_else(|| temp.path().to_path_buf(), Path::to_path_buf);
+    keep_created_files_private();
+    Ok((temp, state))
+}
+
 /// A loopback address with a port that is free right now.
 fn free_local_address() -> std::io::Result<String> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -279,21 +283,24 @@ pub struct Runner {
     pub url: String,
     spool: PathBuf,
     token: String,
-    /// Settings beyond the spool and token (`RUNNER_*` variables), kept for restarts.
+    /// Settings beyond the spool and token (`RUNNER_*` variables, flags), kept for
+    /// restarts.
     env: Vec<(String, String)>,
+    args: Vec<String>,
 }
 
 impl Runner {
     fn start(spool: &Path, token: &str) -> Result<Runner, String> {
-        Self::start_with(spool, token, "127.0.0.1:0", Vec::new())
+        Self::start_with(spool, token, "127.0.0.1:0", Vec::new(), Vec::new())
     }
 
-    /// A runner on `listen` with extra environment (e.g. `RUNNER_DATABASE_URL`).
+    /// A runner on `listen` with extra environment (e.g. `RUNNER_DATABASE_URL`) and flags.
     pub fn start_with(
         spool: &Path,
         token: &str,
         listen: &str,
         env: Vec<(String, String)>,
+        args: Vec<String>,
     ) -> Result<Runner, String> {
         let mut command = Command::new(native_binary("spinmesh-runner"));
         command
@@ -303,7 +310,8 @@ impl Runner {
             .arg(spool)
             .env("RUNNER_TOKEN", token)
             .env("NO_COLOR", "1")
-            .envs(env.iter().map(|(name, value)| (name, value)));
+            .envs(env.iter().map(|(name, value)| (name, value)))
+            .args(&args);
         let (process, url) = ManagedProcess::start(command, "listening on")?;
         Ok(Runner {
             process,
@@ -311,6 +319,7 @@ impl Runner {
             spool: spool.to_path_buf(),
             token: token.to_string(),
             env,
+            args,
         })
     }
 
@@ -337,7 +346,13 @@ impl Runner {
         let listen = self.url.trim_start_matches("http://").to_string();
         // The old port may linger briefly; retry for a while.
         for attempt in 0.. {
-            match Runner::start_with(&self.spool, &self.token, &listen, self.env.clone()) {
+            match Runner::start_with(
+                &self.spool,
+                &self.token,
+                &listen,
+                self.env.clone(),
+                self.args.clone(),
+            ) {
                 Ok(restarted) => {
                     *self = restarted;
                     return;

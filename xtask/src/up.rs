@@ -11,7 +11,7 @@ use spinmesh_e2e::cluster::{Cluster, HOSTS, RUNNERS};
 use spinmesh_e2e::services::postgres;
 
 use crate::build::{build_all, native_binary, root};
-use crate::setup::{ensure_ffmpeg, ensure_nginx, ensure_postgres, ensure_redis};
+use crate::setup::{ensure_ffmpeg, ensure_nginx, ensure_postgres, ensure_redis, ensure_s3_server};
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -28,8 +28,8 @@ pub struct UpArgs {
     /// loopback, as it has no authentication. Not used with `--engine spin`.
     #[arg(long, default_value = "127.0.0.1:3002")]
     admin_listen: String,
-    /// The production topology instead: PostgreSQL, Redis, two hosts behind nginx,
-    /// two runners, all real services on this machine, state under `.spin/cluster/`.
+    /// The production topology instead: PostgreSQL, Redis, an S3 server, two hosts
+    /// behind nginx, two runners, all real services here, state under `.spin/cluster/`.
     #[arg(long, conflicts_with_all = ["engine", "runner_listen", "admin_listen"])]
     cluster: bool,
 }
@@ -144,6 +144,7 @@ fn up_cluster(listen: &str) -> Result<()> {
     ensure_postgres()?;
     ensure_nginx()?;
     ensure_redis()?;
+    ensure_s3_server(&root())?;
     build_all()?;
     let state = root().join(".spin");
     create_private_dir(&state)?;
@@ -168,10 +169,11 @@ fn up_cluster(listen: &str) -> Result<()> {
         cluster.url, cluster.url
     );
     println!(
-        "cluster: nginx in front of {HOSTS} hosts and, at {}, {RUNNERS} runners; PostgreSQL at {}; Redis at {}",
+        "cluster: nginx in front of {HOSTS} hosts and, at {}, {RUNNERS} runners; PostgreSQL at {}; Redis at {}; S3 at {}",
         cluster.runners_url,
         cluster.postgres.url(),
-        cluster.redis.url()
+        cluster.redis.url(),
+        cluster.s3.endpoint()
     );
     println!(
         "state in {}; admin user `admin`, password in {}",

@@ -116,7 +116,10 @@ mod tests {
             }
         );
         assert_eq!(
-            (POLICY.quota(3, NOW + 10).remaining, POLICY.quota(3, NOW + 10).limited),
+            (
+                POLICY.quota(3, NOW + 10).remaining,
+                POLICY.quota(3, NOW + 10).limited
+            ),
             (0, false)
         );
         assert_eq!(

@@ -594,6 +594,45 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
 }
 
 /// Peak resident set size of a process, in KiB.
+/// Checks the runners' logs: each of `ids` was recorded as completed exactly once, by
+/// one of them, and every runner completed some.
+pub fn assert_each_completed_once(logs: &[String], ids: &[String]) {
+    let completions = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|line| line.contains("conversion completed"))
+            .map(str::to_string)
+            .collect()
+    };
+    let lines: Vec<String> = logs.iter().flat_map(|log| completions(log)).collect();
+    assert_eq!(lines.len(), ids.len(), "{lines:#?}");
+    for id in ids {
+        let count = lines
+            .iter()
+            .filter(|line| line.contains(id.as_str()))
+            .count();
+        assert_eq!(count, 1, "{id} completed {count} times");
+    }
+    assert!(
+        logs.iter().all(|log| !completions(log).is_empty()),
+        "every runner should have converted some of the jobs"
+    );
+}
+
+/// Streams `size` zero bytes to `POST /jobs` as owner `u`, without holding them.
+pub async fn upload_zeros(runner: &Runner, size: usize) -> reqwest::Response {
+    let chunk = bytes::Bytes::from(vec![0u8; 256 * 1024]);
+    let stream = futures_util::stream::iter(
+        (0..size / chunk.len()).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+    );
+    auth(client().post(runner.url("/jobs")))
+        .header("x-owner-id", "u")
+        .header("x-filename", "zeros.bin")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap()
+}
+
 pub fn peak_rss_kib(pid: u32) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status

@@ -1,11 +1,11 @@
 //! The real services the production topology is made of, each run as a child process
-//! on loopback: PostgreSQL, Redis, the load balancer (and, from the scale-out work, an
-//! S3-compatible server). The runner's tests, the cluster suites and `cargo xtask up
+//! on loopback: PostgreSQL, Redis, an S3-compatible server (moto) and the load balancer. The runner's tests, the cluster suites and `cargo xtask up
 //! --cluster` all start them from here.
 
 pub mod balancer;
 pub mod postgres;
 pub mod redis;
+pub mod s3;
 
 use std::net::TcpListener;
 use std::process::Command;
