@@ -409,10 +409,17 @@ async fn uploads_stream_to_the_object_store_without_growing_memory() {
         "peak RSS grew by {grown_mib} MiB for a 100 MiB upload ({before} KiB -> {after} KiB)"
     );
     // A worker fetched all of it for ffmpeg, which found no media in it; a failed job
-    // keeps no objects.
+    // keeps no objects (its input is deleted once the failure is recorded).
     let id = job["id"].as_str().unwrap();
     let job = poll_job(&runner, id, is_finished).await.pop().unwrap();
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error"], "Input is not a valid media file", "{job}");
-    assert!(shared.s3.keys_of(id).await.is_empty());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !shared.s3.keys_of(id).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failed job's objects were never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
