@@ -148,9 +148,10 @@ fn up_cluster(listen: &str) -> Result<()> {
     build_all()?;
     let state = root().join(".spin");
     create_private_dir(&state)?;
-    postgres::let_server_through(&state).map_err(anyhow::Error::msg)?;
     keep_created_files_private();
     let secrets = DevSecrets::load_or_create(&state.join("dev-secrets.env"))?;
+    // After the secrets, which keep their directory 0700.
+    postgres::let_server_through(&state).map_err(anyhow::Error::msg)?;
     // Ctrl-C reaches every child in the process group; xtask stays to reap them and to
     // stop the database server, which runs detached.
     let (stop, stopped) = std::sync::mpsc::channel();
