@@ -364,20 +364,7 @@ async fn concurrent_uploads_to_two_runners_complete_exactly_once() {
     let quota = ["--max-queued-per-owner", "20"];
     let runners = [shared.runner(&quota), shared.runner(&quota)];
     let video = make_video(shared.tmp.path(), "clip.mp4", 1);
-    let data = std::fs::read(&video).unwrap();
-
-    let uploads = (0..UPLOADS).map(|n| {
-        let (runner, data) = (&runners[n % 2], data.clone());
-        async move {
-            let resp = upload_chunked(runner, "u", "clip.mp4", data).await;
-            assert_eq!(resp.status(), 202, "{}", runner.log_text());
-            resp.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        }
-    });
-    let ids = futures_util::future::join_all(uploads).await;
+    let ids = upload_concurrently(&runners, &video, UPLOADS).await;
     for (n, id) in ids.iter().enumerate() {
         let job = completed(&runners[n % 2], id).await;
         let attempt = job["attempts"].as_u64().unwrap();

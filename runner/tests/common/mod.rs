@@ -594,6 +594,24 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
 }
 
 /// Peak resident set size of a process, in KiB.
+/// Uploads `count` copies of `clip` as one owner, alternately to each of `runners`, all at
+/// once; their job ids, in upload order.
+pub async fn upload_concurrently(runners: &[Runner], clip: &Path, count: usize) -> Vec<String> {
+    let data = std::fs::read(clip).unwrap();
+    let uploads = (0..count).map(|n| {
+        let (runner, data) = (&runners[n % runners.len()], data.clone());
+        async move {
+            let resp = upload_chunked(runner, "u", "clip.mp4", data).await;
+            assert_eq!(resp.status(), 202, "{}", runner.log_text());
+            resp.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    });
+    futures_util::future::join_all(uploads).await
+}
+
 /// Checks the runners' logs: each of `ids` was recorded as completed exactly once, by
 /// one of them, and every runner completed some.
 pub fn assert_each_completed_once(logs: &[String], ids: &[String]) {
