@@ -60,6 +60,8 @@ pub struct Edge {
 #[derive(Default)]
 struct Charged {
     window_secs: Option<u64>,
+    /// The [`COUNTERS`] store, opened by the first charge and reused by the second.
+    counters: Option<store::Bucket>,
     address: Option<Quota>,
     user: Option<(String, Quota)>,
 }
@@ -290,29 +292,31 @@ fn charge(key: &str, limit_variable: &str, now: u64) -> Result<Option<Quota>, Ap
         }
     };
     let policy = rate_limit::Policy { limit, window_secs };
-    let counters = match store::open(COUNTERS) {
-        Ok(counters) => counters,
-        Err(error) => {
-            eprintln!("rate limit: key-value: {error:?}");
-            return Ok(None);
-        }
-    };
     let window = policy.window(now);
-    let count = match atomics::increment(&counters, &rate_limit::counter_key(key, window), 1) {
-        Ok(count) => u64::try_from(count).unwrap_or(0),
+    let counted = CHARGED.with(|charged| {
+        let counters = &mut charged.borrow_mut().counters;
+        if counters.is_none() {
+            *counters = Some(store::open(COUNTERS)?);
+        }
+        let counters = counters.as_ref().expect("opened above");
+        let count = atomics::increment(counters, &rate_limit::counter_key(key, window), 1)?;
+        let count = u64::try_from(count).unwrap_or(0);
+        // This key's first request in a new window: its previous counter is finished.
+        if count == 1
+            && let Some(previous) = window.checked_sub(1)
+            && let Err(error) = counters.delete(&rate_limit::counter_key(key, previous))
+        {
+            eprintln!("rate limit: key-value: {error:?}");
+        }
+        Ok::<_, store::Error>(count)
+    });
+    match counted {
+        Ok(count) => Ok(Some(policy.quota(count, now))),
         Err(error) => {
             eprintln!("rate limit: key-value: {error:?}");
-            return Ok(None);
+            Ok(None)
         }
-    };
-    // This key's first request in a new window: its previous counter is finished.
-    if count == 1
-        && let Some(previous) = window.checked_sub(1)
-        && let Err(error) = counters.delete(&rate_limit::counter_key(key, previous))
-    {
-        eprintln!("rate limit: key-value: {error:?}");
     }
-    Ok(Some(policy.quota(count, now)))
 }
 
 /// `cors_allowed_origins` as a policy; `None` when CORS is off.
