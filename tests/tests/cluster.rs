@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use spinmesh_e2e::cluster::Cluster;
-use spinmesh_e2e::{Api, client, concurrently, send, status_counts};
+use spinmesh_e2e::{Api, Reply, client, concurrently, send, status_counts};
 
 fn api(cluster: &Cluster) -> Api {
     Api::at(&cluster.url, cluster.secrets(), client())
@@ -262,4 +262,171 @@ fn a_runner_killed_mid_conversion_hands_the_job_to_the_other() {
         .unwrap();
     assert_eq!(part.status(), 206);
     assert_eq!(part.bytes().unwrap(), whole.slice(100..200));
+}
+
+/// Where host 0 is when it is killed in the middle of an order.
+#[derive(Clone, Copy, PartialEq)]
+enum Stage {
+    /// Claimed, waiting for products to reserve: nothing is reserved.
+    Reserving,
+    /// Reserved, waiting to confirm: the stock is taken, the order still pending.
+    Confirming,
+}
+
+/// Holds `db`'s write lock until dropped; the hosts' writers wait for it (5 s at most).
+fn write_lock(db: &std::path::Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    conn
+}
+
+/// Polls `query` (one integer) on `db` until it returns a row.
+fn wait_for_row(db: &std::path::Path, query: &str, key: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    loop {
+        if let Ok(value) = conn.query_row(query, [key], |row| row.get(0)) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "no row for {key}: {query}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn place_order(api: &Api, token: &str, key: &str, order: &serde_json::Value) -> Reply {
+    send(
+        api.request(reqwest::Method::POST, "/api/orders", Some(token))
+            .header("idempotency-key", key)
+            .json(order),
+    )
+}
+
+/// Sends `order` with `key` to host 0 and kills host 0 at `stage`, then starts it again.
+/// On the way, a retry through host 1 while host 0 still holds the claim is told to wait.
+/// Returns the id of the order left pending.
+fn order_left_pending(
+    cluster: &mut Cluster,
+    token: &str,
+    key: &str,
+    order: &serde_json::Value,
+    stage: Stage,
+) -> i64 {
+    let state = cluster.host(0).state_dir();
+    let (catalog, orders) = (state.join("catalog.db"), state.join("orders.db"));
+    let products_wait = write_lock(&catalog);
+    let host0 = host_api(cluster, 0);
+    let placing = std::thread::scope(|scope| {
+        let request = scope.spawn(|| {
+            host0
+                .request(reqwest::Method::POST, "/api/orders", Some(token))
+                .header("idempotency-key", key)
+                .json(order)
+                .send()
+        });
+        let id = wait_for_row(
+            &orders,
+            "SELECT id FROM orders WHERE idempotency_key = ?1 AND status = 'pending'",
+            key,
+        );
+        place_order(&host_api(cluster, 1), token, key, order)
+            .assert_error(409, "idempotency_in_progress");
+        let confirm_wait = (stage == Stage::Confirming).then(|| {
+            let lock = write_lock(&orders);
+            drop(products_wait);
+            wait_for_row(
+                &catalog,
+                "SELECT 1 FROM reservations WHERE reference = ?1",
+                &format!("order-{id}"),
+            );
+            lock
+        });
+        // `products_wait` still held at Reserving; both locks go with the host.
+        cluster.host_kill(0);
+        drop(confirm_wait);
+        (id, request.join().unwrap())
+    });
+    let (id, answer) = placing;
+    assert!(answer.is_err(), "the killed host answered: {answer:?}");
+    cluster.host_restart(0);
+    id
+}
+
+#[test]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
+fn an_order_whose_host_died_is_finished_by_a_retry_or_released_and_stock_adds_up() {
+    let mut cluster = Cluster::builder()
+        .variable("order_claim_timeout_secs", "3")
+        .start();
+    let api = api(&cluster);
+    let admin = api.admin();
+    let product = api.send_json(
+        reqwest::Method::POST,
+        "/api/products",
+        &admin,
+        json!({ "name": "Lamp", "price": "20.00", "category": "Home", "stock": 10 }),
+    );
+    assert_eq!(product.status, 201, "{}", product.body);
+    let product_id = product.body["id"].clone();
+    let alice = api.user("alice").token;
+    let order = |quantity: u64| json!({ "product_id": product_id, "quantity": quantity });
+
+    // Retried once the dead request's claim is stale: finished as the same order, its
+    // stock taken once whether or not the dead request had reserved it.
+    for (key, quantity, stage) in [
+        ("before-reserving", 2, Stage::Reserving),
+        ("before-confirming", 3, Stage::Confirming),
+    ] {
+        let id = order_left_pending(&mut cluster, &alice, key, &order(quantity), stage);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let finished = loop {
+            let reply = place_order(&api, &alice, key, &order(quantity));
+            if reply.status != 409 {
+                break reply;
+            }
+            reply.assert_error(409, "idempotency_in_progress");
+            assert!(Instant::now() < deadline, "the retry never took over {key}");
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        assert_eq!(finished.status, 201, "{key}: {}", finished.body);
+        assert_eq!(finished.body["id"], id, "{key}");
+        assert_eq!(finished.body["quantity"], quantity, "{key}");
+        // And a retry after that is a plain replay.
+        let replay = place_order(&api, &alice, key, &order(quantity));
+        assert_eq!((replay.status, replay.body["id"].clone()), (201, id.into()));
+    }
+
+    // Never retried: the next order anyone places gives its stock back.
+    let abandoned = order_left_pending(&mut cluster, &alice, "given-up", &order(1), Stage::Confirming);
+    std::thread::sleep(Duration::from_secs(4));
+    let bob = api.user("bob").token;
+    let placed = place_order(&api, &bob, "bob-1", &order(1));
+    assert_eq!(placed.status, 201, "{}", placed.body);
+
+    let stock = api.get(&format!("/api/products/{product_id}"), &admin).ok()["stock"].clone();
+    assert_eq!(stock, 10 - 2 - 3 - 1, "the abandoned order's unit came back");
+    let catalog = rusqlite::Connection::open(cluster.host(0).state_dir().join("catalog.db")).unwrap();
+    let left: i64 = catalog
+        .query_row(
+            "SELECT count(*) FROM reservations WHERE reference = ?1",
+            [format!("order-{abandoned}")],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0, "the abandoned order's reservation is gone");
+    let pending: i64 = rusqlite::Connection::open(cluster.host(0).state_dir().join("orders.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM orders WHERE status = 'pending'", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(pending, 0);
+    let listed = api.get("/api/orders", &admin).ok();
+    let quantities: Vec<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|order| order["quantity"].clone())
+        .collect();
+    assert_eq!(quantities, [2, 3, 1], "{listed}");
 }

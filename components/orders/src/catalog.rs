@@ -9,13 +9,15 @@ use spin_sdk::http::{Method, Request};
 use spinmesh_api::ApiResult;
 use spinmesh_api::config::var;
 use spinmesh_orders::saga::{Products, Reply};
-use spinmesh_orders::{Error, NewOrder};
+use spinmesh_orders::{Error, NewOrder, ProductId};
 use spinmesh_outbound::{json_request, request, send};
 
 const PRODUCTS: &str = "http://products.spin.internal";
 const LOGIN: &str = "http://login.spin.internal";
 /// How long one call may take. Products and login answer from local stores in
-/// milliseconds; past this, they are as good as down.
+/// milliseconds; past this, they are as good as down. An order makes at most four calls
+/// between its claim and its confirmation, so `order_claim_timeout_secs` must stay
+/// above four of these.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Products and login, called as the orders service account
@@ -67,12 +69,12 @@ impl Products for Catalog {
     async fn release(
         &self,
         token: &str,
-        order: &NewOrder,
+        product: ProductId,
         reference: &str,
     ) -> Result<Reply, Error> {
         let url = format!(
             "{PRODUCTS}/api/products/{}/reservations/{reference}",
-            order.product_id.get()
+            product.get()
         );
         call(request(Method::Delete, &url, Some(token)).build()).await
     }

@@ -14,6 +14,7 @@ mod catalog;
 use serde::Deserialize;
 use spin_sdk::http::{Method, Params, Request, Response};
 use spin_sdk::http_component;
+use spinmesh_api::config::positive_u64;
 use spinmesh_api::routes::RouteTable;
 use spinmesh_api::{
     ApiResult, DEFAULT_MAX_JSON_BODY, Page, caller, json, paginated, param, parse_json, probe,
@@ -79,6 +80,7 @@ async fn create(request: Request, _params: Params) -> ApiResult<Response> {
             name: &claims.username,
         },
         now,
+        claim_timeout: positive_u64("order_claim_timeout_secs")?,
     };
     let flow = OrderFlow {
         products: &catalog,

@@ -1,7 +1,10 @@
 //! Placing an order, start to end: the order is claimed `pending` (taking the
 //! `Idempotency-Key`), its stock is reserved at products, then it is confirmed; a failed
 //! step undoes the earlier ones, so an order never exists without its stock, nor stock
-//! stays taken without its order.
+//! stays taken without its order. A request that dies mid-way (its host killed) leaves
+//! its order pending; once that claim is stale, a retry with the same key takes the
+//! order over and finishes it, or the next order placed by anyone releases its stock and
+//! removes it ([`OrderFlow::reconcile_one`]).
 //!
 //! The steps reach the outside world only through three small traits: [`Ledger`] (the
 //! `orders` database, [`crate::store::SqlLedger`]), [`Products`] (outbound calls to products
@@ -9,11 +12,11 @@
 //! is kept, [`crate::service_token::KvTokenCache`]). Every path is unit-tested below with
 //! in-memory fakes.
 
-use spinmesh_catalog::Quantity;
+use spinmesh_catalog::{ProductId, Quantity};
 
 use crate::products::{Outcome, Reserved, reference, reservation_outcome};
 use crate::service_token::CachedToken;
-use crate::store::{Claim, Order};
+use crate::store::{Claim, Lease, Order, Stale};
 use crate::{Error, IdempotencyKey, NewOrder};
 
 /// A peer's answer: status and body.
@@ -37,7 +40,7 @@ pub trait Products {
     async fn reserve(&self, token: &str, order: &NewOrder, reference: &str)
     -> Result<Reply, Error>;
     /// `DELETE /api/products/:id/reservations/:reference`.
-    async fn release(&self, token: &str, order: &NewOrder, reference: &str)
+    async fn release(&self, token: &str, product: ProductId, reference: &str)
     -> Result<Reply, Error>;
 }
 
@@ -48,14 +51,26 @@ pub trait TokenCache {
     fn save(&self, token: &CachedToken);
 }
 
-/// The order records, for one caller at one moment (see [`crate::store`]).
+/// The order records, for one caller at one moment (see [`crate::store`]). Every step
+/// after the claim holds only while its [`Lease`] does; a lost lease changes nothing.
 pub trait Ledger {
-    /// A new pending order, or the one `key` already stands for.
+    /// A pending order leased to this request (new, or taken over from a stale claim),
+    /// or the confirmed one `key` already stands for.
     fn claim(&self, key: Option<&IdempotencyKey>, order: &NewOrder) -> Result<Claim, Error>;
-    /// Records what the pending order `id` bought, making it visible.
-    fn confirm(&self, id: i64, reserved: &Reserved, quantity: Quantity) -> Result<Order, Error>;
-    /// Removes the pending order `id`, freeing its key.
-    fn abandon(&self, id: i64) -> Result<(), Error>;
+    /// Records what the leased order bought, making it visible; `None` when the lease was
+    /// lost.
+    fn confirm(
+        &self,
+        lease: Lease,
+        reserved: &Reserved,
+        quantity: Quantity,
+    ) -> Result<Option<Order>, Error>;
+    /// Removes the leased pending order, freeing its key.
+    fn abandon(&self, lease: Lease) -> Result<(), Error>;
+    /// Makes the lease stale at once, so a retry or the reconciler takes the order over.
+    fn expire(&self, lease: Lease) -> Result<(), Error>;
+    /// Leases the oldest pending order, anyone's, whose claim went stale.
+    fn take_stale(&self) -> Result<Option<Stale>, Error>;
 }
 
 /// A placed order, and whether it is the replay of an earlier request with the same key.
@@ -82,39 +97,78 @@ impl<P: Products, C: TokenCache> OrderFlow<'_, P, C> {
         key: Option<&IdempotencyKey>,
         order: &NewOrder,
     ) -> Result<Placed, Error> {
-        let id = match ledger.claim(key, order)? {
+        let lease = match ledger.claim(key, order)? {
             Claim::Replay(existing) => {
                 return Ok(Placed {
                     order: *existing,
                     replayed: true,
                 });
             }
-            Claim::New(id) => id,
+            Claim::New(lease) => lease,
         };
-        let reference = reference(id);
-        let reserved = match self.reserve(order, &reference).await {
+        self.reconcile_one(ledger).await;
+        // A takeover reserves under the same reference: products answers with the
+        // stock the dead request may already have taken, never takes it twice.
+        let reserved = match self.reserve(order, &reference(lease.order_id)).await {
             Ok(reserved) => reserved,
-            Err(error) => {
-                // Without an answer, products may still have taken the stock.
-                if matches!(error, Error::ProductsUnavailable(_)) {
-                    self.release(order, &reference).await;
-                }
-                ledger.abandon(id)?;
+            // Without an answer, products may still have taken the stock.
+            Err(error @ Error::ProductsUnavailable(_)) => {
+                self.undo(ledger, lease, order.product_id).await;
                 return Err(error);
             }
+            Err(refusal) => {
+                ledger.abandon(lease)?;
+                return Err(refusal);
+            }
         };
-        match ledger.confirm(id, &reserved, order.quantity) {
-            Ok(order) => Ok(Placed {
+        match ledger.confirm(lease, &reserved, order.quantity) {
+            Ok(Some(order)) => Ok(Placed {
                 order,
                 replayed: false,
             }),
+            // This request outlived its claim and a retry took the order over: that retry
+            // confirms it, and the stock is its now.
+            Ok(None) => Err(Error::IdempotencyInProgress),
             Err(error) => {
-                self.release(order, &reference).await;
-                if let Err(cleanup) = ledger.abandon(id) {
-                    eprintln!("abandoning order {id}: {cleanup}");
-                }
+                self.undo(ledger, lease, order.product_id).await;
                 Err(error)
             }
+        }
+    }
+
+    /// Gives back the leased order's stock and removes the order. When products cannot
+    /// confirm the release, the order stays pending with its lease expired, so a retry
+    /// or [`Self::reconcile_one`] settles it later: stock is never left without an order.
+    async fn undo(&self, ledger: &impl Ledger, lease: Lease, product: ProductId) {
+        let cleanup = if self.release(product, &reference(lease.order_id)).await {
+            ledger.abandon(lease)
+        } else {
+            ledger.expire(lease)
+        };
+        if let Err(error) = cleanup {
+            eprintln!("undoing order {}: {error}", lease.order_id);
+        }
+    }
+
+    /// Settles one order that a dead request left pending (the oldest stale one, anyone's):
+    /// releases its stock and removes it. Best effort, bounded to one order and a release
+    /// call per placed order; an order it cannot release stays leased and is tried again
+    /// once that lease is stale.
+    async fn reconcile_one(&self, ledger: &impl Ledger) {
+        let settled = match ledger.take_stale() {
+            Ok(None) => return,
+            Ok(Some(Stale { lease, product_id })) => {
+                if self.release(product_id, &reference(lease.order_id)).await {
+                    eprintln!("order {}: released, its request had died", lease.order_id);
+                    ledger.abandon(lease)
+                } else {
+                    Ok(())
+                }
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = settled {
+            eprintln!("reconciling a stale order: {error}");
         }
     }
 
@@ -138,22 +192,28 @@ impl<P: Products, C: TokenCache> OrderFlow<'_, P, C> {
         }
     }
 
-    /// Gives back the stock of `reference`, if it was taken. Best effort; what fails is
-    /// logged.
-    async fn release(&self, order: &NewOrder, reference: &str) {
+    /// Gives back the stock of `reference`, if it was taken; whether products confirmed
+    /// that nothing stays reserved under it. What fails is logged.
+    async fn release(&self, product: ProductId, reference: &str) -> bool {
         let outcome = match self.token(false).await {
             Ok(token) => self
                 .products
-                .release(&token, order, reference)
+                .release(&token, product, reference)
                 .await
                 .map(|reply| reply.status),
             Err(error) => Err(error),
         };
         match outcome {
             // 404: nothing was reserved.
-            Ok(200 | 404) => {}
-            Ok(status) => eprintln!("releasing {reference}: products answered {status}"),
-            Err(error) => eprintln!("releasing {reference}: {error}"),
+            Ok(200 | 404) => true,
+            Ok(status) => {
+                eprintln!("releasing {reference}: products answered {status}");
+                false
+            }
+            Err(error) => {
+                eprintln!("releasing {reference}: {error}");
+                false
+            }
         }
     }
 
@@ -266,10 +326,10 @@ mod tests {
         async fn release(
             &self,
             token: &str,
-            order: &NewOrder,
+            product: ProductId,
             reference: &str,
         ) -> Result<Reply, Error> {
-            let call = format!("release {} {reference} {token}", order.product_id.get());
+            let call = format!("release {} {reference} {token}", product.get());
             self.answer(&self.release_replies, call)
         }
     }
@@ -287,47 +347,109 @@ mod tests {
         }
     }
 
-    /// Orders in memory: pending ones (id, key), confirmed ones (key, order), and a switch
-    /// to make confirming fail.
+    /// A pending order in memory, with the lease that holds it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Pending {
+        lease: Lease,
+        key: Option<String>,
+        product: i64,
+        stale: bool,
+    }
+
+    /// Orders in memory: pending and confirmed (key, order) ones, and switches to make
+    /// confirming fail or find the lease lost.
     #[derive(Default)]
     struct FakeLedger {
         next_id: RefCell<i64>,
-        pending: RefCell<Vec<(i64, Option<String>)>>,
+        pending: RefCell<Vec<Pending>>,
         confirmed: RefCell<Vec<(Option<String>, Order)>>,
         fail_confirm: bool,
+        lose_lease: bool,
+    }
+
+    impl FakeLedger {
+        /// A ledger holding one order a dead request left pending, its claim stale.
+        fn with_stale(id: i64, key: Option<&str>, product: i64) -> Self {
+            let ledger = FakeLedger {
+                next_id: RefCell::new(id),
+                ..FakeLedger::default()
+            };
+            ledger.pending.borrow_mut().push(Pending {
+                lease: Lease {
+                    order_id: id,
+                    attempt: 0,
+                },
+                key: key.map(str::to_owned),
+                product,
+                stale: true,
+            });
+            ledger
+        }
+
+        fn pending(&self) -> Vec<Pending> {
+            self.pending.borrow().clone()
+        }
+
+        /// Moves the lease of the pending order at `at` to the next attempt.
+        fn take_over(&self, at: usize) -> Lease {
+            let mut pending = self.pending.borrow_mut();
+            pending[at].lease.attempt += 1;
+            pending[at].stale = false;
+            pending[at].lease
+        }
+
+        fn held(&self, lease: Lease) -> Option<usize> {
+            self.pending.borrow().iter().position(|p| p.lease == lease)
+        }
     }
 
     impl Ledger for FakeLedger {
-        fn claim(&self, key: Option<&IdempotencyKey>, _order: &NewOrder) -> Result<Claim, Error> {
+        fn claim(&self, key: Option<&IdempotencyKey>, order: &NewOrder) -> Result<Claim, Error> {
             let key = key.map(|key| key.as_str().to_owned());
-            if key.is_some()
-                && let Some((_, order)) = self.confirmed.borrow().iter().find(|(k, _)| *k == key)
-            {
-                return Ok(Claim::Replay(Box::new(order.clone())));
+            if key.is_some() {
+                if let Some((_, order)) = self.confirmed.borrow().iter().find(|(k, _)| *k == key)
+                {
+                    return Ok(Claim::Replay(Box::new(order.clone())));
+                }
+                let found = self.pending.borrow().iter().position(|p| p.key == key);
+                if let Some(at) = found {
+                    if !self.pending.borrow()[at].stale {
+                        return Err(Error::IdempotencyInProgress);
+                    }
+                    return Ok(Claim::New(self.take_over(at)));
+                }
             }
             let mut next = self.next_id.borrow_mut();
             *next += 1;
-            self.pending.borrow_mut().push((*next, key));
-            Ok(Claim::New(*next))
+            let lease = Lease {
+                order_id: *next,
+                attempt: 0,
+            };
+            self.pending.borrow_mut().push(Pending {
+                lease,
+                key,
+                product: order.product_id.get(),
+                stale: false,
+            });
+            Ok(Claim::New(lease))
         }
 
         fn confirm(
             &self,
-            id: i64,
+            lease: Lease,
             reserved: &Reserved,
             quantity: Quantity,
-        ) -> Result<Order, Error> {
+        ) -> Result<Option<Order>, Error> {
             if self.fail_confirm {
                 return Err(Error::Corrupt("disk full"));
             }
-            let mut pending = self.pending.borrow_mut();
-            let at = pending
-                .iter()
-                .position(|(pending, _)| *pending == id)
-                .expect("a pending order");
-            let (_, key) = pending.remove(at);
+            if self.lose_lease {
+                return Ok(None);
+            }
+            let at = self.held(lease).expect("a pending order");
+            let key = self.pending.borrow_mut().remove(at).key;
             let order = Order {
-                id,
+                id: lease.order_id,
                 user_id: "alice-id".into(),
                 username: "alice".into(),
                 product_id: 7,
@@ -342,14 +464,27 @@ mod tests {
                 created_at: String::new(),
             };
             self.confirmed.borrow_mut().push((key, order.clone()));
-            Ok(order)
+            Ok(Some(order))
         }
 
-        fn abandon(&self, id: i64) -> Result<(), Error> {
-            self.pending
-                .borrow_mut()
-                .retain(|(pending, _)| *pending != id);
+        fn abandon(&self, lease: Lease) -> Result<(), Error> {
+            self.pending.borrow_mut().retain(|p| p.lease != lease);
             Ok(())
+        }
+
+        fn expire(&self, lease: Lease) -> Result<(), Error> {
+            if let Some(at) = self.held(lease) {
+                self.pending.borrow_mut()[at].stale = true;
+            }
+            Ok(())
+        }
+
+        fn take_stale(&self) -> Result<Option<Stale>, Error> {
+            let found = self.pending.borrow().iter().position(|p| p.stale);
+            Ok(found.map(|at| Stale {
+                lease: self.take_over(at),
+                product_id: ProductId::new(self.pending.borrow()[at].product).unwrap(),
+            }))
         }
     }
 
@@ -468,8 +603,9 @@ mod tests {
     }
 
     #[test]
-    fn products_down_is_503_after_a_release_and_drops_the_pending_order() {
-        // No answer: products may have taken the stock, so it is given back.
+    fn products_down_is_503_and_the_order_stays_pending_until_its_release_is_confirmed() {
+        // No answer: products may have taken the stock. The release gets no answer
+        // either, so the order is kept, its lease expired, for a retry or the reconciler.
         let products = scripted([token_reply("t1")], [None], [None]);
         let ledger = FakeLedger::default();
         let error = place(&products, &FakeTokens::default(), &ledger, None).unwrap_err();
@@ -479,23 +615,20 @@ mod tests {
             products.calls(),
             ["token", "reserve 7 order-1 t1", "release 7 order-1 t1"]
         );
-        assert!(ledger.pending.borrow().is_empty());
+        let pending = ledger.pending();
+        assert_eq!((pending.len(), pending[0].stale), (1, true), "{pending:?}");
 
-        // A broken answer counts the same.
+        // A broken answer counts the same; a release that products confirms drops it.
         let products = scripted(
             [token_reply("t1")],
             [reply(500, json!({}))],
             [reply(404, json!({}))],
         );
-        let error = place(
-            &products,
-            &FakeTokens::default(),
-            &FakeLedger::default(),
-            None,
-        )
-        .unwrap_err();
+        let ledger = FakeLedger::default();
+        let error = place(&products, &FakeTokens::default(), &ledger, None).unwrap_err();
         assert_eq!(status(error), 503);
         assert_eq!(products.calls().last().unwrap(), "release 7 order-1 t1");
+        assert!(ledger.pending().is_empty());
     }
 
     #[test]
@@ -509,9 +642,10 @@ mod tests {
             let (tokens, ledger) = (FakeTokens::default(), FakeLedger::default());
             let error = place(&products, &tokens, &ledger, None).unwrap_err();
             assert_eq!(status(error), 503);
-            // The release finds no token either, so it sends nothing.
+            // The release finds no token either, so it sends nothing and the order is
+            // kept for later.
             assert_eq!(products.calls(), ["token", "token"]);
-            assert!(ledger.pending.borrow().is_empty());
+            assert!(ledger.pending()[0].stale);
             assert!(tokens.load().is_none());
         }
     }
@@ -568,5 +702,65 @@ mod tests {
         );
         assert!(ledger.pending.borrow().is_empty());
         assert!(ledger.confirmed.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_retry_takes_over_a_stale_order_and_reserves_under_its_reference() {
+        let ledger = FakeLedger::with_stale(4, Some("key-1"), 7);
+        let products = scripted([token_reply("t1")], [reservation()], []);
+        let placed = place(&products, &FakeTokens::default(), &ledger, Some(&key())).unwrap();
+        // The same reference: products answers with whatever the dead request took.
+        assert_eq!(products.calls(), ["token", "reserve 7 order-4 t1"]);
+        assert_eq!(placed.order.id, 4);
+        assert!(!placed.replayed);
+        assert!(ledger.pending().is_empty());
+    }
+
+    #[test]
+    fn a_retry_while_the_first_request_still_holds_its_claim_is_409() {
+        let ledger = FakeLedger::with_stale(4, Some("key-1"), 7);
+        ledger.take_over(0);
+        let products = scripted([], [], []);
+        let error = place(&products, &FakeTokens::default(), &ledger, Some(&key())).unwrap_err();
+        assert_eq!(status(error), 409);
+        assert!(products.calls().is_empty());
+    }
+
+    #[test]
+    fn a_request_that_lost_its_claim_leaves_the_stock_to_the_retry_that_took_it() {
+        let products = scripted([token_reply("t1")], [reservation()], []);
+        let ledger = FakeLedger {
+            lose_lease: true,
+            ..FakeLedger::default()
+        };
+        let error = place(&products, &FakeTokens::default(), &ledger, Some(&key())).unwrap_err();
+        assert_eq!(status(error), 409);
+        // No release: the stock under order-1 belongs to the order the retry confirms.
+        assert_eq!(products.calls(), ["token", "reserve 7 order-1 t1"]);
+    }
+
+    #[test]
+    fn the_next_order_releases_and_removes_an_order_left_by_a_dead_request() {
+        let ledger = FakeLedger::with_stale(4, Some("bob's key"), 9);
+        let products = scripted(
+            [token_reply("t1")],
+            [reservation()],
+            [reply(200, json!({}))],
+        );
+        let placed = place(&products, &FakeTokens::default(), &ledger, None).unwrap();
+        assert_eq!(
+            products.calls(),
+            ["token", "release 9 order-4 t1", "reserve 7 order-5 t1"]
+        );
+        assert_eq!(placed.order.id, 5);
+        assert!(ledger.pending().is_empty());
+
+        // A release products does not confirm keeps the order, leased, for a later try.
+        let ledger = FakeLedger::with_stale(4, None, 9);
+        let products = scripted([token_reply("t1")], [reservation()], [None]);
+        place(&products, &FakeTokens::default(), &ledger, None).unwrap();
+        let pending = ledger.pending();
+        assert_eq!(pending.len(), 1);
+        assert_eq!((pending[0].lease.attempt, pending[0].stale), (1, false));
     }
 }
