@@ -901,3 +901,112 @@ fn the_app_state_is_private_to_its_user() {
         assert_eq!(mode(&store), 0o600, "{}", store.display());
     }
 }
+
+/// The `(key, value)` pairs of key-value store `store`, kept in the app's SQLite file
+/// `file` (the local key-value backend, Spin's schema).
+fn stored(app: &App, file: &str, store: &str) -> Vec<(String, Vec<u8>)> {
+    let conn = rusqlite::Connection::open(app.state_dir().join(file)).unwrap();
+    let mut query = conn
+        .prepare("SELECT key, value FROM spin_key_value WHERE store = ?1")
+        .unwrap();
+    query
+        .query_map([store], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// How many entries of the stores still mention a user (their token's `jti`, their id):
+/// in the token cache, the denylist and the rate-limit counters.
+fn traces_of(app: &App, jti: &str, user_id: &str) -> [usize; 3] {
+    let mentions = |file: &str, store: &str, needle: &str| {
+        stored(app, file, store)
+            .iter()
+            .filter(|(key, value)| {
+                key.contains(needle) || String::from_utf8_lossy(value).contains(needle)
+            })
+            .count()
+    };
+    [
+        mentions("token_cache.db", "token_cache", jti),
+        mentions("sqlite_key_value.db", "default", jti),
+        mentions("rate_limits.db", "rate_limits", user_id),
+    ]
+}
+
+#[test]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
+fn entries_about_a_token_leave_the_stores_once_it_has_expired() {
+    let app = App::builder()
+        .variable("access_token_ttl_secs", "2")
+        .variable("rate_limit_window_secs", "1")
+        .variable("expiry_window_secs", "1")
+        .start();
+    let api = Api::new(&app);
+    let alice = api.user("alice");
+    let jti = decode_segment(alice.token.split('.').nth(1).unwrap())["jti"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.get("/api/orders", &alice.token).ok();
+    api.logout(&alice.token).ok();
+    let traces = traces_of(&app, &jti, &alice.id);
+    assert!(
+        traces.iter().all(|&count| count >= 1),
+        "verified, counted and logged out: {traces:?}"
+    );
+
+    // Expired, but within the verifiers' clock-skew leeway: still refused as logged out.
+    let exp = decode_segment(alice.token.split('.').nth(1).unwrap())["exp"]
+        .as_u64()
+        .unwrap();
+    api.registered("bob");
+    while now_unix() < exp + 3 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    api.get("/api/orders", &alice.token)
+        .assert_error(401, "token_invalid");
+
+    // Other users keep writing; the first write of each second sweeps what has ended,
+    // which the entries have a minute after the token's `exp` (the largest leeway).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let bob = api.token("bob", PASSWORD);
+        api.get("/api/orders", &bob).ok();
+        api.logout(&bob).ok();
+        if traces_of(&app, &jti, &alice.id) == [0, 0, 0] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still there: {:?}",
+            traces_of(&app, &jti, &alice.id)
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(now_unix() >= exp + 60, "gone before the leeway ended");
+    // A logged-out token stays refused after its entry went: it has expired.
+    api.get("/api/orders", &alice.token)
+        .assert_error(401, "token_expired");
+    // The indexes go too: none lists a window that ended more than a sweep ago.
+    let swept_up_to = now_unix() - 3;
+    for (file, store) in [
+        ("token_cache.db", "token_cache"),
+        ("sqlite_key_value.db", "default"),
+        ("rate_limits.db", "rate_limits"),
+    ] {
+        for (key, _) in stored(&app, file, store) {
+            let window = key
+                .strip_prefix("expiry:")
+                .and_then(|rest| rest.trim_start_matches("swept:").split(':').next())
+                .and_then(|window| window.parse::<u64>().ok());
+            assert!(
+                window.is_none_or(|window| window >= swept_up_to),
+                "{store}: {key}"
+            );
+        }
+    }
+}

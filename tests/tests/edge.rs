@@ -361,3 +361,53 @@ fn each_signed_in_user_has_a_limit_of_their_own() {
     anonymous.assert_error(401, "token_missing");
     assert_eq!(anonymous.header("ratelimit-limit"), None);
 }
+
+#[test]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
+fn validate_charges_every_request_but_those_with_a_token_already_verified() {
+    const LIMIT: u64 = 3;
+    let app = App::builder()
+        .variable("rate_limit_per_address", &LIMIT.to_string())
+        .variable("rate_limit_window_secs", "600")
+        .start();
+    let api = Api::new(&app);
+    // Registering and signing in are charged like any route: 2 of the 3.
+    let token = api.user("gina").token;
+    let validate = |token: &str| send(api.http.get(api.url("/api/validate")).bearer_auth(token));
+
+    // Its first check verifies the signature and is charged: the last of the 3.
+    let first = validate(&token);
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.header("ratelimit-remaining"), Some("0"));
+    // Already verified: answered from the cache, not charged, however often.
+    for _ in 0..10 {
+        let again = validate(&token);
+        assert_eq!(again.status, 200, "{}", again.body);
+        assert_eq!(again.header("ratelimit-limit"), None);
+    }
+    // Everything else is charged before any signature check, so it is refused now: a
+    // forged token, no token, a body that does not parse.
+    let mut forged = token.clone();
+    forged.pop();
+    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    validate(&forged).assert_error(429, "too_many_requests");
+    send(api.http.get(api.url("/api/validate"))).assert_error(429, "too_many_requests");
+    send(
+        api.http
+            .post(api.url("/validate"))
+            .header("content-type", "application/json")
+            .body("{"),
+    )
+    .assert_error(429, "too_many_requests");
+    // The verified token still passes, by header and by body.
+    assert_eq!(validate(&token).status, 200);
+    let by_body = send(
+        api.http
+            .post(api.url("/validate"))
+            .json(&json!({ "token": token })),
+    );
+    assert_eq!(by_body.status, 200, "{}", by_body.body);
+}

@@ -17,7 +17,7 @@ mod upload;
 
 use spin_sdk::http::{IncomingRequest, OutgoingResponse, Request, Response, ResponseOutparam};
 use spin_sdk::http_component;
-use spinmesh_api::edge::Edge;
+use spinmesh_api::edge::{AddressCharge, Edge};
 use spinmesh_api::routes::as_strs;
 use spinmesh_api::{ApiError, denylist, probe};
 use spinmesh_upload::route::{self, Route};
@@ -33,7 +33,7 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     let routes = route::table();
     let allowed = routes.allowed(head.path());
     let methods = allowed.as_deref().map(as_strs);
-    match edge.intercept(&head, methods.as_deref()) {
+    match edge.intercept(&head, methods.as_deref(), AddressCharge::UpFront) {
         Ok(None) => {}
         Ok(Some(answer)) => return respond(&edge, response_out, answer).await,
         Err(error) => return respond(&edge, response_out, error.into()).await,

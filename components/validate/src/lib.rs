@@ -14,7 +14,7 @@ use spinmesh_api::config::{public_keys, token_verifier};
 use spinmesh_api::routes::RouteTable;
 use spinmesh_api::{
     ApiError, ApiResult, DEFAULT_MAX_JSON_BODY, bearer_token, denylist, json, parse_json, probe,
-    verify_active,
+    verify_active_charging_misses,
 };
 use spinmesh_authn::{jwks, now_unix};
 
@@ -30,7 +30,10 @@ fn handle(request: Request) -> Response {
     routes
         .add(Method::Get, &VALIDATE, validate_header)
         .add(Method::Post, &VALIDATE, validate_body)
-        .add(Method::Get, &[JWKS], publish_jwks);
+        .add(Method::Get, &[JWKS], publish_jwks)
+        // Gateways call validate for every request they pass: a token already verified
+        // is answered without the counter write a charge costs.
+        .charge_in_handler(&VALIDATE);
     routes.serve(request)
 }
 
@@ -41,7 +44,7 @@ fn ready() -> ApiResult<()> {
 }
 
 fn validate_header(request: Request, _params: Params) -> ApiResult<Response> {
-    respond(bearer_token(&request)?)
+    respond(&request, bearer_token(&request))
 }
 
 #[derive(Deserialize)]
@@ -53,17 +56,20 @@ struct ValidateRequest {
 /// instead, as proxies doing forward-auth send only headers.
 fn validate_body(request: Request, _params: Params) -> ApiResult<Response> {
     if request.body().is_empty() {
-        return respond(bearer_token(&request)?);
+        return respond(&request, bearer_token(&request));
     }
-    let body: ValidateRequest = parse_json(&request, DEFAULT_MAX_JSON_BODY)?;
-    match body.token.as_deref() {
-        Some(token) if !token.is_empty() => respond(token),
-        _ => Err(ApiError::token_missing()),
-    }
+    let token = parse_json::<ValidateRequest>(&request, DEFAULT_MAX_JSON_BODY).and_then(|body| {
+        body.token
+            .filter(|token| !token.is_empty())
+            .ok_or_else(ApiError::token_missing)
+    });
+    respond(&request, token.as_deref().map_err(Clone::clone))
 }
 
-fn respond(token: &str) -> ApiResult<Response> {
-    let claims = verify_active(token, &token_verifier()?, now_unix())?;
+/// The claims of `token` (or why there are none), charging the client's address unless
+/// the token was already verified.
+fn respond(request: &Request, token: Result<&str, ApiError>) -> ApiResult<Response> {
+    let claims = verify_active_charging_misses(request, token, &token_verifier()?, now_unix())?;
     let mut response = json(
         200,
         &json!({

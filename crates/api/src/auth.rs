@@ -61,6 +61,34 @@ pub fn verify_active(token: &str, verifier: &Verifier, now: u64) -> Result<Claim
     Ok(claims)
 }
 
+/// [`verify_active`] on a route whose handler charges the client address
+/// ([`crate::routes::RouteTable::charge_in_handler`]): `validate`, which gateways call
+/// for every request they pass, all from their own address. A token found in the
+/// verified-token cache costs two key-value reads, less than the counter write a charge
+/// is (BENCHMARKS.md), and is not charged; anything else (no token, a body that does not
+/// parse, a token not verified yet or a forged one) is charged to the client's address
+/// before any signature check, so the costly path stays limited.
+pub fn verify_active_charging_misses(
+    request: &Request,
+    token: Result<&str, ApiError>,
+    verifier: &Verifier,
+    now: u64,
+) -> Result<Claims, ApiError> {
+    let cached = token
+        .as_ref()
+        .ok()
+        .and_then(|token| token_cache::lookup(verifier, token, now));
+    let claims = match cached {
+        Some(claims) => claims,
+        None => {
+            edge::charge_address(request)?;
+            token_cache::verify_and_remember(verifier, token?, now)?
+        }
+    };
+    denylist::check(&claims)?;
+    Ok(claims)
+}
+
 /// The signature and time checks alone, without the denylist: only for logout, where
 /// revoking a token again is harmless. Protected routes use [`authenticate`].
 pub fn verify_bearer(req: &Request, verifier: &Verifier, now: u64) -> Result<Claims, ApiError> {

@@ -21,10 +21,21 @@ use spinmesh_authn::{Claims, Role, now_unix};
 
 use crate::config::{non_negative_u64, positive_u64, var};
 use crate::rate_limit::{self, Quota};
-use crate::{ApiError, client_addr, cors, request_id, security_headers};
+use crate::{ApiError, client_addr, cors, expiry, request_id, security_headers};
 
 /// The key-value store of the rate-limit counters; every component is granted it.
 pub const COUNTERS: &str = "rate_limits";
+
+/// When a request is charged to its client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressCharge {
+    /// Before the handler runs: every route but those below.
+    UpFront,
+    /// By the handler, through [`charge_address`], on the paths where serving costs more
+    /// than the charge (a counter write) itself: `validate` charges every request except
+    /// those whose token it finds already verified ([`crate::verify_active_charging_misses`]).
+    InHandler,
+}
 
 /// Serves `request` with `handler`, adding the edge behaviour. `methods` are those of the
 /// route the path matches (`None`: no route, the handler answers 404); they answer
@@ -32,10 +43,11 @@ pub const COUNTERS: &str = "rate_limits";
 pub fn serve(
     request: Request,
     methods: Option<&[&str]>,
+    address_charge: AddressCharge,
     handler: impl FnOnce(Request) -> Response,
 ) -> Response {
     let edge = Edge::start(&request);
-    let response = match edge.intercept(&request, methods) {
+    let response = match edge.intercept(&request, methods, address_charge) {
         Ok(Some(answer)) => answer,
         Ok(None) => handler(request),
         Err(error) => error.into_response(),
@@ -107,12 +119,13 @@ impl Edge {
     }
 
     /// What the edge answers itself: `OPTIONS` on a known route (a CORS preflight or a
-    /// plain capability query) and requests over the per-address limit (`Err`, a 429).
-    /// `None`: the handler serves the request.
+    /// plain capability query) and, when charged [`AddressCharge::UpFront`], requests over
+    /// the per-address limit (`Err`, a 429). `None`: the handler serves the request.
     pub fn intercept(
         &self,
         request: &Request,
         methods: Option<&[&str]>,
+        address_charge: AddressCharge,
     ) -> Result<Option<Response>, ApiError> {
         if let Some(error) = &self.config_error {
             return Err(error.clone());
@@ -120,19 +133,8 @@ impl Edge {
         if let (Method::Options, Some(methods)) = (request.method(), methods) {
             return Ok(Some(self.options(request, methods)));
         }
-        if rate_limit::is_exempt(&self.path) {
-            return Ok(None);
-        }
-        let Some(group) = client_addr::client_group(request)? else {
-            return Ok(None);
-        };
-        let key = rate_limit::address_key(&group);
-        let Some(quota) = charge(&key, "rate_limit_per_address", now_unix())? else {
-            return Ok(None);
-        };
-        CHARGED.with(|charged| charged.borrow_mut().address = Some(quota));
-        if quota.limited {
-            return Err(ApiError::too_many_requests(quota.reset_secs));
+        if address_charge == AddressCharge::UpFront {
+            charge_address(request)?;
         }
         Ok(None)
     }
@@ -234,6 +236,26 @@ impl Edge {
     }
 }
 
+/// Charges `request` to its client address (`rate_limit_per_address`); a 429 once the
+/// address is over the limit. Health probes are never charged.
+pub fn charge_address(request: &Request) -> Result<(), ApiError> {
+    if rate_limit::is_exempt(request.path()) {
+        return Ok(());
+    }
+    let Some(group) = client_addr::client_group(request)? else {
+        return Ok(());
+    };
+    let key = rate_limit::address_key(&group);
+    let Some(quota) = charge(&key, "rate_limit_per_address", now_unix())? else {
+        return Ok(());
+    };
+    CHARGED.with(|charged| charged.borrow_mut().address = Some(quota));
+    if quota.limited {
+        return Err(ApiError::too_many_requests(quota.reset_secs));
+    }
+    Ok(())
+}
+
 /// Charges a request to the verified `claims`' subject (`rate_limit_per_user`); a 429
 /// once the subject is over the limit. Keyed on the verified subject only: keying on an
 /// unverified token would let anyone exhaust someone else's quota. Service accounts are
@@ -301,12 +323,20 @@ fn charge(key: &str, limit_variable: &str, now: u64) -> Result<Option<Quota>, Ap
         let counters = counters.as_ref().expect("opened above");
         let count = atomics::increment(counters, &rate_limit::counter_key(key, window), 1)?;
         let count = u64::try_from(count).unwrap_or(0);
-        // This key's first request in a new window: its previous counter is finished.
-        if count == 1
-            && let Some(previous) = window.checked_sub(1)
-            && let Err(error) = counters.delete(&rate_limit::counter_key(key, previous))
-        {
-            eprintln!("rate limit: key-value: {error:?}");
+        // The key's first request in this window lists its counter for deletion once the
+        // window ends (and may sweep ended ones): one more write per key and window.
+        if count == 1 {
+            let ends = (window + 1).saturating_mul(window_secs);
+            let listed = expiry::Index::new(counters).map(|index| {
+                index
+                    .list(&rate_limit::counter_key(key, window), ends)
+                    .and_then(|()| index.sweep_once_per_window(now))
+            });
+            match listed {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => eprintln!("rate limit: key-value: {error:?}"),
+                Err(error) => eprintln!("rate limit: {error}"),
+            }
         }
         Ok::<_, store::Error>(count)
     });
@@ -351,7 +381,7 @@ mod tests {
                 .map(str::to_string)
         });
         let edge = Edge::new(&request, allow_origin, None);
-        let response = match edge.intercept(&request, methods) {
+        let response = match edge.intercept(&request, methods, AddressCharge::UpFront) {
             Ok(Some(answer)) => answer,
             Ok(None) => Response::builder()
                 .status(200)
@@ -512,7 +542,11 @@ mod tests {
     fn a_configuration_error_is_a_generic_500() {
         let request = request(Method::Post, &[("origin", ORIGIN)]);
         let edge = Edge::new(&request, None, Some(ApiError::internal()));
-        let response = edge.finish(edge.intercept(&request, POST).unwrap_err().into_response());
+        let response = edge.finish(
+            edge.intercept(&request, POST, AddressCharge::UpFront)
+                .unwrap_err()
+                .into_response(),
+        );
         assert_eq!(*response.status(), 500);
         assert!(get(&response, "x-request-id").is_some());
     }

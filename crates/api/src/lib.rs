@@ -5,8 +5,9 @@
 //! pagination, timestamps, the readiness probe behind `/health`, and the [`edge`] every
 //! request passes (request ids, CORS, rate limits, security headers, a log line). The HTTP
 //! parts work on `spin_sdk::http::{Request, Response}`, plain Rust values, so they are
-//! unit-tested natively; [`denylist`], [`config`], [`db`] and the counters of [`edge`] reach
-//! Spin stores and variables and are covered by the end-to-end tests.
+//! unit-tested natively; [`denylist`], [`config`], [`db`], the counters of [`edge`] and the
+//! `expiry` index of the stores whose entries end reach Spin stores and variables and
+//! are covered by the end-to-end tests.
 
 mod auth;
 pub mod client_addr;
@@ -16,6 +17,7 @@ pub mod db;
 pub mod denylist;
 pub mod edge;
 mod error;
+mod expiry;
 mod json;
 mod page;
 mod params;
@@ -27,7 +29,9 @@ mod security_headers;
 pub mod time;
 mod token_cache;
 
-pub use auth::{authenticate, bearer_token, caller, verify_active, verify_bearer};
+pub use auth::{
+    authenticate, bearer_token, caller, verify_active, verify_active_charging_misses, verify_bearer,
+};
 pub use error::{ApiError, ApiResult};
 pub use json::{DEFAULT_MAX_JSON_BODY, is_json_content_type, json, parse_json};
 pub use page::{Page, link_header, paginated};

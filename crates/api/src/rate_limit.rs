@@ -71,8 +71,7 @@ impl Policy {
 }
 
 /// The counter of `key` (an [`address_key`] or [`user_key`]) for one window. Each key
-/// has one counter per window; the first request of a window deletes the previous
-/// window's counter, so at most one finished counter per client stays behind.
+/// has one counter per window, deleted once the window has ended (`crate::expiry`).
 pub fn counter_key(key: &str, window: u64) -> String {
     format!("{key}:{window}")
 }

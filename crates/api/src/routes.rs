@@ -16,7 +16,8 @@ use std::future::Future;
 
 use spin_sdk::http::{IntoResponse, Method, Params, Request, Response, Router};
 
-use crate::{ApiError, edge};
+use crate::edge::{self, AddressCharge};
+use crate::ApiError;
 
 struct Entry<T> {
     method: Method,
@@ -145,6 +146,8 @@ fn captures<'p>(pattern: &'static str, path: &'p str) -> Option<Captures<'p>> {
 pub struct RouteTable {
     router: Router,
     routes: Routes<()>,
+    /// Paths whose handlers charge the client address themselves.
+    charged_in_handler: Vec<&'static str>,
 }
 
 impl Default for RouteTable {
@@ -152,6 +155,7 @@ impl Default for RouteTable {
         Self {
             router: Router::new(),
             routes: Routes::new(),
+            charged_in_handler: Vec::new(),
         }
     }
 }
@@ -198,13 +202,29 @@ impl RouteTable {
         self.routes.allowed(path)
     }
 
+    /// Leaves the per-address charge of requests to `paths` to their handlers
+    /// ([`AddressCharge::InHandler`]), which must call [`edge::charge_address`].
+    pub fn charge_in_handler(&mut self, paths: &[&'static str]) -> &mut Self {
+        self.charged_in_handler.extend_from_slice(paths);
+        self
+    }
+
     /// Serves `request` through the [`edge`](crate::edge) (request id, CORS and `OPTIONS`,
     /// rate limit, security headers, log line), answering a path no route takes with a
     /// JSON 404 and a method a route is not served with by a JSON 405.
     pub fn serve(self, request: Request) -> Response {
         let allowed = self.routes.allowed(request.path());
         let methods = allowed.as_deref().map(as_strs);
-        edge::serve(request, methods.as_deref(), |request| match methods {
+        let address_charge = if self
+            .charged_in_handler
+            .iter()
+            .any(|pattern| captures(pattern, request.path()).is_some())
+        {
+            AddressCharge::InHandler
+        } else {
+            AddressCharge::UpFront
+        };
+        edge::serve(request, methods.as_deref(), address_charge, |request| match methods {
             Some(_) => self.dispatch(request),
             None => ApiError::not_found("Not Found").into_response(),
         })

@@ -8,14 +8,18 @@
 //! and validity times must hold. Revocation is unaffected: callers check the logout
 //! denylist after this. Whoever may write the store can vouch for a token, so it is
 //! granted only to the components that verify tokens (`spin.toml`). A component
-//! without the grant simply verifies every time.
+//! without the grant simply verifies every time. Entries are listed in the store's
+//! [`crate::expiry`] index and deleted once no verifier accepts their token any more
+//! (its `exp` plus the largest clock-skew leeway).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use spin_sdk::key_value::Store;
+use spin_sdk::wit::wasi::keyvalue::store::{self, Bucket};
 use spinmesh_authn::{Claims, Error, Verifier};
+
+use crate::expiry;
 
 const STORE: &str = "token_cache";
 
@@ -28,28 +32,46 @@ struct Entry {
 
 /// [`Verifier::verify`], answered from the cache when `token` was verified before.
 pub(crate) fn verify(verifier: &Verifier, token: &str, now: u64) -> Result<Claims, Error> {
-    let store = Store::open(STORE).ok();
-    let key = cache_key(token);
-    if let Some(claims) = store
-        .as_ref()
-        .and_then(|store| cached(store, &key, verifier, now))
-    {
-        return Ok(claims);
+    match lookup(verifier, token, now) {
+        Some(claims) => Ok(claims),
+        None => verify_and_remember(verifier, token, now),
     }
+}
+
+/// The claims of `token` if it was verified before and still passes the checks at hand.
+pub(crate) fn lookup(verifier: &Verifier, token: &str, now: u64) -> Option<Claims> {
+    let store = store::open(STORE).ok()?;
+    cached(&store, &cache_key(token), verifier, now)
+}
+
+/// [`Verifier::verify`], remembering a token that passes.
+pub(crate) fn verify_and_remember(
+    verifier: &Verifier,
+    token: &str,
+    now: u64,
+) -> Result<Claims, Error> {
     let (claims, kid) = verifier.verify_keyed(token, now)?;
-    if let Some(store) = &store {
-        // Best effort: a failed write only costs the next request a signature check.
-        if let Ok(entry) = serde_json::to_vec(&Entry {
+    // Best effort: a failed write only costs the next request a signature check. Without
+    // its index an entry would never go, so nothing is written without one.
+    if let Ok(store) = store::open(STORE)
+        && let Ok(index) = expiry::Index::new(&store)
+        && let Ok(entry) = serde_json::to_vec(&Entry {
             kid,
             claims: claims.clone(),
-        }) {
-            let _ = store.set(&key, &entry);
-        }
+        })
+        && let Err(error) = index.set(
+            &cache_key(token),
+            &entry,
+            claims.exp.saturating_add(Verifier::MAX_LEEWAY_SECS),
+            now,
+        )
+    {
+        eprintln!("token cache: key-value: {error:?}");
     }
     Ok(claims)
 }
 
-fn cached(store: &Store, key: &str, verifier: &Verifier, now: u64) -> Option<Claims> {
+fn cached(store: &Bucket, key: &str, verifier: &Verifier, now: u64) -> Option<Claims> {
     let entry: Entry = serde_json::from_slice(&store.get(key).ok()??).ok()?;
     verifier.recheck(&entry.claims, &entry.kid, now).ok()?;
     Some(entry.claims)
