@@ -399,15 +399,26 @@ fn an_order_whose_host_died_is_finished_by_a_retry_or_released_and_stock_adds_up
     }
 
     // Never retried: the next order anyone places gives its stock back.
-    let abandoned = order_left_pending(&mut cluster, &alice, "given-up", &order(1), Stage::Confirming);
+    let abandoned = order_left_pending(
+        &mut cluster,
+        &alice,
+        "given-up",
+        &order(1),
+        Stage::Confirming,
+    );
     std::thread::sleep(Duration::from_secs(4));
     let bob = api.user("bob").token;
     let placed = place_order(&api, &bob, "bob-1", &order(1));
     assert_eq!(placed.status, 201, "{}", placed.body);
 
     let stock = api.get(&format!("/api/products/{product_id}"), &admin).ok()["stock"].clone();
-    assert_eq!(stock, 10 - 2 - 3 - 1, "the abandoned order's unit came back");
-    let catalog = rusqlite::Connection::open(cluster.host(0).state_dir().join("catalog.db")).unwrap();
+    assert_eq!(
+        stock,
+        10 - 2 - 3 - 1,
+        "the abandoned order's unit came back"
+    );
+    let catalog =
+        rusqlite::Connection::open(cluster.host(0).state_dir().join("catalog.db")).unwrap();
     let left: i64 = catalog
         .query_row(
             "SELECT count(*) FROM reservations WHERE reference = ?1",
@@ -418,7 +429,11 @@ fn an_order_whose_host_died_is_finished_by_a_retry_or_released_and_stock_adds_up
     assert_eq!(left, 0, "the abandoned order's reservation is gone");
     let pending: i64 = rusqlite::Connection::open(cluster.host(0).state_dir().join("orders.db"))
         .unwrap()
-        .query_row("SELECT count(*) FROM orders WHERE status = 'pending'", [], |row| row.get(0))
+        .query_row(
+            "SELECT count(*) FROM orders WHERE status = 'pending'",
+            [],
+            |row| row.get(0),
+        )
         .unwrap();
     assert_eq!(pending, 0);
     let listed = api.get("/api/orders", &admin).ok();

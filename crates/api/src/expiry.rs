@@ -71,7 +71,7 @@ impl<'a> Index<'a> {
     }
 
     /// Deletes the entries of every window before `current`, and the window's own keys,
-/// within the bounds.
+    /// within the bounds.
     fn sweep(&self, current: u64) -> Result<(), store::Error> {
         let mut window = match self.bucket.get(NEXT)? {
             Some(bytes) => std::str::from_utf8(&bytes)

@@ -16,8 +16,8 @@ use std::future::Future;
 
 use spin_sdk::http::{IntoResponse, Method, Params, Request, Response, Router};
 
-use crate::edge::{self, AddressCharge};
 use crate::ApiError;
+use crate::edge::{self, AddressCharge};
 
 struct Entry<T> {
     method: Method,
@@ -224,10 +224,15 @@ impl RouteTable {
         } else {
             AddressCharge::UpFront
         };
-        edge::serve(request, methods.as_deref(), address_charge, |request| match methods {
-            Some(_) => self.dispatch(request),
-            None => ApiError::not_found("Not Found").into_response(),
-        })
+        edge::serve(
+            request,
+            methods.as_deref(),
+            address_charge,
+            |request| match methods {
+                Some(_) => self.dispatch(request),
+                None => ApiError::not_found("Not Found").into_response(),
+            },
+        )
     }
 
     fn dispatch(mut self, request: Request) -> Response {

@@ -40,8 +40,12 @@ pub trait Products {
     async fn reserve(&self, token: &str, order: &NewOrder, reference: &str)
     -> Result<Reply, Error>;
     /// `DELETE /api/products/:id/reservations/:reference`.
-    async fn release(&self, token: &str, product: ProductId, reference: &str)
-    -> Result<Reply, Error>;
+    async fn release(
+        &self,
+        token: &str,
+        product: ProductId,
+        reference: &str,
+    ) -> Result<Reply, Error>;
 }
 
 /// Where the service token is kept between requests. Best effort: a cache that fails only
@@ -407,8 +411,7 @@ mod tests {
         fn claim(&self, key: Option<&IdempotencyKey>, order: &NewOrder) -> Result<Claim, Error> {
             let key = key.map(|key| key.as_str().to_owned());
             if key.is_some() {
-                if let Some((_, order)) = self.confirmed.borrow().iter().find(|(k, _)| *k == key)
-                {
+                if let Some((_, order)) = self.confirmed.borrow().iter().find(|(k, _)| *k == key) {
                     return Ok(Claim::Replay(Box::new(order.clone())));
                 }
                 let found = self.pending.borrow().iter().position(|p| p.key == key);

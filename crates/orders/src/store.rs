@@ -28,10 +28,11 @@ use crate::{Error, IdempotencyKey, NewOrder, OrderId, access::Scope, products::R
 pub const DATABASE: &str = "orders";
 
 /// See [`spinmesh_api::db::open`]: append new steps; never edit one that has shipped.
-const MIGRATIONS: &[&[&str]] = &[&[
-    // Money in cents, as the catalogue charged it when the order was placed; times in
-    // Unix seconds. Keys are unique per caller (NULLs, orders without a key, never clash).
-    "CREATE TABLE orders (
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        // Money in cents, as the catalogue charged it when the order was placed; times in
+        // Unix seconds. Keys are unique per caller (NULLs, orders without a key, never clash).
+        "CREATE TABLE orders (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         owner_id TEXT NOT NULL,
         owner_name TEXT NOT NULL,
@@ -46,14 +47,16 @@ const MIGRATIONS: &[&[&str]] = &[&[
         created_at INTEGER NOT NULL,
         UNIQUE (owner_id, idempotency_key)
     )",
-    "CREATE INDEX orders_owner ON orders (owner_id, id)",
-], &[
-    // The lease of a pending order (see the module's comment). Orders pending from
-    // before this step have claimed_at 0: stale at once, as they should be.
-    "ALTER TABLE orders ADD COLUMN claimed_at INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE orders ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0",
-    "CREATE INDEX orders_pending ON orders (claimed_at) WHERE status = 'pending'",
-]];
+        "CREATE INDEX orders_owner ON orders (owner_id, id)",
+    ],
+    &[
+        // The lease of a pending order (see the module's comment). Orders pending from
+        // before this step have claimed_at 0: stale at once, as they should be.
+        "ALTER TABLE orders ADD COLUMN claimed_at INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE orders ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX orders_pending ON orders (claimed_at) WHERE status = 'pending'",
+    ],
+];
 
 const COLUMNS: &str = "id, owner_id, owner_name, product_id, product_name, quantity, \
     unit_price_cents, total_cents, customer_name, status, created_at";
@@ -167,7 +170,10 @@ impl Ledger for SqlLedger<'_> {
 }
 
 fn lease_values(lease: Lease) -> [Value; 2] {
-    [Value::Integer(lease.order_id), Value::Integer(lease.attempt)]
+    [
+        Value::Integer(lease.order_id),
+        Value::Integer(lease.attempt),
+    ]
 }
 
 /// Moves the lease of pending order `id` from `attempt` to the next one, claimed `now`;
