@@ -1,17 +1,26 @@
 //! One typed client for the app's HTTP API, shared by every suite: accounts
-//! (register, login, the configured admin, service credentials) and JSON requests
-//! with or without a bearer token.
+//! (register, login, the configured admin, service credentials), JSON requests
+//! with or without a bearer token, uploads and their conversion jobs.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use reqwest::Method;
 use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::{Value, json};
 
-use crate::{App, DevSecrets, ORDERS_CLIENT_ID, Reply, client, client_from, send};
+use crate::cluster::Cluster;
+use crate::{App, DevSecrets, ORDERS_CLIENT_ID, Reply, client, client_from, send, wait_for};
 
 /// The password every test account is registered with.
 pub const PASSWORD: &str = "correct horse battery";
+
+/// How long a conversion may take: they share two cores with everything else, so this
+/// is generous, and never a measure of speed.
+pub const JOB_DEADLINE: Duration = Duration::from_secs(300);
+
+/// The multipart boundary of [`Api::upload`]'s forms.
+const BOUNDARY: &str = "spinmesh-e2e-boundary-b6Xq2rT9";
 
 /// A registered account with a fresh access token.
 #[derive(Clone, Debug)]
@@ -44,6 +53,16 @@ impl Api {
 
     fn with_client(app: &App, http: Client) -> Api {
         Api::at(&app.url(""), app.secrets(), http)
+    }
+
+    /// The cluster's app through its balancer.
+    pub fn cluster(cluster: &Cluster) -> Api {
+        Api::at(&cluster.url, cluster.secrets(), client())
+    }
+
+    /// Host `index` of the cluster directly, bypassing the balancer.
+    pub fn cluster_host(cluster: &Cluster, index: usize) -> Api {
+        Api::at(&cluster.host(index).url, cluster.secrets(), client())
     }
 
     /// The app at `base` (e.g. a balancer in front of several hosts) started with `secrets`.
@@ -155,6 +174,63 @@ impl Api {
     pub fn logout(&self, token: &str) -> Reply {
         send(self.request(Method::POST, "/api/logout", Some(token)))
     }
+
+    /// `POST /api/upload` of `bytes` as the form's `file` part named `filename`.
+    pub fn upload(&self, token: &str, filename: &str, bytes: &[u8]) -> Reply {
+        let form = crate::multipart_body(BOUNDARY, &[("file", Some(filename), bytes)]);
+        send(
+            self.request(Method::POST, "/api/upload", Some(token))
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={BOUNDARY}"),
+                )
+                .body(form),
+        )
+    }
+
+    /// An upload that must be accepted (202); its job id.
+    pub fn queue(&self, token: &str, filename: &str, bytes: &[u8]) -> String {
+        let reply = self.upload(token, filename, bytes);
+        assert_eq!(reply.status, 202, "upload of {filename}: {}", reply.body);
+        reply.str("job_id").to_owned()
+    }
+
+    /// `GET /api/jobs/{id}`.
+    pub fn job(&self, token: &str, id: &str) -> Reply {
+        self.get(&format!("/api/jobs/{id}"), token)
+    }
+
+    /// Polls job `id` (every read must succeed) until it has finished, within
+    /// [`JOB_DEADLINE`]; its last state.
+    pub fn finished_job(&self, token: &str, id: &str) -> Value {
+        wait_for(&format!("job {id} to finish"), JOB_DEADLINE, || {
+            let job = self.job(token, id).ok();
+            is_finished(&job).then_some(job)
+        })
+    }
+
+    /// The MP3 of job `id` (which must be ready), whole.
+    pub fn download(&self, token: &str, id: &str) -> Vec<u8> {
+        let response = self
+            .request(
+                Method::GET,
+                &format!("/api/jobs/{id}/download"),
+                Some(token),
+            )
+            .send()
+            .expect("request sent");
+        assert_eq!(response.status(), 200, "download of {id}");
+        assert_eq!(response.headers()["content-type"], "audio/mpeg");
+        response.bytes().expect("body read").to_vec()
+    }
+}
+
+/// Whether a job's state is final: `completed`, `failed` or `cancelled`.
+pub fn is_finished(job: &Value) -> bool {
+    matches!(
+        job["status"].as_str(),
+        Some("completed" | "failed" | "cancelled")
+    )
 }
 
 /// Runs `work(0..count)` on as many threads at once; the results in index order.

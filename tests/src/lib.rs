@@ -8,6 +8,7 @@
 //! `#[cfg_attr(engine_missing, ignore = "...")]`, are reported as ignored.
 
 mod api;
+pub mod clips;
 pub mod cluster;
 mod process;
 mod reply;
@@ -15,10 +16,12 @@ pub mod services;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-pub use api::{Api, PASSWORD, User, concurrently, is_rfc3339_utc, status_counts};
-pub use process::ManagedProcess;
+pub use api::{
+    Api, JOB_DEADLINE, PASSWORD, User, concurrently, is_finished, is_rfc3339_utc, status_counts,
+};
+pub use process::{ManagedProcess, children_mentioning};
 pub use reply::{Reply, send};
 pub use spinmesh_deploy::local::{DevSecrets, ORDERS_CLIENT_ID};
 use spinmesh_deploy::local::{create_private_dir, keep_created_files_private};
@@ -331,6 +334,25 @@ impl Runner {
         self.process.is_running()
     }
 
+    /// The names of the files in the spool's `sub` directory (`incoming`, `scratch`, …).
+    pub fn spool_files(&self, sub: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.spool.join(sub)) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .collect()
+    }
+
+    /// How many times this runner recorded job `id` as completed (its log says so once
+    /// per completion it wrote to the job store).
+    pub fn completions_of(&mut self, id: &str) -> usize {
+        self.log()
+            .lines()
+            .filter(|line| line.contains(id) && line.contains("conversion completed"))
+            .count()
+    }
+
     pub fn log(&mut self) -> String {
         self.process.log()
     }
@@ -517,6 +539,22 @@ pub fn peak_rss_mib(pid: u32) -> Option<f64> {
         .parse()
         .ok()?;
     Some(kib / 1024.0)
+}
+
+/// Polls `check` every 100 ms until it returns something, and returns that; panics
+/// naming `what` once `deadline` has passed without.
+pub fn wait_for<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(
+            Instant::now() < end,
+            "waited {deadline:?} in vain for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A blocking HTTP client with a generous timeout (the machine may be busy).

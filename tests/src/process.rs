@@ -131,6 +131,31 @@ impl Drop for ManagedProcess {
     }
 }
 
+/// The live child processes of `parent` whose command line mentions `needle`: e.g. the
+/// ffmpeg a runner started for a job (its input file is named after the job). A child
+/// that has exited but is not yet reaped has an empty command line, so it is not listed.
+pub fn children_mentioning(parent: u32, needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| parent_of(pid) == Some(parent))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(needle))
+        })
+        .collect()
+}
+
+/// The parent's pid, from `/proc/<pid>/stat`: the field after the state, which follows
+/// the command name in parentheses (a name that may itself hold spaces and parentheses).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The URL following `marker` in a log line (ignoring colour codes).
 fn url_after(line: &str, marker: &str) -> Option<String> {
     let rest = &line[line.find(marker)? + marker.len()..];
@@ -157,5 +182,20 @@ mod tests {
             "http://127.0.0.1:2"
         );
         assert_eq!(super::url_after("nothing here", "Serving"), None);
+    }
+
+    #[test]
+    fn finds_a_child_by_its_command_line() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30.123")
+            .spawn()
+            .unwrap();
+        let me = std::process::id();
+        assert_eq!(super::children_mentioning(me, "30.123"), [child.id()]);
+        assert!(super::children_mentioning(me, "no such argument").is_empty());
+        assert!(super::children_mentioning(child.id(), "30.123").is_empty());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(super::children_mentioning(me, "30.123").is_empty());
     }
 }

@@ -179,12 +179,36 @@ impl S3Server {
 
     /// The keys of job `id`'s objects.
     pub async fn keys_of(&self, id: &str) -> Vec<String> {
-        let job = format!("{PREFIX}/jobs/{id}/");
+        let job = Self::job_prefix(id);
         self.keys()
             .await
             .into_iter()
             .filter(|key| key.starts_with(&job))
             .collect()
+    }
+
+    /// The keys under `prefix` (all of them for `""`), sorted, for suites without an async
+    /// runtime: one plain ListObjectsV2 request, which moto takes unsigned.
+    pub fn blocking_keys(&self, prefix: &str) -> Vec<String> {
+        let response = request(
+            self.port,
+            "GET",
+            &format!("/{BUCKET}?list-type=2&prefix={prefix}"),
+        )
+        .expect("moto_server answers");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let mut keys: Vec<String> = response
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| Some(rest.split_once("</Key>")?.0.to_string()))
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// The prefix of job `id`'s objects.
+    pub fn job_prefix(id: &str) -> String {
+        format!("{PREFIX}/jobs/{id}/")
     }
 
     /// How many multipart uploads were started and neither completed nor aborted.
