@@ -36,10 +36,11 @@ pub struct ThroughputPlan {
 
 /// The throughput clip. Conversion time grows with the audio's duration, transfer
 /// (client → balancer → host → balancer → runner → bucket, and the bucket back to the
-/// converting runner) with the file's size. A 60 s phone clip at 6 Mb/s spends about
-/// as long in transfer as in ffmpeg here, which held an earlier two-runner figure to
-/// 1.5× while conversion alone scaled 2.2×. Ten minutes of a recorded talk (low-rate
-/// video, 96 kb/s audio) is 11 MB for some 6 s of conversion, so conversion bounds a job.
+/// converting runner) with the file's size. The 60 s phone clip (47 MB at 6 Mb/s)
+/// spends as long uploading to the cluster as in ffmpeg (about 1 s each), which held
+/// an earlier two-runner figure to 1.5× while conversion alone scaled 2.2×. Ten minutes
+/// of a recorded talk (low-rate video, 96 kb/s audio) is 11 MB for about 7 s of
+/// conversion, so conversion bounds a job.
 fn throughput_clip() -> Clip {
     Clip::talk(600)
 }

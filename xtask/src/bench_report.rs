@@ -367,7 +367,7 @@ fn render_into(r: &Report, md: &mut String) -> std::fmt::Result {
     writeln!(md, "# Benchmarks\n")?;
     writeln!(
         md,
-        "Written by `{}` on {}. Regenerate with `cargo xtask bench` (about 12 minutes; `--quick` for a short run, `--media-only` for the conversion, upload and cluster figures alone, `--profile` adds a perf profile of validate).",
+        "Written by `{}` on {}. Regenerate with `cargo xtask bench` (about 8 minutes; `--quick` for a short run, `--media-only` for the conversion, upload and cluster figures alone, `--profile` adds a perf profile of validate).",
         r.command, r.date
     )?;
     writeln!(
@@ -811,6 +811,15 @@ fn render_cluster(r: &Report, md: &mut String) -> std::fmt::Result {
     for (layout, conversion) in &r.cluster_conversions {
         writeln!(md, "#### MP4 with its {}\n", layout.label())?;
         render_conversion(md, conversion)?;
+        if let Ok(c) = conversion
+            && let (Some(total), Some(processing)) =
+                (c.overhead_percent(), c.processing_overhead_percent())
+        {
+            writeln!(
+                md,
+                "Over bare ffmpeg: {total:+.1} % end to end ({processing:+.1} % after the upload).\n"
+            )?;
+        }
     }
     Ok(())
 }
@@ -958,23 +967,7 @@ mod tests {
             ],
             native_hash_ms: Some(20.0),
             scope: Scope::Everything,
-            conversions: vec![(
-                ClipLayout::IndexLast,
-                Ok(Conversion {
-                    layout: ClipLayout::IndexLast,
-                    clip: "60 s".into(),
-                    clip_bytes: 47_000_000,
-                    ffmpeg_command: "ffmpeg -i in out.mp3".into(),
-                    bare: vec![1.0, 1.2, 0.9],
-                    end_to_end: vec![1.1, 1.3, 1.05],
-                    client_seen: vec![1.1, 1.3, 1.06],
-                    poll_interval_ms: 10,
-                    upload: vec![0.1, 0.1, 0.1],
-                    queue: vec![0.001; 3],
-                    runner_ffmpeg: vec![0.95; 3],
-                    finish: vec![0.002; 3],
-                }),
-            )],
+            conversions: vec![(ClipLayout::IndexLast, Ok(index_last_conversion()))],
             upload: Ok(UploadMemory {
                 megabytes: 100,
                 megabytes_per_second: 300.0,
@@ -989,9 +982,29 @@ mod tests {
                 one_runner: throughput(1, &[60.0, 62.0, 58.0]),
                 two_runners: throughput(2, &[40.0, 38.0, 42.0]),
             }),
-            cluster_conversions: vec![(ClipLayout::IndexFirst, Err("moto did not start".into()))],
+            cluster_conversions: vec![
+                (ClipLayout::IndexFirst, Err("moto did not start".into())),
+                (ClipLayout::IndexLast, Ok(index_last_conversion())),
+            ],
             app_variables: vec![("rate_limit_per_address".into(), "0".into())],
             profile: None,
+        }
+    }
+
+    fn index_last_conversion() -> Conversion {
+        Conversion {
+            layout: ClipLayout::IndexLast,
+            clip: "60 s".into(),
+            clip_bytes: 47_000_000,
+            ffmpeg_command: "ffmpeg -i in out.mp3".into(),
+            bare: vec![1.0, 1.2, 0.9],
+            end_to_end: vec![1.1, 1.3, 1.05],
+            client_seen: vec![1.1, 1.3, 1.06],
+            poll_interval_ms: 10,
+            upload: vec![0.1, 0.1, 0.1],
+            queue: vec![0.001; 3],
+            runner_ffmpeg: vec![0.95; 3],
+            finish: vec![0.002; 3],
         }
     }
 
