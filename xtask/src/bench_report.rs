@@ -764,7 +764,7 @@ fn render_cluster(r: &Report, md: &mut String) -> std::fmt::Result {
         Ok(t) => {
             writeln!(
                 md,
-                "Clip: {} ({:.1} MB): a long, light clip, so that conversion (which grows with the audio's duration) rather than transfer (with the file's size) bounds a job. Each runner has one worker (`RUNNER_WORKERS=1`). A batch uploads {} copies at once, from as many client threads, so the runners' queue never runs dry; it is timed from the first upload's start to the last completion in the runners' logs. The two configurations run as two clusters side by side, their batches alternating.\n",
+                "Clip: {} ({:.1} MB): a long, light clip, so that conversion (which grows with the audio's duration) rather than transfer (with the file's size) bounds a job. Each runner has one worker (`RUNNER_WORKERS=1`). A batch uploads {} copies at once, from as many client threads, so the runners' queue never runs dry; it is timed from the first upload's start to the last completion in the runners' logs. The two configurations run as two clusters side by side, their batches in the order one, two, two, one, … so a drift in the machine's load weighs on both alike.\n",
                 t.clip,
                 t.clip_bytes as f64 / 1e6,
                 t.one_runner.jobs_per_batch
