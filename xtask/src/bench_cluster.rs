@@ -70,7 +70,7 @@ pub fn figures(
         eprintln!("cluster: not measured: {why}");
         ClusterFigures {
             throughput: Err(why.clone()),
-            conversions: [ClipLayout::IndexFirst, ClipLayout::IndexLast]
+            conversions: ClipLayout::ALL
                 .into_iter()
                 .map(|layout| (layout, Err(why.clone())))
                 .collect(),

@@ -168,7 +168,7 @@ pub fn conversions(
     clip: &Clip,
     runs: usize,
 ) -> Vec<(ClipLayout, Result<Conversion, String>)> {
-    [ClipLayout::IndexFirst, ClipLayout::IndexLast]
+    ClipLayout::ALL
         .into_iter()
         .map(|layout| {
             let figures = conversion(app, token, clip, runs, layout);

@@ -111,6 +111,9 @@ pub enum ClipLayout {
 }
 
 impl ClipLayout {
+    /// Both layouts, in the order the report shows them.
+    pub const ALL: [ClipLayout; 2] = [ClipLayout::IndexFirst, ClipLayout::IndexLast];
+
     pub fn label(self) -> &'static str {
         match self {
             ClipLayout::IndexFirst => "index first",
