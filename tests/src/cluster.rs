@@ -1,7 +1,7 @@
 //! The production topology on one machine, made of real services: PostgreSQL for the
 //! runners' jobs, an S3-compatible server (moto) for their media, Redis for the app's
 //! key-value stores, two app hosts behind a real load
-//! balancer (nginx), two runners behind it too. `cargo xtask up --cluster` serves it
+//! balancer (nginx), two runners (by default) behind it too. `cargo xtask up --cluster` serves it
 //! until Ctrl-C; the cluster suites start a fresh one per test and break pieces of it.
 //!
 //! The hosts share every key-value store through Redis (each label its own database)
@@ -20,8 +20,9 @@ use crate::services::redis::Redis;
 use crate::services::s3::S3Server;
 use crate::{App, Runner, repo_root};
 
-/// How many of each the topology runs.
+/// How many hosts the topology runs.
 pub const HOSTS: usize = 2;
+/// How many runners it runs unless [`ClusterBuilder::runners`] says otherwise.
 pub const RUNNERS: usize = 2;
 
 pub struct ClusterBuilder {
@@ -30,9 +31,18 @@ pub struct ClusterBuilder {
     secrets: DevSecrets,
     variables: Vec<(String, String)>,
     runner_env: Vec<(String, String)>,
+    runners: usize,
 }
 
 impl ClusterBuilder {
+    /// How many runners share the job store and the bucket behind the balancer (at
+    /// least one; default [`RUNNERS`]).
+    pub fn runners(mut self, count: usize) -> Self {
+        assert!(count > 0, "the cluster needs a runner");
+        self.runners = count;
+        self
+    }
+
     /// A runner setting for both runners (e.g. `RUNNER_LEASE_TTL`).
     pub fn runner_env(mut self, name: &str, value: &str) -> Self {
         self.runner_env.push((name.into(), value.into()));
@@ -78,7 +88,7 @@ impl ClusterBuilder {
         let redis = Redis::start();
         let runtime_config = runtime_config(&redis.url())?;
 
-        let runner_addresses: Vec<String> = (0..RUNNERS).map(|_| loopback()).collect();
+        let runner_addresses: Vec<String> = (0..self.runners).map(|_| loopback()).collect();
         let host_addresses: Vec<String> = (0..HOSTS).map(|_| loopback()).collect();
         let listen = self.listen.clone().unwrap_or_else(loopback);
         let runners_listen = loopback();
@@ -191,6 +201,7 @@ impl Cluster {
             secrets: DevSecrets::generate(),
             variables: Vec::new(),
             runner_env: Vec::new(),
+            runners: RUNNERS,
         }
     }
 
@@ -209,6 +220,11 @@ impl Cluster {
 
     pub fn runner(&mut self, index: usize) -> &mut Runner {
         &mut self.runners[index]
+    }
+
+    /// How many runners it started (see [`ClusterBuilder::runners`]).
+    pub fn runner_count(&self) -> usize {
+        self.runners.len()
     }
 
     /// SIGKILL host `index`; the balancer then sends everything to the others.

@@ -10,15 +10,18 @@ use clap::Args;
 use spinmesh_e2e::{App, AppBuilder, Engine};
 
 use crate::bench_baseline::Baseline;
+use crate::bench_cluster::ThroughputPlan;
+use crate::bench_media::Clip;
 use crate::bench_report::{
-    ClipLayout, Figures, LoadSettings, Machine, Outcome, Report, Row, Stack, key, render,
+    Figures, LoadSettings, Machine, Outcome, Report, Row, Scope, Stack, key, render,
 };
 use crate::build::{build_all, root};
 use crate::setup::ensure_tool;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// A short run (CI smoke check): 3 s per scenario, a 10 s clip, fewer runs.
+    /// A short run (CI smoke check): 3 s per scenario, a 10 s clip, fewer runs, one
+    /// batch of two jobs per cluster.
     #[arg(long)]
     quick: bool,
     /// Connections kept open by the load generator (login uses fewer).
@@ -27,6 +30,11 @@ pub struct BenchArgs {
     /// Also profile `GET /api/validate` on the host with perf (cpu-clock samples).
     #[arg(long)]
     profile: bool,
+    /// Only the media figures: conversions on the single host and on the cluster, the
+    /// cluster's throughput, upload memory. No load scenarios or baselines; the report
+    /// goes to target/bench-media.md unless --output says otherwise.
+    #[arg(long, conflicts_with = "profile")]
+    media_only: bool,
     /// Where the report goes (default: BENCHMARKS.md at the repository root).
     #[arg(long)]
     output: Option<std::path::PathBuf>,
@@ -34,9 +42,29 @@ pub struct BenchArgs {
 
 const THREADS: u32 = 2;
 
-/// The app as benchmarked: the one place that configures it. Limits meant for
-/// hostile clients (rate limits, once the app has them) are switched off where
-/// the manifest declares them, so the bench measures work, not throttling.
+/// The app as a benchmark sees it: the single host (with its runner) or the cluster
+/// behind its balancer.
+pub trait BenchApp {
+    /// A URL of the app, as a client reaches it.
+    fn url(&self, path: &str) -> String;
+    /// Everything its runners logged so far, where the job timings are read.
+    fn runner_log(&mut self) -> String;
+}
+
+impl BenchApp for App {
+    fn url(&self, path: &str) -> String {
+        App::url(self, path)
+    }
+
+    fn runner_log(&mut self) -> String {
+        App::runner_log(self)
+    }
+}
+
+/// The app as benchmarked, on the single host and on the cluster: the one place that
+/// configures it. Limits meant for hostile clients (rate limits, once the app has
+/// them) are switched off where the manifest declares them, so the bench measures
+/// work, not throttling.
 pub fn bench_app() -> Result<(AppBuilder, Vec<(String, String)>)> {
     let declared = manifest_variables()?;
     let wanted = [
@@ -75,7 +103,10 @@ fn manifest_variables() -> Result<toml::Table> {
 
 pub fn bench(args: BenchArgs) -> Result<()> {
     let started = Instant::now();
-    ensure_tool("wrk", "wrk", "--version")?;
+    let load_average = load_average();
+    if !args.media_only {
+        ensure_tool("wrk", "wrk", "--version")?;
+    }
     crate::setup::ensure_ffmpeg()?;
     build_all()?;
     let load = LoadSettings {
@@ -86,10 +117,6 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     };
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let mut rows = Vec::new();
-    println!(
-        "{:<38} {:<26} {:>9} {:>8} {:>8} {:>8}",
-        "stack", "scenario", "req/s", "p50 ms", "p99 ms", "errors"
-    );
 
     let (builder, app_variables) = bench_app()?;
     let mut app = builder
@@ -97,29 +124,93 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         .try_start()
         .map_err(|log| anyhow::anyhow!("the app did not start:\n{log}"))?;
     let session = Session::open(&app)?;
-    for scenario in app_scenarios(&app, &session, load.connections, cores) {
-        rows.push(measure(Stack::Spinmesh, scenario, &load));
+    if !args.media_only {
+        println!(
+            "{:<38} {:<26} {:>9} {:>8} {:>8} {:>8}",
+            "stack", "scenario", "req/s", "p50 ms", "p99 ms", "errors"
+        );
+        for scenario in app_scenarios(&app, &session, load.connections, cores) {
+            rows.push(measure(Stack::Spinmesh, scenario, &load));
+        }
     }
     let (clip_seconds, runs) = if args.quick { (10, 3) } else { (60, 5) };
-    let conversions = [ClipLayout::IndexFirst, ClipLayout::IndexLast]
-        .into_iter()
-        .map(|layout| {
-            let figures = crate::bench_media::conversion(
-                &mut app,
-                &session.token,
-                clip_seconds,
-                runs,
-                layout,
-            );
-            (layout, figures.map_err(|err| format!("{err:#}")))
-        })
-        .collect();
+    let phone = Clip::phone(clip_seconds);
+    let conversions = crate::bench_media::conversions(&mut app, &session.token, &phone, runs);
     let upload =
         crate::bench_media::upload_memory(&app, &session.token, if args.quick { 20 } else { 100 })
             .map_err(|err| format!("{err:#}"));
     let secrets = app.secrets().clone();
     drop(app);
 
+    let plan = if args.quick {
+        ThroughputPlan {
+            jobs: 2,
+            batches: 1,
+        }
+    } else {
+        ThroughputPlan {
+            jobs: 6,
+            batches: 2,
+        }
+    };
+    let cluster = crate::bench_cluster::figures(&app_variables, &plan, &phone, runs);
+
+    if !args.media_only {
+        rows.extend(baseline_rows(&secrets, &session.token, &load, cores)?);
+    }
+    let profile = if args.profile {
+        Some(
+            crate::bench_profile::profile_validate(load.connections)
+                .unwrap_or_else(|err| format!("Profiling failed: {err:#}")),
+        )
+    } else {
+        None
+    };
+    let report = Report {
+        command: command_line(),
+        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        machine: machine(cores, load_average),
+        load,
+        rows,
+        native_hash_ms: (!args.media_only).then(native_hash_ms).flatten(),
+        scope: if args.media_only {
+            Scope::MediaOnly
+        } else {
+            Scope::Everything
+        },
+        conversions,
+        upload,
+        cluster_throughput: cluster.throughput,
+        cluster_conversions: cluster.conversions,
+        app_variables,
+        profile,
+    };
+    let output = args.output.unwrap_or_else(|| {
+        root().join(if args.media_only {
+            "target/bench-media.md"
+        } else {
+            "BENCHMARKS.md"
+        })
+    });
+    std::fs::write(&output, render(&report))
+        .with_context(|| format!("writing {}", output.display()))?;
+    println!(
+        "\nwrote {} in {:.0} s",
+        output.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The baselines' rows: the native ceiling and the seed stack (validating `token`'s
+/// claims), and the app on real Spin.
+fn baseline_rows(
+    secrets: &spinmesh_e2e::DevSecrets,
+    token: &str,
+    load: &LoadSettings,
+    cores: usize,
+) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
     let (issuer, audience) = (
         manifest_default("auth_issuer")?,
         manifest_default("auth_audience")?,
@@ -129,10 +220,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             for scenario in validate_scenarios(
                 &native.url("/validate"),
                 &native.url("/health"),
-                &session.token,
+                token,
                 load.connections,
             ) {
-                rows.push(measure(Stack::Native, scenario, &load));
+                rows.push(measure(Stack::Native, scenario, load));
             }
         }
         Err(err) => rows.push(not_measured(
@@ -156,7 +247,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 &token,
                 load.connections,
             ) {
-                rows.push(measure(Stack::Seed, scenario, &load));
+                rows.push(measure(Stack::Seed, scenario, load));
             }
         }
         Err(err) => rows.push(not_measured(
@@ -166,37 +257,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             &format!("{err:#}"),
         )),
     }
-    rows.extend(spin_rows(&load));
-
-    let profile = if args.profile {
-        Some(
-            crate::bench_profile::profile_validate(load.connections)
-                .unwrap_or_else(|err| format!("Profiling failed: {err:#}")),
-        )
-    } else {
-        None
-    };
-    let report = Report {
-        command: command_line(),
-        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
-        machine: machine(cores),
-        load,
-        rows,
-        native_hash_ms: native_hash_ms(),
-        conversions,
-        upload,
-        app_variables,
-        profile,
-    };
-    let output = args.output.unwrap_or_else(|| root().join("BENCHMARKS.md"));
-    std::fs::write(&output, render(&report))
-        .with_context(|| format!("writing {}", output.display()))?;
-    println!(
-        "\nwrote {} in {:.0} s",
-        output.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    rows.extend(spin_rows(load));
+    Ok(rows)
 }
 
 /// The benchmark user's token and what the catalogue scenarios need.
@@ -469,7 +531,7 @@ fn measure(stack: Stack, scenario: Scenario, load: &LoadSettings) -> Row {
 }
 
 /// Registers the benchmark user and returns an access token.
-pub fn sign_up(app: &App) -> Result<String> {
+pub fn sign_up(app: &impl BenchApp) -> Result<String> {
     let client = spinmesh_e2e::client();
     let account = serde_json::json!({ "username": BENCH_USER, "email": "bench@example.com", "password": BENCH_PASSWORD });
     let registered = client
@@ -485,7 +547,7 @@ pub fn sign_up(app: &App) -> Result<String> {
     login(app, BENCH_USER, BENCH_PASSWORD)
 }
 
-fn login(app: &App, username: &str, password: &str) -> Result<String> {
+fn login(app: &impl BenchApp, username: &str, password: &str) -> Result<String> {
     let credentials = serde_json::json!({ "username": username, "password": password });
     let login: serde_json::Value = spinmesh_e2e::client()
         .post(app.url("/api/login"))
@@ -611,7 +673,20 @@ fn command_line() -> String {
     format!("cargo xtask {}", args.join(" "))
 }
 
-fn machine(cores: usize) -> Machine {
+/// `/proc/loadavg`'s three averages, or "unknown".
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".into(),
+        |text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+    )
+}
+
+fn machine(cores: usize, load_average: String) -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()
@@ -655,6 +730,7 @@ fn machine(cores: usize) -> Machine {
             .map_or_else(|_| "unknown".into(), |k| k.trim().to_string()),
         rustc: first_line("rustc", &["--version"]).unwrap_or_else(|| "rustc unknown".into()),
         tools,
+        load_average,
     }
 }
 

@@ -1,8 +1,9 @@
 //! Conversion and upload figures: end-to-end conversion of a phone-like clip
 //! against bare ffmpeg on the same file, and host/runner peak memory while a
-//! large file streams through.
+//! large file streams through. The conversion figures work on any [`BenchApp`], so the
+//! cluster's figures (`bench_cluster`) are measured the same way.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +14,7 @@ use chrono::{DateTime, Utc};
 use spinmesh_e2e::{App, client, multipart_body};
 use spinmesh_runner::ffmpeg::Input;
 
+use crate::bench::BenchApp;
 use crate::bench_report::{ClipLayout, Conversion, UploadMemory, median};
 use crate::build::root;
 
@@ -20,31 +22,178 @@ const BOUNDARY: &str = "spinmesh-bench-boundary";
 /// Status polls this often; the runner's log gives the exact completion time.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
-/// Converts a `seconds`-long clip `runs` times each way, alternating so both
-/// see the same machine load.
-pub fn conversion(
-    app: &mut App,
-    token: &str,
+/// A synthetic MP4 to convert: a moving test pattern in H.264 over two noisy tones in
+/// stereo 48 kHz AAC, so the conversion decodes real AAC and encodes stereo MP3. Made
+/// once and kept under `target/bench-media/`; the index-last copy is the same streams
+/// remuxed.
+pub struct Clip {
+    /// Names the file, with the duration.
+    stem: &'static str,
     seconds: u32,
+    width: u32,
+    height: u32,
+    fps: u32,
+    video_kbps: u32,
+    audio_kbps: u32,
+}
+
+impl Clip {
+    /// Like a phone's: 720p at a phone's bitrate.
+    pub fn phone(seconds: u32) -> Clip {
+        Clip {
+            stem: "phone-720p",
+            seconds,
+            width: 1280,
+            height: 720,
+            fps: 30,
+            video_kbps: 6000,
+            audio_kbps: 192,
+        }
+    }
+
+    /// Like a recorded talk: small, low-rate video, so the file is small for its
+    /// duration.
+    pub fn talk(seconds: u32) -> Clip {
+        Clip {
+            stem: "talk-180p",
+            seconds,
+            width: 320,
+            height: 180,
+            fps: 15,
+            video_kbps: 48,
+            audio_kbps: 96,
+        }
+    }
+
+    pub fn description(&self) -> String {
+        let rate = |kbps: u32| {
+            if kbps >= 1000 {
+                format!("{} Mb/s", f64::from(kbps) / 1000.0)
+            } else {
+                format!("{kbps} kb/s")
+            }
+        };
+        format!(
+            "{} s, {}×{} {} fps H.264 at {} + stereo 48 kHz AAC at {}",
+            self.seconds,
+            self.width,
+            self.height,
+            self.fps,
+            rate(self.video_kbps),
+            rate(self.audio_kbps)
+        )
+    }
+
+    /// The clip's file in `layout`, made when missing.
+    pub fn path(&self, layout: ClipLayout) -> Result<PathBuf> {
+        let dir = root().join("target/bench-media");
+        std::fs::create_dir_all(&dir)?;
+        let name = format!("{}-{}s", self.stem, self.seconds);
+        let clip = dir.join(format!("{name}.mp4"));
+        if !clip.exists() {
+            self.encode(&dir.join(format!("{name}.partial.mp4")), &clip)?;
+        }
+        match layout {
+            ClipLayout::IndexFirst => Ok(clip),
+            ClipLayout::IndexLast => {
+                let remuxed = dir.join(format!("{name}-index-last.mp4"));
+                if !remuxed.exists() {
+                    let partial = dir.join(format!("{name}-index-last.partial.mp4"));
+                    let status = Command::new("ffmpeg")
+                        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i"])
+                        .arg(&clip)
+                        .args(["-c", "copy", "-map", "0"])
+                        .arg(&partial)
+                        .status()
+                        .context("cannot run ffmpeg")?;
+                    if !status.success() {
+                        bail!("ffmpeg failed remuxing {}", clip.display());
+                    }
+                    std::fs::rename(&partial, &remuxed)?;
+                }
+                Ok(remuxed)
+            }
+        }
+    }
+
+    /// Encodes the index-first clip into `partial`, then renames it to `clip`.
+    fn encode(&self, partial: &Path, clip: &Path) -> Result<()> {
+        let seconds = self.seconds;
+        // Two tones with noise in each channel: AAC has real work to do, unlike silence.
+        let audio = format!(
+            "aevalsrc=0.2*sin(2*PI*440*t)+0.05*(random(0)-0.5)|0.2*sin(2*PI*660*t)+0.05*(random(1)-0.5):sample_rate=48000:duration={seconds}"
+        );
+        let video = format!(
+            "testsrc2=size={}x{}:rate={}:duration={seconds}",
+            self.width, self.height, self.fps
+        );
+        let (video_rate, video_buffer, audio_rate) = (
+            format!("{}k", self.video_kbps),
+            format!("{}k", 2 * self.video_kbps),
+            format!("{}k", self.audio_kbps),
+        );
+        let status = Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
+            .args(["-f", "lavfi", "-i", &video])
+            .args(["-f", "lavfi", "-i", &audio])
+            .args(["-c:v", "libx264", "-preset", "ultrafast"])
+            .args(["-b:v", &video_rate, "-maxrate", &video_rate])
+            .args(["-bufsize", &video_buffer, "-pix_fmt", "yuv420p"])
+            .args([
+                "-c:a",
+                "aac",
+                "-b:a",
+                &audio_rate,
+                "-ac",
+                "2",
+                "-ar",
+                "48000",
+            ])
+            .args(["-movflags", "+faststart", "-shortest"])
+            .arg(partial)
+            .status()
+            .context("cannot run ffmpeg")?;
+        if !status.success() {
+            bail!("ffmpeg failed making {}", clip.display());
+        }
+        std::fs::rename(partial, clip)?;
+        Ok(())
+    }
+}
+
+/// [`conversion`] of `clip` in each layout; a failure is reported as not measured.
+pub fn conversions(
+    app: &mut impl BenchApp,
+    token: &str,
+    clip: &Clip,
+    runs: usize,
+) -> Vec<(ClipLayout, Result<Conversion, String>)> {
+    ClipLayout::ALL
+        .into_iter()
+        .map(|layout| {
+            let figures = conversion(app, token, clip, runs, layout);
+            (layout, figures.map_err(|err| format!("{err:#}")))
+        })
+        .collect()
+}
+
+/// Converts `clip` `runs` times each way, alternating so both see the same machine
+/// load.
+fn conversion(
+    app: &mut impl BenchApp,
+    token: &str,
+    clip: &Clip,
     runs: usize,
     layout: ClipLayout,
 ) -> Result<Conversion> {
-    let clip = phone_clip(seconds, layout)?;
-    let bytes = std::fs::read(&clip)?;
-    let form = multipart_body(BOUNDARY, &[("file", Some("clip.mp4"), &bytes)]);
+    let path = clip.path(layout)?;
+    let bytes = std::fs::read(&path)?;
+    let form = upload_form(&bytes);
     let scratch = tempfile_dir()?;
-    let defaults = runner_defaults()?;
-    let bare_args = spinmesh_runner::ffmpeg::ffmpeg_args(
-        &Input::File(&clip),
-        &scratch.join("bare.mp3"),
-        defaults.quality,
-        &defaults.output_limits(),
-    );
+    let bare_args = bare_ffmpeg_args(&path, &scratch.join("bare.mp3"))?;
     let mut figures = Conversion {
         layout,
-        clip: format!(
-            "{seconds} s, 1280×720 30 fps H.264 at 6 Mb/s + stereo 48 kHz AAC at 192 kb/s"
-        ),
+        clip: clip.description(),
         clip_bytes: bytes.len() as u64,
         ffmpeg_command: format!(
             "ffmpeg {}",
@@ -63,6 +212,7 @@ pub fn conversion(
         runner_ffmpeg: Vec::new(),
         finish: Vec::new(),
     };
+    let upload_url = app.url("/api/upload");
     for _ in 0..runs {
         let started = Instant::now();
         let status = Command::new("ffmpeg")
@@ -73,14 +223,14 @@ pub fn conversion(
             .status()?;
         figures.bare.push(started.elapsed().as_secs_f64());
         if !status.success() {
-            bail!("bare ffmpeg failed on {}", clip.display());
+            bail!("bare ffmpeg failed on {}", path.display());
         }
 
         // The form is built before the clock starts: timing starts as the client sends.
         let body = form.clone();
         let started_at = SystemTime::now();
         let started = Instant::now();
-        let job = upload(app, token, body)?;
+        let job = upload(&upload_url, token, body)?;
         let uploaded = started.elapsed().as_secs_f64();
         wait_for_completion(app, token, &job)?;
         figures.client_seen.push(started.elapsed().as_secs_f64());
@@ -105,7 +255,8 @@ pub fn conversion(
     }
     let _ = std::fs::remove_dir_all(&scratch);
     println!(
-        "convert {seconds} s clip, {} ({:.0} MB): bare ffmpeg {:.3} s, upload→completed {:.3} s (upload {:.3} s, queue {:.3} s, runner's ffmpeg {:.3} s), medians of {runs}",
+        "convert {} s clip, {} ({:.0} MB): bare ffmpeg {:.3} s, upload→completed {:.3} s (upload {:.3} s, queue {:.3} s, runner's ffmpeg {:.3} s), medians of {runs}",
+        clip.seconds,
         layout.label(),
         figures.clip_bytes as f64 / 1e6,
         median(&figures.bare).unwrap_or_default(),
@@ -117,106 +268,23 @@ pub fn conversion(
     Ok(figures)
 }
 
-/// The runner's default settings (MP3 quality, output limits), so bare ffmpeg gets the
-/// same arguments.
-fn runner_defaults() -> Result<spinmesh_runner::Config> {
+/// The runner's own ffmpeg arguments for `input`, with its default settings (MP3
+/// quality, output limits), so bare ffmpeg does exactly the runner's work.
+fn bare_ffmpeg_args(input: &Path, output: &Path) -> Result<Vec<std::ffi::OsString>> {
     use clap::Parser;
-    Ok(spinmesh_runner::Config::try_parse_from([
-        "spinmesh-runner",
-        "--token",
-        "unused",
-    ])?)
+    let defaults =
+        spinmesh_runner::Config::try_parse_from(["spinmesh-runner", "--token", "unused"])?;
+    Ok(spinmesh_runner::ffmpeg::ffmpeg_args(
+        &Input::File(input),
+        output,
+        defaults.quality,
+        &defaults.output_limits(),
+    ))
 }
 
-/// A clip like a phone's: 720p H.264 at a phone's bitrate with stereo 48 kHz
-/// AAC, so the conversion decodes real AAC and encodes stereo MP3. Made once and
-/// kept under `target/bench-media/`; the index-last copy is the same streams remuxed.
-fn phone_clip(seconds: u32, layout: ClipLayout) -> Result<PathBuf> {
-    let dir = root().join("target/bench-media");
-    std::fs::create_dir_all(&dir)?;
-    let clip = dir.join(format!("phone-720p-{seconds}s.mp4"));
-    if !clip.exists() {
-        encode_clip(&dir, &clip, seconds)?;
-    }
-    match layout {
-        ClipLayout::IndexFirst => Ok(clip),
-        ClipLayout::IndexLast => {
-            let remuxed = dir.join(format!("phone-720p-{seconds}s-index-last.mp4"));
-            if !remuxed.exists() {
-                let partial = dir.join(format!("phone-720p-{seconds}s-index-last.partial.mp4"));
-                let status = Command::new("ffmpeg")
-                    .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i"])
-                    .arg(&clip)
-                    .args(["-c", "copy", "-map", "0"])
-                    .arg(&partial)
-                    .status()
-                    .context("cannot run ffmpeg")?;
-                if !status.success() {
-                    bail!("ffmpeg failed remuxing {}", clip.display());
-                }
-                std::fs::rename(&partial, &remuxed)?;
-            }
-            Ok(remuxed)
-        }
-    }
-}
-
-/// Encodes the index-first clip.
-fn encode_clip(dir: &std::path::Path, clip: &std::path::Path, seconds: u32) -> Result<()> {
-    let partial = dir.join(format!("phone-720p-{seconds}s.partial.mp4"));
-    // Two tones with noise in each channel: AAC has real work to do, unlike silence.
-    let audio = format!(
-        "aevalsrc=0.2*sin(2*PI*440*t)+0.05*(random(0)-0.5)|0.2*sin(2*PI*660*t)+0.05*(random(1)-0.5):sample_rate=48000:duration={seconds}"
-    );
-    let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=size=1280x720:rate=30:duration={seconds}"),
-        ])
-        .args(["-f", "lavfi", "-i", &audio])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-b:v",
-            "6M",
-            "-maxrate",
-            "6M",
-            "-bufsize",
-            "12M",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args([
-            "-c:a",
-            "aac",
-            "-b:a",
-            "192k",
-            "-ac",
-            "2",
-            "-ar",
-            "48000",
-            "-movflags",
-            "+faststart",
-            "-shortest",
-        ])
-        .arg(&partial)
-        .status()
-        .context("cannot run ffmpeg")?;
-    if !status.success() {
-        bail!("ffmpeg failed making {}", clip.display());
-    }
-    std::fs::rename(&partial, clip)?;
-    Ok(())
-}
-
-/// The job's timings from the runner's log. The runner logs completion just after
+/// The job's timings from the runners' log. A runner logs completion just after
 /// recording it, so a poll can see `completed` a moment before the line exists.
-fn runner_timeline(app: &mut App, job: &str) -> Result<JobTimeline> {
+pub fn runner_timeline(app: &mut impl BenchApp, job: &str) -> Result<JobTimeline> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(timeline) = JobTimeline::from_log(&app.runner_log(), job) {
@@ -231,15 +299,21 @@ fn runner_timeline(app: &mut App, job: &str) -> Result<JobTimeline> {
 
 /// A job's conversion as the runner logged it.
 #[derive(Debug, PartialEq)]
-struct JobTimeline {
-    started: SystemTime,
-    completed: SystemTime,
-    ffmpeg_seconds: f64,
+pub struct JobTimeline {
+    pub started: SystemTime,
+    pub completed: SystemTime,
+    /// The runner's `seconds`: fetching the input (from object storage; nothing to
+    /// fetch from a local spool or for a conversion started as the upload arrived) and
+    /// ffmpeg.
+    pub ffmpeg_seconds: f64,
 }
 
 impl JobTimeline {
-    /// From the runner's tracing lines, e.g.
+    /// From the runners' tracing lines, e.g.
     /// `2026-01-01T00:00:00.123456Z  INFO job{job_id=job_… worker=0}: spinmesh_runner::worker: conversion completed output_bytes=1 seconds=0.9`.
+    /// Several runners' logs may be given one after the other: the latest line of each
+    /// kind counts (a head start given back on one runner is converted again, maybe on
+    /// another).
     fn from_log(log: &str, job: &str) -> Option<JobTimeline> {
         let span = format!("job_id={job} ");
         let line_time = |line: &str| -> Option<SystemTime> {
@@ -251,23 +325,27 @@ impl JobTimeline {
                     .into(),
             )
         };
-        let job_lines: Vec<&str> = log.lines().filter(|line| line.contains(&span)).collect();
-        let started = job_lines
-            .iter()
-            .rev()
-            .find(|line| line.contains("conversion started"))?;
-        let completed = job_lines
-            .iter()
-            .rev()
-            .find(|line| line.contains("conversion completed"))?;
-        let ffmpeg_seconds = completed
+        let job_lines: Vec<(SystemTime, &str)> = log
+            .lines()
+            .filter(|line| line.contains(&span))
+            .filter_map(|line| Some((line_time(line)?, line)))
+            .collect();
+        let latest = |event: &str| {
+            job_lines
+                .iter()
+                .filter(|(_, line)| line.contains(event))
+                .max_by_key(|(at, _)| *at)
+        };
+        let (started, _) = latest("conversion started")?;
+        let (completed, completed_line) = latest("conversion completed")?;
+        let ffmpeg_seconds = completed_line
             .split_whitespace()
             .find_map(|field| field.strip_prefix("seconds="))?
             .parse()
             .ok()?;
         Some(JobTimeline {
-            started: line_time(started)?,
-            completed: line_time(completed)?,
+            started: *started,
+            completed: *completed,
             ffmpeg_seconds,
         })
     }
@@ -302,7 +380,7 @@ pub fn upload_memory(app: &App, token: &str, megabytes: usize) -> Result<UploadM
     let body = multipart_body(BOUNDARY, &[("file", Some("big.mp4"), &bytes)]);
     drop(bytes);
     let started = Instant::now();
-    let uploaded = upload(app, token, body);
+    let uploaded = upload(&app.url("/api/upload"), token, body);
     let elapsed = started.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
     let (host_peak, runner_peak) = sampler.join().expect("the memory sampler does not panic");
@@ -336,10 +414,16 @@ fn rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// Sends a multipart form built by [`multipart_body`] with [`BOUNDARY`].
-fn upload(app: &App, token: &str, body: Vec<u8>) -> Result<String> {
+/// A multipart form with `clip` as its file, as [`upload`] sends it.
+pub fn upload_form(clip: &[u8]) -> Vec<u8> {
+    multipart_body(BOUNDARY, &[("file", Some("clip.mp4"), clip)])
+}
+
+/// Sends a multipart form built by [`multipart_body`] with [`BOUNDARY`] to
+/// `upload_url`; returns the job's id.
+pub fn upload(upload_url: &str, token: &str, body: Vec<u8>) -> Result<String> {
     let response = client()
-        .post(app.url("/api/upload"))
+        .post(upload_url)
         .bearer_auth(token)
         .header(
             "content-type",
@@ -361,22 +445,36 @@ fn upload(app: &App, token: &str, body: Vec<u8>) -> Result<String> {
         .context("upload answered without a job id")
 }
 
-fn wait_for_completion(app: &App, token: &str, job: &str) -> Result<()> {
+fn wait_for_completion(app: &impl BenchApp, token: &str, job: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     let client = client();
     while Instant::now() < deadline {
-        let status: serde_json::Value = client
-            .get(app.url(&format!("/api/jobs/{job}")))
-            .bearer_auth(token)
-            .send()?
-            .json()?;
-        match status["status"].as_str() {
-            Some("completed") => return Ok(()),
-            Some("failed" | "cancelled") => bail!("conversion did not complete: {status}"),
-            _ => std::thread::sleep(POLL_INTERVAL),
+        if is_completed(&client, app, token, job)? {
+            return Ok(());
         }
+        std::thread::sleep(POLL_INTERVAL);
     }
     bail!("conversion did not finish within 10 minutes")
+}
+
+/// Whether the job has completed, as a client sees it; an error once it failed or was
+/// cancelled.
+pub fn is_completed(
+    client: &reqwest::blocking::Client,
+    app: &impl BenchApp,
+    token: &str,
+    job: &str,
+) -> Result<bool> {
+    let status: serde_json::Value = client
+        .get(app.url(&format!("/api/jobs/{job}")))
+        .bearer_auth(token)
+        .send()?
+        .json()?;
+    match status["status"].as_str() {
+        Some("completed") => Ok(true),
+        Some("failed" | "cancelled") => bail!("conversion did not complete: {status}"),
+        _ => Ok(false),
+    }
 }
 
 fn tempfile_dir() -> Result<PathBuf> {
@@ -413,5 +511,22 @@ mod tests {
         );
         assert_eq!(JobTimeline::from_log(log, "job_b"), None, "not completed");
         assert_eq!(JobTimeline::from_log(log, "job_c"), None);
+    }
+
+    #[test]
+    fn the_latest_lines_count_across_runners_logs() {
+        // Runner 1's log follows runner 0's: the head start given back on runner 1
+        // came first, the conversion on runner 0 later.
+        let logs = "\
+2026-01-01T00:00:03.000000Z  INFO job{job_id=job_a worker=0}: spinmesh_runner::worker: conversion started attempt=1 size_bytes=5
+2026-01-01T00:00:04.000000Z  INFO job{job_id=job_a worker=0}: spinmesh_runner::worker: conversion completed output_bytes=9 seconds=0.8
+2026-01-01T00:00:01.000000Z  INFO job{job_id=job_a worker=\"early\"}: spinmesh_runner::worker: conversion started while the upload is arriving
+";
+        let timeline = JobTimeline::from_log(logs, "job_a").unwrap();
+        let expected: SystemTime = DateTime::parse_from_rfc3339("2026-01-01T00:00:03Z")
+            .unwrap()
+            .with_timezone(&Utc)
+            .into();
+        assert_eq!(timeline.started, expected);
     }
 }

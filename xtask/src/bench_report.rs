@@ -87,6 +87,9 @@ pub struct Machine {
     pub rustc: String,
     /// `name: version` of each external tool used.
     pub tools: Vec<String>,
+    /// `/proc/loadavg`'s 1-, 5- and 15-minute averages as the run began: how busy
+    /// the machine was with other work.
+    pub load_average: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +111,9 @@ pub enum ClipLayout {
 }
 
 impl ClipLayout {
+    /// Both layouts, in the order the report shows them.
+    pub const ALL: [ClipLayout; 2] = [ClipLayout::IndexFirst, ClipLayout::IndexLast];
+
     pub fn label(self) -> &'static str {
         match self {
             ClipLayout::IndexFirst => "index first",
@@ -160,6 +166,52 @@ impl UploadMemory {
     }
 }
 
+/// Conversion throughput of one runner configuration on the cluster: batches of one
+/// clip, every job of a batch uploaded at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Throughput {
+    pub runners: usize,
+    pub jobs_per_batch: usize,
+    /// Per batch: the first upload's start → the last completion the runners logged.
+    pub batch_seconds: Vec<f64>,
+    /// Per job of every batch: upload start → 202.
+    pub upload: Vec<f64>,
+    /// Per job of every batch: the conversion as the runner timed it (input fetch and
+    /// ffmpeg).
+    pub runner_conversion: Vec<f64>,
+}
+
+impl Throughput {
+    /// Jobs per minute over the median batch.
+    pub fn jobs_per_minute(&self) -> Option<f64> {
+        Some(self.jobs_per_batch as f64 * 60.0 / median(&self.batch_seconds)?)
+    }
+}
+
+/// One runner against two on the cluster, one worker each, in alternating batches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterThroughput {
+    pub clip: String,
+    pub clip_bytes: u64,
+    pub one_runner: Throughput,
+    pub two_runners: Throughput,
+}
+
+impl ClusterThroughput {
+    /// Two runners' jobs per minute over one runner's.
+    pub fn speedup(&self) -> Option<f64> {
+        Some(self.two_runners.jobs_per_minute()? / self.one_runner.jobs_per_minute()?)
+    }
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Everything,
+    /// `--media-only`: conversions, upload memory and the cluster, no load scenarios.
+    MediaOnly,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
     pub command: String,
@@ -169,9 +221,13 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// argon2id hash time measured natively (login's cost floor outside WASM).
     pub native_hash_ms: Option<f64>,
-    /// One clip in each layout.
+    pub scope: Scope,
+    /// One clip in each layout, on the single host.
     pub conversions: Vec<(ClipLayout, Result<Conversion, String>)>,
     pub upload: Result<UploadMemory, String>,
+    pub cluster_throughput: Result<ClusterThroughput, String>,
+    /// The same clip in each layout as on the single host, through the cluster.
+    pub cluster_conversions: Vec<(ClipLayout, Result<Conversion, String>)>,
     /// Variables the bench sets on the app (see `bench_app`).
     pub app_variables: Vec<(String, String)>,
     /// Markdown from `--profile`, when it ran.
@@ -283,6 +339,7 @@ pub struct Breakdown {
 const VALIDATE_VS_SEED_TARGET: f64 = 1.5;
 const NOOP_VS_SPIN_TARGET: f64 = 1.2;
 const CONVERSION_OVERHEAD_TARGET: f64 = 5.0;
+const CLUSTER_SPEEDUP_TARGET: f64 = 1.8;
 
 fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "**missed**" }
@@ -313,7 +370,7 @@ fn render_into(r: &Report, md: &mut String) -> std::fmt::Result {
     writeln!(md, "# Benchmarks\n")?;
     writeln!(
         md,
-        "Written by `{}` on {}. Regenerate with `cargo xtask bench` (about 5 minutes; `--quick` for a short run, `--profile` adds a perf profile of validate).",
+        "Written by `{}` on {}. Regenerate with `cargo xtask bench` (about 8 minutes; `--quick` for a short run, `--media-only` for the conversion, upload and cluster figures alone, `--profile` adds a perf profile of validate).",
         r.command, r.date
     )?;
     writeln!(
@@ -322,12 +379,13 @@ fn render_into(r: &Report, md: &mut String) -> std::fmt::Result {
     )?;
     writeln!(
         md,
-        "**Machine:** {} — {} cores, Linux {}, {}. Tools: {}.\n",
+        "**Machine:** {} — {} cores, Linux {}, {}. Tools: {}. Load average as the run began: {}.\n",
         r.machine.cpu,
         r.machine.cores,
         r.machine.kernel,
         r.machine.rustc,
-        r.machine.tools.join(", ")
+        r.machine.tools.join(", "),
+        r.machine.load_average
     )?;
 
     // Targets first: what a reader wants to know.
@@ -335,25 +393,9 @@ fn render_into(r: &Report, md: &mut String) -> std::fmt::Result {
     writeln!(md, "| target | measured | status |\n|---|---|---|")?;
     let seed_get = r.ratio((Spinmesh, key::VALIDATE_GET), (Seed, key::VALIDATE_GET));
     let seed_post = r.ratio((Spinmesh, key::VALIDATE_POST), (Seed, key::VALIDATE_POST));
-    let validate_status = match (&seed_get, &seed_post) {
-        (Some(g), Some(p)) => verdict(g.value.min(p.value) >= VALIDATE_VS_SEED_TARGET).to_string(),
-        _ => "not measured".into(),
-    };
-    writeln!(
-        md,
-        "| validate ≥ {VALIDATE_VS_SEED_TARGET}× the seed stack (moonshot 2×) | GET {}, POST {} | {validate_status} |",
-        fmt_ratio(&seed_get),
-        fmt_ratio(&seed_post)
-    )?;
-    let spin_noop = r.ratio((Spinmesh, key::NOOP), (Spin, key::NOOP));
-    let spin_status = spin_noop.as_ref().map_or("not measured".into(), |x| {
-        verdict(x.value >= NOOP_VS_SPIN_TARGET).to_string()
-    });
-    writeln!(
-        md,
-        "| no-op route ≥ {NOOP_VS_SPIN_TARGET}× real Spin | {} | {spin_status} |",
-        fmt_ratio(&spin_noop)
-    )?;
+    if r.scope == Scope::Everything {
+        render_load_targets(r, md, &seed_get, &seed_post)?;
+    }
     for (layout, conversion) in &r.conversions {
         let label = format!(
             "conversion overhead ≤ {CONVERSION_OVERHEAD_TARGET} %, 60 s MP4 with its {}",
@@ -388,9 +430,147 @@ fn render_into(r: &Report, md: &mut String) -> std::fmt::Result {
             "| upload memory flat | not measured: {why} | not measured |"
         )?,
     }
+    let speedup_label = format!(
+        "conversion throughput on the cluster, 2 runners ≥ {CLUSTER_SPEEDUP_TARGET}× 1 runner (1 worker each)"
+    );
+    let speedup = r.cluster_throughput.as_ref().map(|t| {
+        (
+            t.speedup(),
+            t.one_runner.jobs_per_minute(),
+            t.two_runners.jobs_per_minute(),
+        )
+    });
+    match speedup {
+        Ok((Some(speedup), Some(one), Some(two))) => writeln!(
+            md,
+            "| {speedup_label} | {speedup:.2}× ({two:.1} vs {one:.1} jobs/min) | {} |",
+            verdict(speedup >= CLUSTER_SPEEDUP_TARGET)
+        )?,
+        Ok(_) => writeln!(md, "| {speedup_label} | not measured | not measured |")?,
+        Err(why) => writeln!(
+            md,
+            "| {speedup_label} | not measured: {why} | not measured |"
+        )?,
+    }
     writeln!(md)?;
     render_bounds(r, md, &seed_get, &seed_post)?;
 
+    if r.scope == Scope::Everything {
+        render_load_sections(r, md)?;
+    }
+
+    writeln!(md, "## Conversion\n")?;
+    writeln!(
+        md,
+        "The runner starts ffmpeg while the upload is still arriving when the MP4's index comes first (and a worker is free), feeding it the spool file as it grows; an MP4 indexed last is converted once all of it has arrived. The same clip is measured in both layouts (remuxed, same streams).\n"
+    )?;
+    for (layout, conversion) in &r.conversions {
+        writeln!(md, "### MP4 with its {}\n", layout.label())?;
+        render_conversion(md, conversion)?;
+    }
+
+    writeln!(md, "## Upload memory\n")?;
+    match &r.upload {
+        Ok(u) => writeln!(
+            md,
+            "A {} MB upload streamed at {:.0} MB/s. Resident memory (VmRSS) just before → highest sample during the upload (every 5 ms): host {:.1} → {:.1} MiB, runner {:.1} → {:.1} MiB. Flat means neither grew by a tenth of the file.\n",
+            u.megabytes,
+            u.megabytes_per_second,
+            u.host_before_mib,
+            u.host_peak_mib,
+            u.runner_before_mib,
+            u.runner_peak_mib
+        )?,
+        Err(why) => writeln!(md, "Not measured: {why}\n")?,
+    }
+
+    render_cluster(r, md)?;
+
+    if r.scope == Scope::MediaOnly {
+        return Ok(());
+    }
+    if let Some(profile) = &r.profile {
+        writeln!(md, "## Profile\n\n{profile}\n")?;
+    }
+
+    writeln!(md, "## Method\n")?;
+    writeln!(
+        md,
+        "* Every stack runs on this machine in the same invocation, with wrk on the same cores; each scenario gets a warm-up, then a fixed duration. errors = non-2xx responses plus socket errors."
+    )?;
+    writeln!(
+        md,
+        "* **spinmesh**: the repository's `spin.toml` on the embedded host (`host/`), components built release for wasm32-wasip2, with the runner. The app is configured in one place, `bench_app()` in `xtask/src/bench.rs`; variables it sets: {}.",
+        if r.app_variables.is_empty() {
+            "none".to_string()
+        } else {
+            r.app_variables
+                .iter()
+                .map(|(n, v)| format!("`{n}={v}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    )?;
+    writeln!(
+        md,
+        "* **no-op route**: `GET /health/live` (the gateway's trivial liveness answer; `/health` where it is not served yet). `GET /health` aggregates every component and the runner."
+    )?;
+    writeln!(
+        md,
+        "* **seed stack**: `benches/seed-validate/` — seed 000's Flask + PyJWT validate service (HS256, issuer and audience checked), under gunicorn with sync workers = cores (gunicorn's default worker; it closes the connection after each response), dependencies pinned in its `requirements.txt` and installed into `target/bench-venv`. Its token carries the same claims as ours."
+    )?;
+    writeln!(
+        md,
+        "* **native ceiling**: `benches/native-validate/` — axum on tokio (all cores) verifying with `spinmesh_authn::Verifier` exactly like the `validate` component, but with the verifier built once and no logout-denylist lookup (no store at all), so it is an upper bound."
+    )?;
+    writeln!(
+        md,
+        "* **real Spin**: the same `spin.toml` under `spin up` when a `spin` CLI is on PATH."
+    )?;
+    writeln!(
+        md,
+        "* **bad signature**: `GET /api/validate` with a token whose signature bytes are altered: the full Ed25519 check runs and fails, so the route does everything validate does except the store read and the success reply."
+    )?;
+    writeln!(
+        md,
+        "* Products and orders are seeded with an admin token (50 products); orders buy one unit of a product with ample stock. Scenarios whose route is not served record why."
+    )?;
+    Ok(())
+}
+
+/// The targets of the load scenarios.
+fn render_load_targets(
+    r: &Report,
+    md: &mut String,
+    seed_get: &Option<Ratio>,
+    seed_post: &Option<Ratio>,
+) -> std::fmt::Result {
+    use Stack::*;
+    let validate_status = match (seed_get, seed_post) {
+        (Some(g), Some(p)) => verdict(g.value.min(p.value) >= VALIDATE_VS_SEED_TARGET).to_string(),
+        _ => "not measured".into(),
+    };
+    writeln!(
+        md,
+        "| validate ≥ {VALIDATE_VS_SEED_TARGET}× the seed stack (moonshot 2×) | GET {}, POST {} | {validate_status} |",
+        fmt_ratio(seed_get),
+        fmt_ratio(seed_post)
+    )?;
+    let spin_noop = r.ratio((Spinmesh, key::NOOP), (Spin, key::NOOP));
+    let spin_status = spin_noop.as_ref().map_or("not measured".into(), |x| {
+        verdict(x.value >= NOOP_VS_SPIN_TARGET).to_string()
+    });
+    writeln!(
+        md,
+        "| no-op route ≥ {NOOP_VS_SPIN_TARGET}× real Spin | {} | {spin_status} |",
+        fmt_ratio(&spin_noop)
+    )?;
+    Ok(())
+}
+
+/// Ratios, scenarios, validate's cost and login: the load figures.
+fn render_load_sections(r: &Report, md: &mut String) -> std::fmt::Result {
+    use Stack::*;
     writeln!(md, "## Ratios\n")?;
     writeln!(
         md,
@@ -535,110 +715,115 @@ fn render_into(r: &Report, md: &mut String) -> std::fmt::Result {
     }
     writeln!(md)?;
 
-    writeln!(md, "## Conversion\n")?;
+    Ok(())
+}
+
+/// One clip's conversions, bare and through the app, as a table of medians.
+fn render_conversion(md: &mut String, conversion: &Result<Conversion, String>) -> std::fmt::Result {
+    let c = match conversion {
+        Ok(c) => c,
+        Err(why) => return writeln!(md, "Not measured: {why}\n"),
+    };
     writeln!(
         md,
-        "The runner starts ffmpeg while the upload is still arriving when the MP4's index comes first (and a worker is free), feeding it the spool file as it grows; an MP4 indexed last is converted once all of it has arrived. The same clip is measured in both layouts (remuxed, same streams).\n"
+        "Clip: {} ({:.1} MB). Medians of {} runs each. Bare: `{}` (the runner's own arguments). Through the app: `POST /api/upload` → the runner's completion, timed from the runner's log; a client polling `GET /api/jobs/:id` every {} ms saw it at {}.\n",
+        c.clip,
+        c.clip_bytes as f64 / 1e6,
+        c.bare.len(),
+        c.ffmpeg_command,
+        c.poll_interval_ms,
+        fmt_seconds(&c.client_seen)
     )?;
-    for (layout, conversion) in &r.conversions {
-        writeln!(md, "### MP4 with its {}\n", layout.label())?;
-        match conversion {
-            Ok(c) => {
-                writeln!(
-                    md,
-                    "Clip: {} ({:.1} MB). Medians of {} runs each. Bare: `{}` (the runner's own arguments). Through the app: `POST /api/upload` → the runner's completion, timed from the runner's log; a client polling `GET /api/jobs/:id` every {} ms saw it at {}.\n",
-                    c.clip,
-                    c.clip_bytes as f64 / 1e6,
-                    c.bare.len(),
-                    c.ffmpeg_command,
-                    c.poll_interval_ms,
-                    fmt_seconds(&c.client_seen)
-                )?;
-                writeln!(md, "| part | median |\n|---|---|")?;
-                writeln!(md, "| bare ffmpeg | {} |", fmt_seconds(&c.bare))?;
-                writeln!(md, "| upload (start → 202) | {} |", fmt_seconds(&c.upload))?;
-                writeln!(
-                    md,
-                    "| queue (202 → runner starts ffmpeg; negative: it started while the upload arrived) | {} |",
-                    fmt_seconds(&c.queue)
-                )?;
-                writeln!(
-                    md,
-                    "| ffmpeg as timed by the runner | {} |",
-                    fmt_seconds(&c.runner_ffmpeg)
-                )?;
-                writeln!(
-                    md,
-                    "| ffmpeg exit → completion recorded | {} |",
-                    fmt_seconds(&c.finish)
-                )?;
-                writeln!(md, "| **end to end** | {} |\n", fmt_seconds(&c.end_to_end))?;
-            }
-            Err(why) => writeln!(md, "Not measured: {why}\n")?,
-        }
-    }
+    writeln!(md, "| part | median |\n|---|---|")?;
+    writeln!(md, "| bare ffmpeg | {} |", fmt_seconds(&c.bare))?;
+    writeln!(md, "| upload (start → 202) | {} |", fmt_seconds(&c.upload))?;
+    writeln!(
+        md,
+        "| queue (202 → runner starts the job; negative: it started while the upload arrived) | {} |",
+        fmt_seconds(&c.queue)
+    )?;
+    writeln!(
+        md,
+        "| input fetch (object storage only) + ffmpeg, as timed by the runner | {} |",
+        fmt_seconds(&c.runner_ffmpeg)
+    )?;
+    writeln!(
+        md,
+        "| storing the MP3 and recording completion | {} |",
+        fmt_seconds(&c.finish)
+    )?;
+    writeln!(md, "| **end to end** | {} |\n", fmt_seconds(&c.end_to_end))
+}
 
-    writeln!(md, "## Upload memory\n")?;
-    match &r.upload {
-        Ok(u) => writeln!(
-            md,
-            "A {} MB upload streamed at {:.0} MB/s. Resident memory (VmRSS) just before → highest sample during the upload (every 5 ms): host {:.1} → {:.1} MiB, runner {:.1} → {:.1} MiB. Flat means neither grew by a tenth of the file.\n",
-            u.megabytes,
-            u.megabytes_per_second,
-            u.host_before_mib,
-            u.host_peak_mib,
-            u.runner_before_mib,
-            u.runner_peak_mib
-        )?,
+/// The cluster's throughput and its conversions against bare ffmpeg.
+fn render_cluster(r: &Report, md: &mut String) -> std::fmt::Result {
+    writeln!(md, "## Cluster\n")?;
+    writeln!(
+        md,
+        "The production topology on this machine (`spinmesh_e2e::cluster`): runners sharing a PostgreSQL job store and an S3 bucket (moto's server), two hosts sharing Redis, nginx in front of the hosts and of the runners. Clients upload through the balancer to a host, whose `upload` component streams to a runner through the balancer.\n"
+    )?;
+    writeln!(md, "### Conversion throughput\n")?;
+    match &r.cluster_throughput {
+        Ok(t) => {
+            writeln!(
+                md,
+                "Clip: {} ({:.1} MB): a long, light clip, so that conversion (which grows with the audio's duration) rather than transfer (with the file's size) bounds a job. Each runner has one worker (`RUNNER_WORKERS=1`). A batch uploads {} copies at once, from as many client threads, so the runners' queue never runs dry; it is timed from the first upload's start to the last completion in the runners' logs. The two configurations run as two clusters side by side, their batches in the order one, two, two, one, … so a drift in the machine's load weighs on both alike.\n",
+                t.clip,
+                t.clip_bytes as f64 / 1e6,
+                t.one_runner.jobs_per_batch
+            )?;
+            writeln!(
+                md,
+                "| runners × workers | jobs/min (median batch) | batches | upload, median per job | runner's conversion, median per job |\n|---|---|---|---|---|"
+            )?;
+            for run in [&t.one_runner, &t.two_runners] {
+                writeln!(
+                    md,
+                    "| {} × 1 | {} | {} | {} | {} |",
+                    run.runners,
+                    run.jobs_per_minute()
+                        .map_or("–".into(), |jpm| format!("{jpm:.1}")),
+                    run.batch_seconds
+                        .iter()
+                        .map(|s| format!("{s:.1} s"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    fmt_seconds(&run.upload),
+                    fmt_seconds(&run.runner_conversion)
+                )?;
+            }
+            if let Some(speedup) = t.speedup() {
+                writeln!(md, "\nTwo runners ÷ one: **{speedup:.2}×**.")?;
+            }
+            if let Some(conversion) = median(&t.one_runner.runner_conversion) {
+                writeln!(
+                    md,
+                    "One worker converting back to back at one runner's median would manage {:.1} jobs/min.",
+                    60.0 / conversion
+                )?;
+            }
+            writeln!(md)?;
+        }
         Err(why) => writeln!(md, "Not measured: {why}\n")?,
     }
-
-    if let Some(profile) = &r.profile {
-        writeln!(md, "## Profile\n\n{profile}\n")?;
-    }
-
-    writeln!(md, "## Method\n")?;
+    writeln!(md, "### End to end against bare ffmpeg, PostgreSQL + S3\n")?;
     writeln!(
         md,
-        "* Every stack runs on this machine in the same invocation, with wrk on the same cores; each scenario gets a warm-up, then a fixed duration. errors = non-2xx responses plus socket errors."
+        "The single host's clips and method, one job at a time, on the two-runner cluster: the upload goes to the bucket as it streams, the job row to PostgreSQL; a runner that did not start converting while the upload arrived fetches the input from the bucket first.\n"
     )?;
-    writeln!(
-        md,
-        "* **spinmesh**: the repository's `spin.toml` on the embedded host (`host/`), components built release for wasm32-wasip2, with the runner. The app is configured in one place, `bench_app()` in `xtask/src/bench.rs`; variables it sets: {}.",
-        if r.app_variables.is_empty() {
-            "none".to_string()
-        } else {
-            r.app_variables
-                .iter()
-                .map(|(n, v)| format!("`{n}={v}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+    for (layout, conversion) in &r.cluster_conversions {
+        writeln!(md, "#### MP4 with its {}\n", layout.label())?;
+        render_conversion(md, conversion)?;
+        if let Ok(c) = conversion
+            && let (Some(total), Some(processing)) =
+                (c.overhead_percent(), c.processing_overhead_percent())
+        {
+            writeln!(
+                md,
+                "Over bare ffmpeg: {total:+.1} % end to end ({processing:+.1} % after the upload).\n"
+            )?;
         }
-    )?;
-    writeln!(
-        md,
-        "* **no-op route**: `GET /health/live` (the gateway's trivial liveness answer; `/health` where it is not served yet). `GET /health` aggregates every component and the runner."
-    )?;
-    writeln!(
-        md,
-        "* **seed stack**: `benches/seed-validate/` — seed 000's Flask + PyJWT validate service (HS256, issuer and audience checked), under gunicorn with sync workers = cores (gunicorn's default worker; it closes the connection after each response), dependencies pinned in its `requirements.txt` and installed into `target/bench-venv`. Its token carries the same claims as ours."
-    )?;
-    writeln!(
-        md,
-        "* **native ceiling**: `benches/native-validate/` — axum on tokio (all cores) verifying with `spinmesh_authn::Verifier` exactly like the `validate` component, but with the verifier built once and no logout-denylist lookup (no store at all), so it is an upper bound."
-    )?;
-    writeln!(
-        md,
-        "* **real Spin**: the same `spin.toml` under `spin up` when a `spin` CLI is on PATH."
-    )?;
-    writeln!(
-        md,
-        "* **bad signature**: `GET /api/validate` with a token whose signature bytes are altered: the full Ed25519 check runs and fails, so the route does everything validate does except the store read and the success reply."
-    )?;
-    writeln!(
-        md,
-        "* Products and orders are seeded with an admin token (50 products); orders buy one unit of a product with ample stock. Scenarios whose route is not served record why."
-    )?;
+    }
     Ok(())
 }
 
@@ -698,6 +883,21 @@ fn render_bounds(
             any = true;
         }
     }
+    if let Ok(t) = &r.cluster_throughput
+        && t.speedup()
+            .is_some_and(|speedup| speedup < CLUSTER_SPEEDUP_TARGET)
+    {
+        writeln!(
+            md,
+            "* cluster throughput: per job, the upload took {} with one runner and {} with two, the runner's conversion {} and {}; two conversions at once share the {} cores with the hosts, nginx, moto and PostgreSQL.",
+            fmt_seconds(&t.one_runner.upload),
+            fmt_seconds(&t.two_runners.upload),
+            fmt_seconds(&t.one_runner.runner_conversion),
+            fmt_seconds(&t.two_runners.runner_conversion),
+            r.machine.cores
+        )?;
+        any = true;
+    }
     if any {
         writeln!(md)?;
     }
@@ -734,6 +934,7 @@ mod tests {
                 kernel: "6.1".into(),
                 rustc: "rustc 1.95".into(),
                 tools: vec!["wrk 4.1".into()],
+                load_average: "0.10 0.20 0.30".into(),
             },
             load: LoadSettings {
                 seconds: 10,
@@ -768,23 +969,8 @@ mod tests {
                 },
             ],
             native_hash_ms: Some(20.0),
-            conversions: vec![(
-                ClipLayout::IndexLast,
-                Ok(Conversion {
-                    layout: ClipLayout::IndexLast,
-                    clip: "60 s".into(),
-                    clip_bytes: 47_000_000,
-                    ffmpeg_command: "ffmpeg -i in out.mp3".into(),
-                    bare: vec![1.0, 1.2, 0.9],
-                    end_to_end: vec![1.1, 1.3, 1.05],
-                    client_seen: vec![1.1, 1.3, 1.06],
-                    poll_interval_ms: 10,
-                    upload: vec![0.1, 0.1, 0.1],
-                    queue: vec![0.001; 3],
-                    runner_ffmpeg: vec![0.95; 3],
-                    finish: vec![0.002; 3],
-                }),
-            )],
+            scope: Scope::Everything,
+            conversions: vec![(ClipLayout::IndexLast, Ok(index_last_conversion()))],
             upload: Ok(UploadMemory {
                 megabytes: 100,
                 megabytes_per_second: 300.0,
@@ -793,8 +979,45 @@ mod tests {
                 runner_before_mib: 10.0,
                 runner_peak_mib: 60.0,
             }),
+            cluster_throughput: Ok(ClusterThroughput {
+                clip: "600 s".into(),
+                clip_bytes: 11_000_000,
+                one_runner: throughput(1, &[60.0, 62.0, 58.0]),
+                two_runners: throughput(2, &[40.0, 38.0, 42.0]),
+            }),
+            cluster_conversions: vec![
+                (ClipLayout::IndexFirst, Err("moto did not start".into())),
+                (ClipLayout::IndexLast, Ok(index_last_conversion())),
+            ],
             app_variables: vec![("rate_limit_per_address".into(), "0".into())],
             profile: None,
+        }
+    }
+
+    fn index_last_conversion() -> Conversion {
+        Conversion {
+            layout: ClipLayout::IndexLast,
+            clip: "60 s".into(),
+            clip_bytes: 47_000_000,
+            ffmpeg_command: "ffmpeg -i in out.mp3".into(),
+            bare: vec![1.0, 1.2, 0.9],
+            end_to_end: vec![1.1, 1.3, 1.05],
+            client_seen: vec![1.1, 1.3, 1.06],
+            poll_interval_ms: 10,
+            upload: vec![0.1, 0.1, 0.1],
+            queue: vec![0.001; 3],
+            runner_ffmpeg: vec![0.95; 3],
+            finish: vec![0.002; 3],
+        }
+    }
+
+    fn throughput(runners: usize, batch_seconds: &[f64]) -> Throughput {
+        Throughput {
+            runners,
+            jobs_per_batch: 6,
+            batch_seconds: batch_seconds.to_vec(),
+            upload: vec![0.4; 6],
+            runner_conversion: vec![9.0; 6],
         }
     }
 
@@ -888,5 +1111,50 @@ mod tests {
         assert!(md.contains("`rate_limit_per_address=0`"), "{md}");
         assert!(md.contains("measured is 50 % of that bound"), "{md}");
         assert!(!md.contains("## Profile"));
+        assert!(md.contains("| conversion throughput on the cluster, 2 runners ≥ 1.8× 1 runner (1 worker each) | 1.50× (9.0 vs 6.0 jobs/min) | **missed** |"), "{md}");
+        assert!(
+            md.contains("* cluster throughput: per job, the upload took 0.400 s with one runner"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 2 × 1 | 9.0 | 40.0 s, 38.0 s, 42.0 s | 0.400 s | 9.000 s |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("#### MP4 with its index first\n\nNot measured: moto did not start"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn cluster_speedup_is_jobs_per_minute_over_median_batches() {
+        let t = report().cluster_throughput.unwrap();
+        assert_eq!(t.one_runner.jobs_per_minute(), Some(6.0));
+        assert_eq!(t.speedup(), Some(1.5));
+    }
+
+    #[test]
+    fn media_only_leaves_out_the_load_figures() {
+        let md = render(&Report {
+            scope: Scope::MediaOnly,
+            ..report()
+        });
+        for absent in [
+            "validate ≥",
+            "## Ratios",
+            "## Scenarios",
+            "## Login",
+            "## Method",
+        ] {
+            assert!(!md.contains(absent), "{absent}: {md}");
+        }
+        for present in [
+            "conversion overhead ≤ 5 %",
+            "## Conversion",
+            "## Upload memory",
+            "## Cluster",
+        ] {
+            assert!(md.contains(present), "{present}: {md}");
+        }
     }
 }

@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_baseline;
+mod bench_cluster;
 mod bench_media;
 mod bench_profile;
 mod bench_report;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use spinmesh_deploy::local::{DevSecrets, create_private_dir, keep_created_files_private};
-use spinmesh_e2e::cluster::{Cluster, HOSTS, RUNNERS};
+use spinmesh_e2e::cluster::{Cluster, HOSTS};
 use spinmesh_e2e::services::postgres;
 
 use crate::build::{build_all, native_binary, root};
@@ -170,8 +170,9 @@ fn up_cluster(listen: &str) -> Result<()> {
         cluster.url, cluster.url
     );
     println!(
-        "cluster: nginx in front of {HOSTS} hosts and, at {}, {RUNNERS} runners; PostgreSQL at {}; Redis at {}; S3 at {}",
+        "cluster: nginx in front of {HOSTS} hosts and, at {}, {} runners; PostgreSQL at {}; Redis at {}; S3 at {}",
         cluster.runners_url,
+        cluster.runner_count(),
         cluster.postgres.url(),
         cluster.redis.url(),
         cluster.s3.endpoint()
