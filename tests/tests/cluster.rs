@@ -1,6 +1,7 @@
 //! The production topology (`spinmesh_e2e::cluster`): two hosts behind nginx, two
-//! runners on one PostgreSQL job store. What a user relies on when one of the pieces
-//! fails while the others keep serving.
+//! runners on one PostgreSQL job store. What a user of the app relies on when one of the
+//! pieces fails while the others keep serving; the converter's side is
+//! `cluster_converter.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -161,107 +162,6 @@ fn concurrent_orders_over_both_hosts_never_oversell() {
     assert_eq!(status_counts(&statuses), [(201, 10), (409, 20)].into());
     let stock = api.get(&format!("/api/products/{id}"), &admin).ok()["stock"].clone();
     assert_eq!(stock, 0);
-}
-
-/// An hour of 8 kHz mono AAC at 8 kbit/s: small to upload, long enough to convert that
-/// a runner can be killed in the middle of it.
-fn long_clip() -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("long.mp4");
-    let status = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("sine=frequency=440:sample_rate=8000:duration=3600")
-        .args(["-ac", "1", "-c:a", "aac", "-b:a", "8k"])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg is installed");
-    assert!(status.success());
-    std::fs::read(path).unwrap()
-}
-
-#[test]
-#[cfg_attr(
-    engine_missing,
-    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
-)]
-fn a_runner_killed_mid_conversion_hands_the_job_to_the_other() {
-    let mut cluster = Cluster::builder()
-        .runner_env("RUNNER_LEASE_TTL", "3s")
-        .start();
-    let api = api(&cluster);
-    let token = api.user("fay").token;
-    const BOUNDARY: &str = "cluster-test-boundary";
-    let body = spinmesh_e2e::multipart_body(BOUNDARY, &[("file", Some("long.mp4"), &long_clip())]);
-    let uploaded = send(
-        api.request(reqwest::Method::POST, "/api/upload", Some(&token))
-            .header(
-                "content-type",
-                format!("multipart/form-data; boundary={BOUNDARY}"),
-            )
-            .body(body),
-    );
-    assert_eq!(uploaded.status, 202, "{}", uploaded.body);
-    let id = uploaded.str("job_id").to_owned();
-    let path = format!("/api/jobs/{id}");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let job = |api: &Api| api.get(&path, &token).ok();
-
-    // Whichever runner converts it is killed while it does.
-    let holder = loop {
-        assert!(
-            Instant::now() < deadline,
-            "the job never started converting"
-        );
-        if job(&api)["status"] == "running"
-            && let Some(index) = (0..2).find(|&index| {
-                let log = cluster.runner(index).log();
-                log.lines()
-                    .any(|line| line.contains(&id) && line.contains("conversion started"))
-            })
-        {
-            break index;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    cluster.runner(holder).kill();
-    let finished = loop {
-        let state = job(&api);
-        if state["status"] == "completed" || state["status"] == "failed" {
-            break state;
-        }
-        assert!(Instant::now() < deadline, "the job never finished: {state}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    assert_eq!(finished["status"], "completed", "{finished}");
-    let other = cluster.runner(1 - holder).log();
-    assert!(
-        other
-            .lines()
-            .any(|line| line.contains(&id) && line.contains("conversion started")),
-        "the other runner never took the job over:\n{other}"
-    );
-
-    // Its MP3 comes from the bucket through either host, whole or in part.
-    let download = format!("/api/jobs/{id}/download");
-    let whole = api
-        .http
-        .get(api.url(&download))
-        .bearer_auth(&token)
-        .send()
-        .unwrap();
-    assert_eq!(whole.status(), 200);
-    assert_eq!(whole.headers()["content-type"], "audio/mpeg");
-    let whole = whole.bytes().unwrap();
-    assert!(whole.len() > 100_000, "{} bytes", whole.len());
-    let part = api
-        .http
-        .get(api.url(&download))
-        .bearer_auth(&token)
-        .header("range", "bytes=100-199")
-        .send()
-        .unwrap();
-    assert_eq!(part.status(), 206);
-    assert_eq!(part.bytes().unwrap(), whole.slice(100..200));
 }
 
 /// Where host 0 is when it is killed in the middle of an order.

@@ -388,3 +388,36 @@ fn failed_read(api: &Api, token: &str, id: &str) -> Option<String> {
     let body: Value = serde_json::from_str(&text).unwrap_or_default();
     (status != 200 || body["status"] != "completed").then(|| format!("{status}: {text}"))
 }
+
+#[test]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
+fn a_runner_killed_mid_conversion_hands_the_job_to_the_other() {
+    let mut cluster = cluster().runner_env("RUNNER_LEASE_TTL", "3s").start();
+    let api = Api::cluster(&cluster);
+    let token = api.user("fay").token;
+    let id = api.queue(&token, "long.mp4", &clips::long_clip());
+
+    // Whichever runner converts it is killed while it does.
+    let holder = wait_for("the job to start converting", JOB_DEADLINE, || {
+        converting_runner(&mut cluster, &id)
+    });
+    cluster.runner(holder).kill();
+    let finished = api.finished_job(&token, &id);
+    assert_eq!(finished["status"], "completed", "{finished}");
+    let other = 1 - holder;
+    assert_eq!(cluster.runner(other).completions_of(&id), 1);
+
+    // Its MP3 comes from the bucket through either host, whole or in part.
+    let whole = api.download(&token, &id);
+    clips::probe(&whole).assert_mp3_of(LONG_CLIP_SECS);
+    let part = api
+        .request(Method::GET, &format!("/api/jobs/{id}/download"), Some(&token))
+        .header("range", "bytes=100-199")
+        .send()
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().unwrap(), whole[100..200]);
+}
