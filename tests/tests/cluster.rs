@@ -127,6 +127,18 @@ fn a_logout_or_a_reused_refresh_token_on_one_host_holds_on_the_other() {
         .assert_error(401, "refresh_token_invalid");
 }
 
+/// A new product with `stock` units, created by `admin`; its id.
+fn product_with_stock(api: &Api, admin: &str, stock: u64) -> serde_json::Value {
+    let product = api.send_json(
+        reqwest::Method::POST,
+        "/api/products",
+        admin,
+        json!({ "name": "Limited", "price": "5.00", "category": "Drops", "stock": stock }),
+    );
+    assert_eq!(product.status, 201, "{}", product.body);
+    product.body["id"].clone()
+}
+
 #[test]
 #[cfg_attr(
     engine_missing,
@@ -136,14 +148,7 @@ fn concurrent_orders_over_both_hosts_never_oversell() {
     let cluster = Cluster::builder().start();
     let api = api(&cluster);
     let admin = api.admin();
-    let product = api.send_json(
-        reqwest::Method::POST,
-        "/api/products",
-        &admin,
-        json!({ "name": "Limited", "price": "5.00", "category": "Drops", "stock": 10 }),
-    );
-    assert_eq!(product.status, 201, "{}", product.body);
-    let id = product.body["id"].clone();
+    let id = product_with_stock(&api, &admin, 10);
     let buyers: Vec<String> = (0..3)
         .map(|i| api.user(&format!("buyer{i}")).token)
         .collect();
@@ -262,14 +267,7 @@ fn an_order_whose_host_died_is_finished_by_a_retry_or_released_and_stock_adds_up
         .start();
     let api = api(&cluster);
     let admin = api.admin();
-    let product = api.send_json(
-        reqwest::Method::POST,
-        "/api/products",
-        &admin,
-        json!({ "name": "Lamp", "price": "20.00", "category": "Home", "stock": 10 }),
-    );
-    assert_eq!(product.status, 201, "{}", product.body);
-    let product_id = product.body["id"].clone();
+    let product_id = product_with_stock(&api, &admin, 10);
     let alice = api.user("alice").token;
     let order = |quantity: u64| json!({ "product_id": product_id, "quantity": quantity });
 

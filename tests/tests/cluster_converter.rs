@@ -414,7 +414,11 @@ fn a_runner_killed_mid_conversion_hands_the_job_to_the_other() {
     let whole = api.download(&token, &id);
     clips::probe(&whole).assert_mp3_of(LONG_CLIP_SECS);
     let part = api
-        .request(Method::GET, &format!("/api/jobs/{id}/download"), Some(&token))
+        .request(
+            Method::GET,
+            &format!("/api/jobs/{id}/download"),
+            Some(&token),
+        )
         .header("range", "bytes=100-199")
         .send()
         .unwrap();
