@@ -1,7 +1,8 @@
 use spin_sdk::http::Request;
 use spinmesh_authn::{Claims, Verifier};
 
-use crate::{ApiError, denylist, edge, token_cache};
+use crate::token_cache::TokenCache;
+use crate::{ApiError, denylist, edge};
 
 /// The token of an `Authorization: Bearer <token>` header.
 ///
@@ -56,7 +57,7 @@ pub fn authenticate(req: &Request, verifier: &Verifier, now: u64) -> Result<Clai
 /// Verifies `token` at `now` and refuses a logged-out one: [`authenticate`] for a token
 /// that arrives in a body (`POST /validate {token}`).
 pub fn verify_active(token: &str, verifier: &Verifier, now: u64) -> Result<Claims, ApiError> {
-    let claims = token_cache::verify(verifier, token, now)?;
+    let claims = TokenCache::open().verify(verifier, token, now)?;
     denylist::check(&claims)?;
     Ok(claims)
 }
@@ -74,15 +75,16 @@ pub fn verify_active_charging_misses(
     verifier: &Verifier,
     now: u64,
 ) -> Result<Claims, ApiError> {
+    let cache = TokenCache::open();
     let cached = token
         .as_ref()
         .ok()
-        .and_then(|token| token_cache::lookup(verifier, token, now));
+        .and_then(|token| cache.lookup(verifier, token, now));
     let claims = match cached {
         Some(claims) => claims,
         None => {
             edge::charge_address(request)?;
-            token_cache::verify_and_remember(verifier, token?, now)?
+            cache.verify_and_remember(verifier, token?, now)?
         }
     };
     denylist::check(&claims)?;

@@ -42,6 +42,8 @@ impl<'a> Index<'a> {
 
     /// Sets `key` to `value` until `expires_at` (Unix seconds): the entry is listed for
     /// deletion once its window has ended, and the first writer of the window sweeps.
+    /// Only the entry and its listing can fail the call: a failed sweep is logged and
+    /// left for the next one.
     pub fn set(
         &self,
         key: &str,
@@ -51,7 +53,10 @@ impl<'a> Index<'a> {
     ) -> Result<(), store::Error> {
         self.bucket.set(key, value)?;
         self.list(key, expires_at)?;
-        self.sweep_once_per_window(now)
+        if let Err(error) = self.sweep_once_per_window(now) {
+            eprintln!("expiry sweep: key-value: {error:?}");
+        }
+        Ok(())
     }
 
     /// Lists the existing `key` for deletion after `expires_at`.

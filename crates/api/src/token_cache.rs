@@ -30,31 +30,53 @@ struct Entry {
     claims: Claims,
 }
 
-/// [`Verifier::verify`], answered from the cache when `token` was verified before.
-pub(crate) fn verify(verifier: &Verifier, token: &str, now: u64) -> Result<Claims, Error> {
-    match lookup(verifier, token, now) {
-        Some(claims) => Ok(claims),
-        None => verify_and_remember(verifier, token, now),
+/// The `token_cache` store, opened once per request; `None` when it cannot be (not
+/// granted, unreachable): then every token is verified.
+pub(crate) struct TokenCache(Option<Bucket>);
+
+impl TokenCache {
+    pub(crate) fn open() -> Self {
+        Self(store::open(STORE).ok())
+    }
+
+    /// [`Verifier::verify`], answered from the cache when `token` was verified before.
+    pub(crate) fn verify(
+        &self,
+        verifier: &Verifier,
+        token: &str,
+        now: u64,
+    ) -> Result<Claims, Error> {
+        match self.lookup(verifier, token, now) {
+            Some(claims) => Ok(claims),
+            None => self.verify_and_remember(verifier, token, now),
+        }
+    }
+
+    /// The claims of `token` if it was verified before and still passes the checks at
+    /// hand.
+    pub(crate) fn lookup(&self, verifier: &Verifier, token: &str, now: u64) -> Option<Claims> {
+        cached(self.0.as_ref()?, &cache_key(token), verifier, now)
+    }
+
+    /// [`Verifier::verify`], remembering a token that passes.
+    pub(crate) fn verify_and_remember(
+        &self,
+        verifier: &Verifier,
+        token: &str,
+        now: u64,
+    ) -> Result<Claims, Error> {
+        let (claims, kid) = verifier.verify_keyed(token, now)?;
+        if let Some(store) = &self.0 {
+            remember(store, token, kid, &claims, now);
+        }
+        Ok(claims)
     }
 }
 
-/// The claims of `token` if it was verified before and still passes the checks at hand.
-pub(crate) fn lookup(verifier: &Verifier, token: &str, now: u64) -> Option<Claims> {
-    let store = store::open(STORE).ok()?;
-    cached(&store, &cache_key(token), verifier, now)
-}
-
-/// [`Verifier::verify`], remembering a token that passes.
-pub(crate) fn verify_and_remember(
-    verifier: &Verifier,
-    token: &str,
-    now: u64,
-) -> Result<Claims, Error> {
-    let (claims, kid) = verifier.verify_keyed(token, now)?;
-    // Best effort: a failed write only costs the next request a signature check. Without
-    // its index an entry would never go, so nothing is written without one.
-    if let Ok(store) = store::open(STORE)
-        && let Ok(index) = expiry::Index::new(&store)
+/// Best effort: a failed write only costs the next request a signature check. Without
+/// its index an entry would never go, so nothing is written without one.
+fn remember(store: &Bucket, token: &str, kid: String, claims: &Claims, now: u64) {
+    if let Ok(index) = expiry::Index::new(store)
         && let Ok(entry) = serde_json::to_vec(&Entry {
             kid,
             claims: claims.clone(),
@@ -68,7 +90,6 @@ pub(crate) fn verify_and_remember(
     {
         eprintln!("token cache: key-value: {error:?}");
     }
-    Ok(claims)
 }
 
 fn cached(store: &Bucket, key: &str, verifier: &Verifier, now: u64) -> Option<Claims> {
