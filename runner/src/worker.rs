@@ -548,13 +548,14 @@ async fn finish_converted(
     let held = lease.clone();
     match persist(ctx, move |s| s.complete(&held, size, now_ms())).await {
         Ok(true) => {
-            ctx.metrics.job_completed(took);
-            ctx.media.discard_input(&job.id).await;
+            // Logged as soon as it is recorded: the log is the record of who completed it.
             info!(
                 output_bytes = size,
                 seconds = took.as_secs_f64(),
                 "conversion completed"
             );
+            ctx.metrics.job_completed(took);
+            ctx.media.discard_input(&job.id).await;
         }
         Ok(false) => {
             // Cancelled while we were finishing: do not leave the output behind. (If the

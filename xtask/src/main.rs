@@ -80,6 +80,8 @@ fn test(no_lint: bool, cargo_args: Vec<String>) -> Result<()> {
     // One profile for everything: the e2e tests run the release binaries the
     // build just made, and wasmtime is far too slow unoptimised.
     let mut args = build::native_args("test", &build::wasm_packages()?);
+    // A CI run shows every failing suite, not just the first.
+    args.push("--no-fail-fast".into());
     args.extend(cargo_args);
     build::cargo(&args)
 }
