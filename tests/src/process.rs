@@ -100,10 +100,19 @@ impl ManagedProcess {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// SIGKILL: no chance to clean up (crash tests).
+    /// SIGKILL, to it and every process under it, as a crash of its machine would: no
+    /// chance to clean up (crash tests). `spin up` serves from a child process of its
+    /// own, which would otherwise live on and keep the port.
     pub fn kill(&mut self) {
+        let under = descendants(self.child.id());
         let _ = self.child.kill();
         let _ = self.child.wait();
+        for pid in under {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 
     /// SIGTERM, then SIGKILL if it has not exited within five seconds.
@@ -135,16 +144,42 @@ impl Drop for ManagedProcess {
 /// ffmpeg a runner started for a job (its input file is named after the job). A child
 /// that has exited but is not yet reaped has an empty command line, so it is not listed.
 pub fn children_mentioning(parent: u32, needle: &str) -> Vec<u32> {
+    processes()
+        .into_iter()
+        .filter(|&(_, of)| of == parent)
+        .map(|(pid, _)| pid)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(needle))
+        })
+        .collect()
+}
+
+/// Every process under `root`: its children, theirs, and so on.
+fn descendants(root: u32) -> Vec<u32> {
+    let all = processes();
+    let mut found = vec![root];
+    let mut next = 0;
+    while next < found.len() {
+        let parent = found[next];
+        found.extend(
+            all.iter()
+                .filter(|&&(_, of)| of == parent)
+                .map(|&(pid, _)| pid),
+        );
+        next += 1;
+    }
+    found.split_off(1)
+}
+
+/// Every live process as (pid, parent pid).
+fn processes() -> Vec<(u32, u32)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| parent_of(pid) == Some(parent))
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(needle))
-        })
+        .filter_map(|pid| Some((pid, parent_of(pid)?)))
         .collect()
 }
 
@@ -191,11 +226,45 @@ mod tests {
             .spawn()
             .unwrap();
         let me = std::process::id();
-        assert_eq!(super::children_mentioning(me, "30.123"), [child.id()]);
+        // `spawn` returns once the exec has begun, a moment before the kernel has put the
+        // new command line in place (it reads empty until then): wait for it.
+        let found = crate::wait_for(
+            "the child's command line",
+            std::time::Duration::from_secs(10),
+            || Some(super::children_mentioning(me, "30.123")).filter(|found| !found.is_empty()),
+        );
+        assert_eq!(found, [child.id()]);
         assert!(super::children_mentioning(me, "no such argument").is_empty());
         assert!(super::children_mentioning(child.id(), "30.123").is_empty());
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(super::children_mentioning(me, "30.123").is_empty());
+    }
+
+    #[test]
+    fn a_kill_reaches_the_grandchildren() {
+        let mut shell = std::process::Command::new("sh");
+        shell.args(["-c", "sleep 31.456 & wait"]);
+        let (mut process, _) = super::ManagedProcess::spawn(shell, None).unwrap();
+        let shell_pid = process.id();
+        let sleeper = crate::wait_for(
+            "the shell's child",
+            std::time::Duration::from_secs(10),
+            || super::children_mentioning(shell_pid, "31.456").pop(),
+        );
+        process.kill();
+        // Killed, the orphan is gone, or a zombie where nothing reaps orphans here.
+        crate::wait_for(
+            "the grandchild killed",
+            std::time::Duration::from_secs(10),
+            || {
+                let stat = std::fs::read_to_string(format!("/proc/{sleeper}/stat"));
+                let dead = stat.map_or(true, |stat| {
+                    stat.rfind(')')
+                        .is_some_and(|end| stat[end + 1..].trim_start().starts_with('Z'))
+                });
+                dead.then_some(())
+            },
+        );
     }
 }
