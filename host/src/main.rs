@@ -43,6 +43,13 @@ struct Args {
     /// Linear memory limit per component instance, in MiB.
     #[arg(long, default_value_t = 128)]
     max_instance_memory_mb: usize,
+    /// The same limit in bytes, under `spin up`'s name for it; wins when given.
+    #[arg(
+        long,
+        env = "SPIN_MAX_INSTANCE_MEMORY",
+        conflicts_with = "max_instance_memory_mb"
+    )]
+    max_instance_memory: Option<usize>,
     /// Requests served at once (and, separately, service-chaining requests); more wait.
     #[arg(long, default_value_t = 128)]
     max_concurrent_requests: usize,
@@ -132,7 +139,9 @@ async fn run(args: Args) -> Result<()> {
         .map(|flag| parse_cli_variable(flag))
         .collect::<Result<_>>()?;
     let limits = Limits {
-        memory_bytes: args.max_instance_memory_mb << 20,
+        memory_bytes: args
+            .max_instance_memory
+            .unwrap_or(args.max_instance_memory_mb << 20),
         request_timeout: Duration::from_secs(args.request_timeout),
         max_concurrent_requests: args.max_concurrent_requests,
         max_streaming_requests: args.max_streaming_requests as usize,
