@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use spinmesh_e2e::{App, client, wasm_artifact};
+use spinmesh_e2e::{App, Engine, client, wasm_artifact};
 
 /// Short bounds, so that stalled clients are dealt with quickly here.
 const HEADER_READ_TIMEOUT_SECS: u64 = 2;
@@ -44,7 +44,9 @@ source = "{fixture}"
     let dir = tempfile::tempdir().unwrap();
     let path: PathBuf = dir.path().join("spin.toml");
     std::fs::write(&path, text).unwrap();
+    // The host's own defences and flags, whatever engine the suite runs on.
     let app = App::with_manifest(path)
+        .engine(Engine::Host)
         .arg("--header-read-timeout")
         .arg(&HEADER_READ_TIMEOUT_SECS.to_string())
         .arg("--body-read-timeout")

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use spinmesh_e2e::{App, AppBuilder, client, wasm_artifact};
+use spinmesh_e2e::{App, AppBuilder, Engine, client, wasm_artifact};
 
 /// The fixture behind a wildcard route, an exact route and a private route;
 /// `extra` adds manifest text.
@@ -46,7 +46,8 @@ source = "{fixture}"
 
 fn app(extra: &str) -> (tempfile::TempDir, AppBuilder) {
     let (dir, path) = manifest(extra);
-    (dir, App::with_manifest(path))
+    // The host's own admin listener, whatever engine the suite runs on.
+    (dir, App::with_manifest(path).engine(Engine::Host))
 }
 
 fn status(method: &str, url: &str) -> u16 {
