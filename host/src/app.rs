@@ -16,6 +16,7 @@ use http::header::{HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use tokio::sync::Semaphore;
+use tracing_appender::non_blocking::NonBlocking;
 use wasmtime::Engine;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
@@ -41,6 +42,8 @@ pub struct AppOptions {
     pub cache_dir: PathBuf,
     pub providers: Providers,
     pub limits: Limits,
+    /// The host's stderr ([`crate::logs::console`]), where components' output is echoed.
+    pub console: NonBlocking,
 }
 
 pub struct App {
@@ -99,8 +102,12 @@ impl App {
             let outbound =
                 OutboundPolicy::resolve(&component.allowed_outbound_hosts, variables.app_values())
                     .with_context(|| format!("component {id:?}: allowed_outbound_hosts"))?;
-            let context =
-                ComponentContext::new(component, outbound, &options.state_dir.join("logs"))?;
+            let context = ComponentContext::new(
+                component,
+                outbound,
+                &options.state_dir.join("logs"),
+                &options.console,
+            )?;
             let runnable = Runnable::new(&linker, &compiled, context, metrics.component(id))?;
             let internal_route = RouteTable::route_internal(id, "/").raw_route;
             components.insert(

@@ -10,7 +10,7 @@
 //! limits          resource bounds
 //! body            request bodies under a size limit and read timeout
 //! responses       host-written responses; refusals → HTTP     ← body
-//! db, logs, metrics   SQLite files, component output, Prometheus registry
+//! db, logs, metrics   SQLite files, log writers off the request path, Prometheus registry
 //! kv              key-value stores: SQLite or Redis          ← db
 //! outbound        allowed_outbound_hosts: parsed, resolved, enforced  ← template
 //! manifest        spin.toml                                 ← template, routes, outbound
@@ -31,7 +31,7 @@ mod engine;
 mod invoke;
 mod kv;
 pub mod limits;
-mod logs;
+pub mod logs;
 pub mod manifest;
 pub mod metrics;
 pub mod outbound;

@@ -12,6 +12,7 @@ use clap::Parser;
 use spinmesh_host::app::{App, AppOptions};
 use spinmesh_host::limits::Limits;
 use spinmesh_host::variables::{Providers, parse_cli_variable};
+use tracing_appender::non_blocking::NonBlocking;
 
 #[derive(Parser)]
 #[command(
@@ -105,21 +106,26 @@ fn parse_admin_listen(value: &str) -> Result<Option<SocketAddr>, String> {
 }
 
 fn main() -> Result<()> {
+    // Held to the end of `main`: its drop writes out what is still queued.
+    let (console, _console_writer) = spinmesh_host::logs::console();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,wasmtime_wasi_http=warn,cranelift=warn".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(console.clone())
         .init();
     let args = Args::parse();
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(run(args))
+        .build()?;
+    let result = runtime.block_on(run(args, console));
+    // The app, and with it the components' log writers, goes with the runtime's tasks.
+    drop(runtime);
+    result
 }
 
-async fn run(args: Args) -> Result<()> {
+async fn run(args: Args, console: NonBlocking) -> Result<()> {
     let manifest = if args.from.is_dir() {
         args.from.join("spin.toml")
     } else {
@@ -159,6 +165,7 @@ async fn run(args: Args) -> Result<()> {
         cache_dir,
         providers: Providers::from_process_env(cli_variables),
         limits,
+        console,
     })?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)

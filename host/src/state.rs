@@ -14,6 +14,8 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::limits::Limits;
+use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
+
 use crate::logs::ComponentOutput;
 use crate::manifest::Component;
 use crate::outbound::{Destination, OutboundPolicy};
@@ -30,6 +32,8 @@ pub struct ComponentContext {
     pub environment: Vec<(String, String)>,
     pub stdout: ComponentOutput,
     pub stderr: ComponentOutput,
+    /// Kept with the outputs: dropped, they write out what is queued.
+    _output_writers: [WorkerGuard; 2],
 }
 
 impl ComponentContext {
@@ -37,15 +41,21 @@ impl ComponentContext {
         component: &Component,
         outbound: OutboundPolicy,
         logs_dir: &Path,
+        console: &NonBlocking,
     ) -> anyhow::Result<Self> {
+        let (stdout, stdout_writer) =
+            ComponentOutput::open(logs_dir, &component.id, "stdout", console)?;
+        let (stderr, stderr_writer) =
+            ComponentOutput::open(logs_dir, &component.id, "stderr", console)?;
         Ok(ComponentContext {
             id: component.id.clone(),
             key_value_stores: component.key_value_stores.iter().cloned().collect(),
             sqlite_databases: component.sqlite_databases.iter().cloned().collect(),
             outbound,
             environment: component.environment.clone().into_iter().collect(),
-            stdout: ComponentOutput::open(logs_dir, &component.id, "stdout")?,
-            stderr: ComponentOutput::open(logs_dir, &component.id, "stderr")?,
+            stdout,
+            stderr,
+            _output_writers: [stdout_writer, stderr_writer],
         })
     }
 }
