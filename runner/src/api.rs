@@ -5,10 +5,10 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -19,8 +19,10 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::changes::Waiting;
 use crate::early::{self, Arrival, Layout};
 use crate::error::{Error, Result, error_response};
+use crate::events;
 use crate::job::{Job, NewJob};
 use crate::media::Media;
 use crate::metrics::{self, Metrics, Rejection, Snapshot};
@@ -45,7 +47,10 @@ pub struct AppState {
     /// recorded.
     pub quota: OwnerQuota,
     pub registry: Registry,
+    /// Wakes an idle worker of this runner when a job is queued.
     pub wake: Arc<Notify>,
+    /// Bounds on long polls and event streams.
+    pub waiting: Waiting,
     pub metrics: Arc<Metrics>,
     pub ffmpeg_version: String,
     pub workers: usize,
@@ -69,6 +74,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jobs", get(list_jobs).post(create_job))
         .route("/jobs/{id}", get(get_job).delete(delete_job))
         .route("/jobs/{id}/output", get(download))
+        .route("/jobs/{id}/retry", post(retry_job))
+        .route("/jobs/{id}/events", get(job_events))
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -235,8 +242,107 @@ async fn list_jobs(
     Ok(([("x-total-count", total.to_string())], Json(jobs)).into_response())
 }
 
-async fn get_job(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Job>> {
-    Ok(Json(load_job(&state, &id).await?))
+#[derive(Deserialize)]
+struct GetParams {
+    wait: Option<String>,
+}
+
+/// The `?wait=` of a long poll (the rule is `spinmesh_jobs`, shared with the upload side).
+fn parse_wait(value: Option<&str>) -> Result<Option<Duration>> {
+    value
+        .map(|value| {
+            spinmesh_jobs::parse_wait(value)
+                .map(Duration::from_secs)
+                .ok_or_else(|| {
+                    Error::bad_request(
+                        "invalid_query",
+                        format!(
+                            "wait must be a whole number of seconds from 1 to {}",
+                            spinmesh_jobs::MAX_WAIT_SECS
+                        ),
+                    )
+                })
+        })
+        .transpose()
+}
+
+async fn get_job(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    params: std::result::Result<Query<GetParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Job>> {
+    let Query(params) =
+        params.map_err(|_| Error::bad_request("invalid_query", "Malformed query string"))?;
+    let Some(wait) = parse_wait(params.wait.as_deref())? else {
+        return Ok(Json(load_job(&state, &id).await?));
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    // Listening before the first read: a change in between is not missed.
+    let mut waiter = state.waiting.wait_on(job_id(&id)?)?;
+    let arrived = load_job(&state, &id).await?;
+    if arrived.status.is_finished() {
+        return Ok(Json(arrived));
+    }
+    loop {
+        let last_look = tokio::select! {
+            waiting = waiter.next_change() => !waiting,
+            _ = tokio::time::sleep_until(deadline) => true,
+        };
+        let job = load_job(&state, &id).await?;
+        if last_look || job.moved_on_from(&arrived) {
+            return Ok(Json(job));
+        }
+    }
+}
+
+async fn job_events(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let seen = events::parse_last_event_id(header_str(&headers, "last-event-id")?)?;
+    let id = job_id(&id)?;
+    // Listening before the first read: a change in between is not missed. The owner's
+    // limit needs the owner, so the job is read for it first.
+    let owner = load_job(&state, id).await?.owner;
+    let waiter = state.waiting.stream_on(id, &owner)?;
+    let job = load_job(&state, id).await?;
+    let body = Body::from_stream(events::stream(state.store.clone(), waiter, job, seen));
+    Ok((
+        [
+            (header::CONTENT_TYPE, events::CONTENT_TYPE),
+            (header::CACHE_CONTROL, "no-cache"),
+            // nginx and the like would otherwise hold events back in their buffers.
+            (HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+async fn retry_job(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response> {
+    let id = job_id(&id)?.to_string();
+    let (lookup, quota) = (id.clone(), state.quota);
+    let job = state
+        .store
+        .run(move |s| s.retry(&lookup, &quota))
+        .await?
+        .ok_or(Error::JobNotFound)?;
+    state.store.announce(&id);
+    state.wake.notify_one();
+    info!(job_id = %id, owner = %job.owner, "job re-queued on request");
+    Ok(accepted(job))
+}
+
+/// `202` with the job queued (or started) and where to follow it.
+fn accepted(job: Job) -> Response {
+    let location = HeaderValue::from_str(&format!("/jobs/{}", job.id)).expect("job ids are ASCII");
+    (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(job),
+    )
+        .into_response()
 }
 
 async fn delete_job(
@@ -252,6 +358,7 @@ async fn delete_job(
         .ok_or(Error::JobNotFound)?;
     // Stop a running conversion and wait briefly for the worker to clean up, so that when
     // we answer, ffmpeg is gone as well as the files.
+    state.store.announce(&id);
     let was_running = state.registry.cancel(&id, Duration::from_secs(15)).await;
     state.media.remove_job(&id).await?;
     info!(job_id = %id, status = %job.status, was_running, "job deleted");
@@ -520,13 +627,7 @@ async fn create_job(
         status = %job.status,
         "upload received; job recorded"
     );
-    let location = HeaderValue::from_str(&format!("/jobs/{}", job.id)).expect("job ids are ASCII");
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, location)],
-        Json(job),
-    )
-        .into_response())
+    Ok(accepted(job))
 }
 
 /// Starts converting the upload being written to `incoming` if a worker is free.
@@ -648,6 +749,17 @@ async fn download(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_is_optional_and_a_bad_one_refused() {
+        assert_eq!(parse_wait(None).unwrap(), None);
+        assert_eq!(
+            parse_wait(Some("30")).unwrap(),
+            Some(Duration::from_secs(30))
+        );
+        let refusal = parse_wait(Some("0")).unwrap_err();
+        assert_eq!(refusal.parts().1, "invalid_query");
+    }
 
     #[test]
     fn token_comparison() {

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api::{AppState, router};
+use crate::changes::Waiting;
 use crate::config::Config;
 use crate::ffmpeg::{self, ConvertSettings};
 use crate::media::Media;
@@ -161,7 +162,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         stop.clone(),
     ));
 
+    let waiting = Waiting::new(
+        store.changes().clone(),
+        config.max_waiters,
+        config.max_event_streams_per_owner,
+        stop.clone(),
+    );
     let state = Arc::new(AppState {
+        waiting,
         store,
         spool: spool.clone(),
         media: media.clone(),

@@ -102,11 +102,21 @@ pub struct Config {
     #[arg(long, env = "RUNNER_MAX_QUEUED_PER_OWNER", default_value_t = 5)]
     pub max_queued_per_owner: u64,
 
-    /// Most bytes one owner's jobs may keep on the runner: inputs of queued and running
-    /// jobs plus outputs of completed ones until --retention removes them. Uploads that
+    /// Most bytes one owner's jobs may keep on the runner: inputs of queued, running and
+    /// failed jobs plus outputs of completed ones until --retention removes them. Uploads that
     /// would pass it get 507 `storage_quota_exceeded`.
     #[arg(long, env = "RUNNER_MAX_SPOOL_BYTES_PER_OWNER", default_value = "2GiB", value_parser = parse_size)]
     pub max_spool_bytes_per_owner: u64,
+
+    /// Most requests waiting on this runner for jobs to change (long polls with
+    /// `?wait=` and event streams together); more get 503 `too_many_waiters`.
+    #[arg(long, env = "RUNNER_MAX_WAITERS", default_value_t = 256)]
+    pub max_waiters: usize,
+
+    /// Most event streams (`/jobs/{id}/events`) one owner may have open on this runner;
+    /// more get 429 `too_many_event_streams`.
+    #[arg(long, env = "RUNNER_MAX_EVENT_STREAMS_PER_OWNER", default_value_t = 4)]
+    pub max_event_streams_per_owner: usize,
 
     /// Longest audio converted: longer inputs fail ("Audio is longer than the 3h limit")
     /// instead of being truncated.
@@ -198,6 +208,9 @@ impl Config {
         }
         if self.max_queued_per_owner == 0 {
             bail!("--max-queued-per-owner must be at least 1");
+        }
+        if self.max_waiters == 0 || self.max_event_streams_per_owner == 0 {
+            bail!("--max-waiters and --max-event-streams-per-owner must be at least 1");
         }
         if self.max_spool_bytes_per_owner == 0 {
             bail!("--max-spool-bytes-per-owner must be greater than 0");

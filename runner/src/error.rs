@@ -26,6 +26,14 @@ pub enum Error {
     JobNotReady(JobStatus),
     #[error("output expired")]
     OutputExpired,
+    #[error("job is {0}; only failed jobs can be retried")]
+    JobNotRetryable(JobStatus),
+    #[error("job's input was removed")]
+    InputGone,
+    #[error("too many requests waiting for jobs to change")]
+    TooManyWaiters,
+    #[error("owner has {limit} event streams open")]
+    TooManyEventStreams { limit: usize },
     #[error("upload larger than {limit} bytes")]
     PayloadTooLarge { limit: u64 },
     #[error("range not satisfiable for {size} bytes")]
@@ -134,6 +142,26 @@ impl Error {
                 "output_expired",
                 "Job output has expired and was removed".into(),
             ),
+            Error::JobNotRetryable(status) => (
+                StatusCode::CONFLICT,
+                spinmesh_jobs::JOB_NOT_RETRYABLE,
+                format!("Job is {status}; only a failed job can be retried"),
+            ),
+            Error::InputGone => (
+                StatusCode::CONFLICT,
+                spinmesh_jobs::INPUT_GONE,
+                "The job's uploaded file was removed; upload it again".into(),
+            ),
+            Error::TooManyWaiters => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                spinmesh_jobs::TOO_MANY_WAITERS,
+                "Too many requests are waiting for jobs to change; retry shortly".into(),
+            ),
+            Error::TooManyEventStreams { limit } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                spinmesh_jobs::TOO_MANY_EVENT_STREAMS,
+                format!("You already have {limit} job event streams open, the most allowed"),
+            ),
             Error::PayloadTooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -238,6 +266,10 @@ impl IntoResponse for Error {
                 if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
                     headers.insert(header::CONTENT_RANGE, value);
                 }
+            }
+            Error::TooManyWaiters | Error::TooManyEventStreams { .. } => {
+                // A wait or a stream ends within seconds to minutes; no need to back off long.
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ if status == StatusCode::SERVICE_UNAVAILABLE
                 || status == StatusCode::INSUFFICIENT_STORAGE

@@ -88,6 +88,18 @@ pub struct Job {
     pub attempts: u32,
     /// The job's files were removed (retention sweep or delete); output is gone.
     pub expired: bool,
+    /// Counts the changes of status or progress; only ever grows. The ids of the job's
+    /// server-sent events, not part of its JSON.
+    #[serde(skip)]
+    pub revision: u64,
+}
+
+impl Job {
+    /// Whether the job moved on since `before` was read, as a waiting client sees it:
+    /// its status or progress differ.
+    pub fn moved_on_from(&self, before: &Job) -> bool {
+        self.status != before.status || self.progress != before.progress
+    }
 }
 
 /// What the upload handler hands to the store once the body is fully on disk.
@@ -168,6 +180,7 @@ mod tests {
             error: None,
             attempts: 0,
             expired: false,
+            revision: 0,
         };
         let v = serde_json::to_value(&job).unwrap();
         assert_eq!(v["status"], "queued");

@@ -6,9 +6,11 @@
 
 pub mod api;
 pub mod app;
+pub mod changes;
 pub mod config;
 pub mod early;
 pub mod error;
+pub mod events;
 pub mod ffmpeg;
 pub mod job;
 pub mod media;

@@ -20,8 +20,9 @@ use crate::error::{Error, Result};
 use crate::job::{Job, JobStatus, NewJob, Stats, Timestamp};
 use crate::registry::Registry;
 use crate::store::{
-    COLUMNS, Claim, FAIR_ORDER, JobStore, Lease, LeaseHolder, Leased, OwnerQuota, OwnerUsage,
-    REASON_INTERRUPTED, Reaped, add_status_row, to_usage, usage_query,
+    COLUMNS, Claim, FAIR_ORDER, JobStore, Lease, LeaseHolder, Leased, NEXT_REVISION, OwnerQuota,
+    OwnerUsage, REASON_INTERRUPTED, Reaped, add_status_row, next_revision_if_progress,
+    retry_refusal, retry_update, to_usage, usage_query,
 };
 
 pub const QUEUED_CHANNEL: &str = "spinmesh_runner_queued";
@@ -38,6 +39,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         2,
         "0002_fair_claims",
         include_str!("../migrations/postgres/0002_fair_claims.sql"),
+    ),
+    (
+        3,
+        "0003_revisions",
+        include_str!("../migrations/postgres/0003_revisions.sql"),
     ),
 ];
 
@@ -194,6 +200,7 @@ fn row_to_job(row: &Row) -> Result<Job> {
     let size: i64 = row.try_get(6)?;
     let output: Option<i64> = row.try_get(7)?;
     let attempts: i32 = row.try_get(12)?;
+    let revision: i64 = row.try_get(14)?;
     Ok(Job {
         id: row.try_get(0)?,
         owner: row.try_get(1)?,
@@ -209,6 +216,7 @@ fn row_to_job(row: &Row) -> Result<Job> {
         error: row.try_get(11)?,
         attempts: attempts.max(0) as u32,
         expired: row.try_get(13)?,
+        revision: revision.max(0) as u64,
     })
 }
 
@@ -352,11 +360,11 @@ impl JobStore for PgJobStore {
                              FOR UPDATE OF q SKIP LOCKED)
                          UPDATE jobs
                          SET status = 'running', attempts = attempts + 1, progress = 0,
-                             started_at = $1, error = NULL,
+                             started_at = $1, error = NULL, {NEXT_REVISION},
                              lease_owner = $2, lease_token = $3, lease_expires_at = $4
                          FROM next WHERE jobs.seq = next.seq
                          RETURNING {}",
-                        qualified_columns()
+                        qualified_columns(),
                     ),
                     &[&now, &self.holder.runner_id, &token, &expires],
                 )
@@ -390,8 +398,10 @@ impl JobStore for PgJobStore {
         let progress = progress.map(|p| i32::from(p.min(100)));
         self.leased_update(
             &format!(
-                "UPDATE jobs SET progress = COALESCE($3, progress), lease_expires_at = $4
-                 WHERE {HOLDS_LEASE}"
+                "UPDATE jobs SET progress = COALESCE($3, progress), lease_expires_at = $4,
+                     {}
+                 WHERE {HOLDS_LEASE}",
+                next_revision_if_progress("$3")
             ),
             lease,
             &[&progress, &self.holder.expiry(now)],
@@ -403,7 +413,7 @@ impl JobStore for PgJobStore {
         self.leased_update(
             &format!(
                 "UPDATE jobs SET status = 'completed', progress = 100, output_bytes = $3,
-                     completed_at = $4, error = NULL, {NO_LEASE}
+                     completed_at = $4, error = NULL, {NEXT_REVISION}, {NO_LEASE}
                  WHERE {HOLDS_LEASE}"
             ),
             lease,
@@ -415,7 +425,8 @@ impl JobStore for PgJobStore {
     fn fail(&self, lease: &Lease, reason: &str, now: i64) -> Result<bool> {
         self.leased_update(
             &format!(
-                "UPDATE jobs SET status = 'failed', completed_at = $4, error = $3, {NO_LEASE}
+                "UPDATE jobs SET status = 'failed', completed_at = $4, error = $3, {NEXT_REVISION},
+                     {NO_LEASE}
                  WHERE {HOLDS_LEASE}"
             ),
             lease,
@@ -427,7 +438,8 @@ impl JobStore for PgJobStore {
     fn retry_later(&self, lease: &Lease, not_before: i64) -> Result<bool> {
         self.leased_update(
             &format!(
-                "UPDATE jobs SET status = 'queued', progress = 0, not_before = $3, {NO_LEASE}
+                "UPDATE jobs SET status = 'queued', progress = 0, not_before = $3, {NEXT_REVISION},
+                     {NO_LEASE}
                  WHERE {HOLDS_LEASE}"
             ),
             lease,
@@ -440,13 +452,48 @@ impl JobStore for PgJobStore {
         self.leased_update(
             &format!(
                 "UPDATE jobs SET status = 'queued', progress = 0, started_at = NULL,
-                     attempts = GREATEST(attempts - 1, 0), {NO_LEASE}
+                     attempts = GREATEST(attempts - 1, 0), {NEXT_REVISION}, {NO_LEASE}
                  WHERE {HOLDS_LEASE}"
             ),
             lease,
             &[],
             true,
         )
+    }
+
+    fn retry(&self, id: &str, quota: &OwnerQuota) -> Result<Option<Job>> {
+        self.block_on(async {
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            // The row lock makes a concurrent retry wait, then find the job queued.
+            let Some(row) = tx
+                .query_opt(
+                    &format!("SELECT {COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE"),
+                    &[&id],
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            let job = row_to_job(&row)?;
+            if let Some(refusal) = retry_refusal(&job) {
+                return Err(refusal);
+            }
+            // Serialised with this owner's uploads, as in `insert`; the input is already
+            // counted in the owner's bytes, only the job count grows.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                &[&OWNER_LOCK_SPACE, &job.owner],
+            )
+            .await?;
+            quota.admit(&pg_usage(&tx, &job.owner).await?, 0)?;
+            let row = tx.query_opt(&retry_update("$1"), &[&id]).await?;
+            if row.is_some() {
+                notify(&tx, QUEUED_CHANNEL, "").await?;
+            }
+            tx.commit().await?;
+            row.as_ref().map(row_to_job).transpose()
+        })
     }
 
     fn cancel(&self, id: &str, now: i64) -> Result<Option<Job>> {
@@ -461,7 +508,7 @@ impl JobStore for PgJobStore {
             tx.execute(
                 &format!(
                     "UPDATE jobs SET status = 'cancelled', completed_at = $2, error = NULL,
-                         {NO_LEASE}
+                         {NEXT_REVISION}, {NO_LEASE}
                      WHERE id = $1 AND status IN ('queued', 'running')"
                 ),
                 &[&id, &now],
@@ -489,7 +536,7 @@ impl JobStore for PgJobStore {
                 .query(
                     &format!(
                         "UPDATE jobs SET status = 'failed', completed_at = $2, error = $3,
-                             {NO_LEASE}
+                             {NEXT_REVISION}, {NO_LEASE}
                          WHERE status = 'running' AND COALESCE(lease_expires_at, 0) < $2
                            AND attempts >= $1
                          RETURNING id"
@@ -501,7 +548,7 @@ impl JobStore for PgJobStore {
                 .query(
                     &format!(
                         "UPDATE jobs SET status = 'queued', progress = 0, not_before = 0,
-                             {NO_LEASE}
+                             {NEXT_REVISION}, {NO_LEASE}
                          WHERE status = 'running' AND COALESCE(lease_expires_at, 0) < $1
                          RETURNING id"
                     ),

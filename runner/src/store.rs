@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
+use crate::changes::JobChanges;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobStatus, NewJob, Stats, Timestamp};
 
@@ -71,8 +72,8 @@ impl LeaseHolder {
 pub struct OwnerQuota {
     /// Jobs queued or running.
     pub max_unfinished_jobs: u64,
-    /// Bytes the owner's jobs keep on the runner: the inputs of queued and running
-    /// jobs, the outputs of completed ones until they expire.
+    /// Bytes the owner's jobs keep on the runner: the inputs of queued, running and
+    /// failed jobs, the outputs of completed ones until they expire.
     pub max_spooled_bytes: u64,
 }
 
@@ -141,6 +142,12 @@ pub trait JobStore: Send + Sync + 'static {
     fn retry_later(&self, lease: &Lease, not_before: i64) -> Result<bool>;
     /// `running` → `queued` without counting the attempt (shutdown interrupted it).
     fn release(&self, lease: &Lease) -> Result<bool>;
+    /// `failed` → `queued` with a fresh set of attempts, if its input is still kept
+    /// (not expired; a cancelled job's files are removed at once, so it never is). The
+    /// owner's job quota is checked in the same transaction, as for [`JobStore::insert`];
+    /// a refusal ([`retry_refusal`] or the quota) is an error. `None` if the job does not
+    /// exist.
+    fn retry(&self, id: &str, quota: &OwnerQuota) -> Result<Option<Job>>;
     /// `queued`/`running` → `cancelled`; any job is marked as having no files any more.
     /// Returns the updated job, or `None` if it does not exist.
     fn cancel(&self, id: &str, now: i64) -> Result<Option<Job>>;
@@ -154,13 +161,29 @@ pub trait JobStore: Send + Sync + 'static {
     fn stats(&self) -> Result<Stats>;
 }
 
-/// Async handle to a [`JobStore`]; cheap to clone.
+/// Async handle to a [`JobStore`], with the announcements of the changes this runner
+/// makes to jobs; cheap to clone.
 #[derive(Clone)]
-pub struct Store(Arc<dyn JobStore>);
+pub struct Store {
+    inner: Arc<dyn JobStore>,
+    changes: JobChanges,
+}
 
 impl Store {
     pub fn new(inner: Arc<dyn JobStore>) -> Self {
-        Store(inner)
+        Store {
+            inner,
+            changes: JobChanges::default(),
+        }
+    }
+
+    pub fn changes(&self) -> &JobChanges {
+        &self.changes
+    }
+
+    /// Tells whoever waits on job `id` that it changed (status or progress).
+    pub fn announce(&self, id: &str) {
+        self.changes.announce(id);
     }
 
     /// Runs `f` against the store on the blocking pool.
@@ -169,14 +192,25 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&dyn JobStore) -> Result<R> + Send + 'static,
     {
-        let inner = Arc::clone(&self.0);
+        let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || f(&*inner)).await?
     }
 }
 
 /// Columns in the order [`crate::job::Job`] is read from, shared by both backends.
 pub(crate) const COLUMNS: &str = "id, owner, status, progress, filename, source_filename, size_bytes, \
-     output_bytes, created_at, started_at, completed_at, error, attempts, expired";
+     output_bytes, created_at, started_at, completed_at, error, attempts, expired, revision";
+
+/// Counts one change a client can see (status or progress); spliced into every update
+/// that makes one, in both backends.
+pub(crate) const NEXT_REVISION: &str = "revision = revision + 1";
+/// [`NEXT_REVISION`] for a progress write (`param` the new progress or NULL), which may
+/// change nothing.
+pub(crate) fn next_revision_if_progress(param: &str) -> String {
+    format!(
+        "revision = revision + CASE WHEN COALESCE({param}, progress) <> progress THEN 1 ELSE 0 END"
+    )
+}
 
 /// The order runnable jobs (`q`) are claimed in, shared by both backends: owners with
 /// fewer running jobs first, then the owner whose last start is the longest ago (round
@@ -191,16 +225,40 @@ pub(crate) const FAIR_ORDER: &str = "(SELECT COUNT(*) FROM jobs r
          q.seq";
 
 /// The query for one owner's [`OwnerUsage`] (two BIGINT columns), `param` being the
-/// backend's placeholder for the owner. Queued and running jobs keep their input,
-/// completed ones their output; failed ones were cleaned up, expired ones removed.
+/// backend's placeholder for the owner. Queued and running jobs keep their input, and so
+/// do failed ones until retention (a retry needs it); completed ones keep their output;
+/// cancelled and expired ones were removed.
 pub(crate) fn usage_query(param: &str) -> String {
     format!(
         "SELECT CAST(COALESCE(SUM(CASE WHEN status IN ('queued', 'running') THEN 1 ELSE 0 END), 0)
                      AS BIGINT),
-                CAST(COALESCE(SUM(CASE WHEN status IN ('queued', 'running') THEN size_bytes
+                CAST(COALESCE(SUM(CASE WHEN status IN ('queued', 'running', 'failed') THEN size_bytes
                                        WHEN status = 'completed' THEN COALESCE(output_bytes, 0)
                                        ELSE 0 END), 0) AS BIGINT)
          FROM jobs WHERE owner = {param} AND expired = FALSE"
+    )
+}
+
+/// Why `job` cannot be retried, if it cannot: only a finished, unsuccessful job whose
+/// input is still kept can.
+pub fn retry_refusal(job: &Job) -> Option<Error> {
+    match job.status {
+        JobStatus::Failed | JobStatus::Cancelled if job.expired => Some(Error::InputGone),
+        JobStatus::Failed | JobStatus::Cancelled => None,
+        status => Some(Error::JobNotRetryable(status)),
+    }
+}
+
+/// The conditional update behind [`JobStore::retry`], `param` being the backend's
+/// placeholder for the id: a fresh start, as if just uploaded. Conditional on the state
+/// [`retry_refusal`] accepts, so of two concurrent retries one re-queues the job.
+pub(crate) fn retry_update(param: &str) -> String {
+    format!(
+        "UPDATE jobs SET status = 'queued', progress = 0, attempts = 0, not_before = 0,
+             error = NULL, started_at = NULL, completed_at = NULL, output_bytes = NULL,
+             {NEXT_REVISION}
+         WHERE id = {param} AND status IN ('failed', 'cancelled') AND expired = FALSE
+         RETURNING {COLUMNS}"
     )
 }
 
@@ -234,6 +292,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_jobs.sql"),
     include_str!("../migrations/sqlite/0002_leases.sql"),
     include_str!("../migrations/sqlite/0003_fair_claims.sql"),
+    include_str!("../migrations/sqlite/0004_revisions.sql"),
 ];
 
 /// Keep at most this many idle connections; more are opened on demand under load.
@@ -326,6 +385,7 @@ fn row_to_job(row: &Row<'_>) -> rusqlite::Result<Job> {
     let size: i64 = row.get(6)?;
     let output: Option<i64> = row.get(7)?;
     let attempts: i64 = row.get(12)?;
+    let revision: i64 = row.get(14)?;
     Ok(Job {
         id: row.get(0)?,
         owner: row.get(1)?,
@@ -341,6 +401,7 @@ fn row_to_job(row: &Row<'_>) -> rusqlite::Result<Job> {
         error: row.get(11)?,
         attempts: attempts.max(0) as u32,
         expired: row.get::<_, i64>(13)? != 0,
+        revision: revision.max(0) as u64,
     })
 }
 
@@ -447,7 +508,7 @@ impl JobStore for SqliteJobStore {
                     &format!(
                         "UPDATE jobs
                          SET status = 'running', attempts = attempts + 1, progress = 0,
-                             started_at = ?1, error = NULL,
+                             started_at = ?1, error = NULL, {NEXT_REVISION},
                              lease_owner = ?2, lease_token = ?3, lease_expires_at = ?4
                          WHERE seq = (SELECT q.seq FROM jobs q
                                       WHERE q.status = 'queued' AND q.not_before <= ?1
@@ -482,8 +543,10 @@ impl JobStore for SqliteJobStore {
     fn renew(&self, lease: &Lease, progress: Option<u8>, now: i64) -> Result<bool> {
         self.leased_update(
             &format!(
-                "UPDATE jobs SET progress = COALESCE(?3, progress), lease_expires_at = ?4
-                 WHERE {SQLITE_HOLDS_LEASE}"
+                "UPDATE jobs SET progress = COALESCE(?3, progress), lease_expires_at = ?4,
+                     {}
+                 WHERE {SQLITE_HOLDS_LEASE}",
+                next_revision_if_progress("?3")
             ),
             lease,
             &[&progress.map(|p| p.min(100)), &self.holder.expiry(now)],
@@ -494,7 +557,7 @@ impl JobStore for SqliteJobStore {
         self.leased_update(
             &format!(
                 "UPDATE jobs SET status = 'completed', progress = 100, output_bytes = ?3,
-                     completed_at = ?4, error = NULL, {SQLITE_NO_LEASE}
+                     completed_at = ?4, error = NULL, {NEXT_REVISION}, {SQLITE_NO_LEASE}
                  WHERE {SQLITE_HOLDS_LEASE}"
             ),
             lease,
@@ -505,7 +568,8 @@ impl JobStore for SqliteJobStore {
     fn fail(&self, lease: &Lease, reason: &str, now: i64) -> Result<bool> {
         self.leased_update(
             &format!(
-                "UPDATE jobs SET status = 'failed', completed_at = ?4, error = ?3, {SQLITE_NO_LEASE}
+                "UPDATE jobs SET status = 'failed', completed_at = ?4, error = ?3, {NEXT_REVISION},
+                     {SQLITE_NO_LEASE}
                  WHERE {SQLITE_HOLDS_LEASE}"
             ),
             lease,
@@ -516,7 +580,8 @@ impl JobStore for SqliteJobStore {
     fn retry_later(&self, lease: &Lease, not_before: i64) -> Result<bool> {
         self.leased_update(
             &format!(
-                "UPDATE jobs SET status = 'queued', progress = 0, not_before = ?3, {SQLITE_NO_LEASE}
+                "UPDATE jobs SET status = 'queued', progress = 0, not_before = ?3, {NEXT_REVISION},
+                     {SQLITE_NO_LEASE}
                  WHERE {SQLITE_HOLDS_LEASE}"
             ),
             lease,
@@ -528,12 +593,34 @@ impl JobStore for SqliteJobStore {
         self.leased_update(
             &format!(
                 "UPDATE jobs SET status = 'queued', progress = 0, started_at = NULL,
-                     attempts = MAX(attempts - 1, 0), {SQLITE_NO_LEASE}
+                     attempts = MAX(attempts - 1, 0), {NEXT_REVISION}, {SQLITE_NO_LEASE}
                  WHERE {SQLITE_HOLDS_LEASE}"
             ),
             lease,
             &[],
         )
+    }
+
+    fn retry(&self, id: &str, quota: &OwnerQuota) -> Result<Option<Job>> {
+        self.with_conn(|conn| {
+            // Immediate: the checks and the update see no other writer in between.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(job) = fetch(&tx, id)? else {
+                return Ok(Ok(None));
+            };
+            if let Some(refusal) = retry_refusal(&job) {
+                return Ok(Err(refusal));
+            }
+            // The input is already counted in the owner's bytes; only the job count grows.
+            if let Err(refusal) = quota.admit(&sqlite_usage(&tx, &job.owner)?, 0) {
+                return Ok(Err(refusal));
+            }
+            let job = tx
+                .query_row(&retry_update("?1"), [id], row_to_job)
+                .optional()?;
+            tx.commit()?;
+            Ok(Ok(job))
+        })?
     }
 
     fn cancel(&self, id: &str, now: i64) -> Result<Option<Job>> {
@@ -542,7 +629,7 @@ impl JobStore for SqliteJobStore {
             tx.execute(
                 &format!(
                     "UPDATE jobs SET status = 'cancelled', completed_at = ?2, error = NULL,
-                         {SQLITE_NO_LEASE}
+                         {NEXT_REVISION}, {SQLITE_NO_LEASE}
                      WHERE id = ?1 AND status IN ('queued', 'running')"
                 ),
                 params![id, now],
@@ -560,7 +647,7 @@ impl JobStore for SqliteJobStore {
             let failed = {
                 let mut stmt = tx.prepare(&format!(
                     "UPDATE jobs SET status = 'failed', completed_at = ?2, error = ?3,
-                         {SQLITE_NO_LEASE}
+                         {NEXT_REVISION}, {SQLITE_NO_LEASE}
                      WHERE status = 'running' AND COALESCE(lease_expires_at, 0) < ?2
                        AND attempts >= ?1
                      RETURNING id"
@@ -573,7 +660,7 @@ impl JobStore for SqliteJobStore {
             let requeued = {
                 let mut stmt = tx.prepare(&format!(
                     "UPDATE jobs SET status = 'queued', progress = 0, not_before = 0,
-                         {SQLITE_NO_LEASE}
+                         {NEXT_REVISION}, {SQLITE_NO_LEASE}
                      WHERE status = 'running' AND COALESCE(lease_expires_at, 0) < ?1
                      RETURNING id"
                 ))?;

@@ -81,6 +81,7 @@ pub async fn run_worker(index: usize, ctx: Arc<WorkerContext>) {
         }
         match claim {
             Ok(Claim::Job(leased)) => {
+                ctx.store.announce(&leased.job.id);
                 let span = info_span!("job", job_id = %leased.job.id, worker = index);
                 process(&ctx, *leased).instrument(span).await;
                 drop(slot);
@@ -425,7 +426,12 @@ async fn record_progress(
         };
         let held = lease.clone();
         match store.run(move |s| s.renew(&held, pct, now_ms())).await {
-            Ok(true) => renew.reset(),
+            Ok(true) => {
+                if pct.is_some() {
+                    store.announce(&lease.job_id);
+                }
+                renew.reset();
+            }
             Ok(false) => {
                 cancel.cancel();
                 return false;
@@ -451,24 +457,29 @@ async fn cancelled(ctx: &WorkerContext, id: &str) {
     }
 }
 
-/// Runs the write that ends a lease, retrying while the job store is unreachable for as
+/// Runs the write that ends `lease`, retrying while the job store is unreachable for as
 /// long as the lease could still be ours: a short database outage then does not make
-/// a finished conversion run again.
-async fn persist<R, F>(ctx: &WorkerContext, write: F) -> crate::Result<R>
+/// a finished conversion run again. Announces the change if the lease held.
+async fn persist<F>(ctx: &WorkerContext, lease: &Lease, write: F) -> crate::Result<bool>
 where
-    R: Send + 'static,
-    F: Fn(&dyn JobStore) -> crate::Result<R> + Clone + Send + 'static,
+    F: Fn(&dyn JobStore, &Lease) -> crate::Result<bool> + Clone + Send + 'static,
 {
     let give_up = Instant::now() + ctx.lease_renewal * 3;
     let mut delay = STORE_RETRY_FIRST;
     loop {
-        match ctx.store.run(write.clone()).await {
+        let (write, held) = (write.clone(), lease.clone());
+        match ctx.store.run(move |s| write(s, &held)).await {
             Err(err) if err.is_store_unreachable() && Instant::now() + delay < give_up => {
                 warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "job store unreachable; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(STORE_RETRY_MAX);
             }
-            result => return result,
+            result => {
+                if let Ok(true) = result {
+                    ctx.store.announce(&lease.job_id);
+                }
+                return result;
+            }
         }
     }
 }
@@ -497,8 +508,7 @@ async fn renewing<T>(ctx: &WorkerContext, lease: &Lease, work: impl Future<Outpu
 
 /// `running` → `queued` without counting the attempt.
 async fn requeue(ctx: &WorkerContext, lease: &Lease, why: &str) {
-    let lease = lease.clone();
-    match persist(ctx, move |s| s.release(&lease)).await {
+    match persist(ctx, lease, |s, held| s.release(held)).await {
         Ok(_) => info!("{why}; job re-queued"),
         Err(err) => {
             warn!(error = %err, "cannot re-queue job; the reaper will once its lease expires")
@@ -545,8 +555,7 @@ async fn finish_converted(
         retry_or_fail(ctx, leased, "Runner could not store the converted file").await;
         return;
     }
-    let held = lease.clone();
-    match persist(ctx, move |s| s.complete(&held, size, now_ms())).await {
+    match persist(ctx, lease, move |s, held| s.complete(held, size, now_ms())).await {
         Ok(true) => {
             // Logged as soon as it is recorded: the log is the record of who completed it.
             info!(
@@ -575,11 +584,15 @@ async fn finish_converted(
 }
 
 async fn finish_failed(ctx: &WorkerContext, lease: &Lease, reason: &str) {
-    let (held, reason_owned) = (lease.clone(), reason.to_string());
-    match persist(ctx, move |s| s.fail(&held, &reason_owned, now_ms())).await {
+    let reason_owned = reason.to_string();
+    match persist(ctx, lease, move |s, held| {
+        s.fail(held, &reason_owned, now_ms())
+    })
+    .await
+    {
         Ok(true) => {
+            // The input stays until retention removes it: a retry converts it again.
             ctx.metrics.job_failed();
-            ctx.media.discard_input(&lease.job_id).await;
             info!(reason, "conversion failed");
         }
         Ok(false) => info!("job changed state before it could be marked failed"),
@@ -595,8 +608,7 @@ async fn retry_or_fail(ctx: &WorkerContext, leased: &Leased, reason: &str) {
     }
     let delay = backoff(ctx.retry_backoff, job.attempts);
     let not_before = now_ms().saturating_add(delay.as_millis() as i64);
-    let held = lease.clone();
-    match persist(ctx, move |s| s.retry_later(&held, not_before)).await {
+    match persist(ctx, lease, move |s, held| s.retry_later(held, not_before)).await {
         Ok(true) => {
             ctx.metrics.job_retried();
             warn!(
@@ -633,8 +645,12 @@ pub async fn run_reaper(
         {
             Ok(reaped) => {
                 log_reaped(&reaped);
-                for _ in &reaped.requeued {
+                for id in &reaped.requeued {
+                    store.announce(id);
                     wake.notify_one();
+                }
+                for id in &reaped.failed {
+                    store.announce(id);
                 }
             }
             Err(err) => warn!(error = %err, "cannot look for expired leases"),

@@ -171,5 +171,5 @@ async fn bad_media_that_looks_streamable_still_fails_with_a_reason() {
     assert_eq!(done["attempts"], 1, "bad input is not retried");
     assert_eq!(metric(&runner, STARTED_EARLY).await, 1.0);
     assert_eq!(metric(&runner, FALLBACKS).await, 1.0);
-    assert!(runner.files_of(id).is_empty());
+    assert_eq!(runner.files_of(id), failed_job_files(id));
 }

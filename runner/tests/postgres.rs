@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::postgres::PgCluster;
 use common::*;
 use serde_json::Value;
+use spinmesh_e2e::clips::ffmpeg_failing_while_switched_on;
 
 /// Short leases, so a crashed runner's job is taken over within seconds.
 const LEASE_TTL: &str = "3s";
@@ -216,4 +217,58 @@ async fn runners_ride_out_a_postgres_restart() {
     }
     let duration = download_duration(&converting, &id, shared.tmp.path()).await;
     assert!((duration - 8.0).abs() < 1.0, "duration {duration}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_is_retried_once_across_runners_and_followed_from_either() {
+    let shared = Shared::new();
+    let (ffmpeg, switch) = ffmpeg_failing_while_switched_on(shared.tmp.path());
+    let args = ["--ffmpeg", ffmpeg.to_str().unwrap(), "--max-attempts", "1"];
+    let first = shared.runner(&args);
+    let second = shared.runner(&args);
+    let video = make_video(shared.tmp.path(), "clip.mp4", 1);
+    let id = upload(&first, &video).await;
+    let failed = poll_job(&first, &id, is_finished).await.pop().unwrap();
+    assert_eq!(failed["status"], "failed", "{failed}");
+
+    // One retry on each runner at once: the job is re-queued once.
+    std::fs::remove_file(&switch).unwrap();
+    let (a, b) = tokio::join!(retry(&first, &id), retry(&second, &id));
+    let mut answers = [a, b];
+    answers.sort_by_key(|(status, _)| *status);
+    let [(accepted, job), (refused, refusal)] = answers;
+    assert_eq!(
+        (accepted, job["status"].as_str()),
+        (202, Some("queued")),
+        "{job}"
+    );
+    assert_eq!(refused, 409, "{refusal}");
+    assert_eq!(refusal["code"], "job_not_retryable");
+
+    // A long poll on either runner hears of the conversion, wherever it runs.
+    let started = std::time::Instant::now();
+    let (status, moved) = get_json(&second, &format!("/jobs/{id}?wait=20")).await;
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?} {moved}",
+        started.elapsed()
+    );
+    let done = poll_job(&second, &id, is_finished).await.pop().unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    let requeued = [&first, &second]
+        .iter()
+        .map(|runner| {
+            runner
+                .log_text()
+                .matches("job re-queued on request")
+                .count()
+        })
+        .sum::<usize>();
+    assert_eq!(requeued, 1);
+    let (status, body) = retry(&first, &id).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("job_not_retryable"))
+    );
 }

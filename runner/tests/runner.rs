@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
+use spinmesh_e2e::clips::ffmpeg_failing_while_switched_on;
 
 fn assert_error(body: &Value, status: &str, code: &str) {
     assert_eq!(body["status"], status, "{body}");
@@ -386,7 +387,9 @@ async fn bad_media_fails_with_a_reason() {
         .unwrap();
     assert_eq!(resp.status(), 409);
     assert_error(&resp.json().await.unwrap(), "409", "job_not_ready");
-    assert!(runner.files_of(&corrupt_id).is_empty() && runner.files_of(&silent_id).is_empty());
+    // A failed job keeps its input (a retry needs it) until retention; nothing else.
+    assert_eq!(runner.files_of(&corrupt_id), failed_job_files(&corrupt_id));
+    assert_eq!(runner.files_of(&silent_id), failed_job_files(&silent_id));
     // The runner is still serving.
     assert_eq!(
         client()
@@ -475,7 +478,7 @@ async fn slow_conversions_time_out() {
         processes_mentioning(&id).is_empty()
     })
     .await;
-    assert!(runner.files_of(&id).is_empty());
+    assert_eq!(runner.files_of(&id), failed_job_files(&id));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -669,4 +672,302 @@ fn refuses_to_start_without_a_token() {
     let (status, stderr) = run_to_exit(&[], &[], &["RUNNER_TOKEN"]);
     assert!(!status.success());
     assert!(stderr.contains("RUNNER_TOKEN"), "{stderr}");
+}
+
+async fn upload_file(runner: &Runner, owner: &str, path: &std::path::Path) -> String {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let resp = upload_chunked(runner, owner, name, std::fs::read(path).unwrap()).await;
+    assert_eq!(resp.status(), 202, "{}", runner.log_text());
+    resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_is_retried_once_however_many_ask_and_converts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ffmpeg, switch) = ffmpeg_failing_while_switched_on(tmp.path());
+    let video = make_video(tmp.path(), "clip.mp4", 1);
+    let size = std::fs::metadata(&video).unwrap().len();
+    // Room for one input and a half: a kept failed input still counts.
+    let quota = (size + size / 2).to_string();
+    let runner = Runner::start(&[
+        "--ffmpeg",
+        ffmpeg.to_str().unwrap(),
+        "--max-attempts",
+        "1",
+        "--max-spool-bytes-per-owner",
+        &quota,
+    ]);
+    let id = upload_file(&runner, "u", &video).await;
+    let failed = poll_job(&runner, &id, is_finished).await.pop().unwrap();
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(
+        failed["error"],
+        "Conversion process was terminated unexpectedly"
+    );
+    assert_eq!(runner.files_of(&id), failed_job_files(&id));
+    let resp = upload_chunked(&runner, "u", "again.mp4", std::fs::read(&video).unwrap()).await;
+    assert_eq!(resp.status(), 507, "the failed job's input is counted");
+    assert_error(&resp.json().await.unwrap(), "507", "storage_quota_exceeded");
+
+    // Two retries at once: one re-queues the job, the other finds it queued (or running).
+    std::fs::remove_file(&switch).unwrap();
+    let (first, second) = tokio::join!(retry(&runner, &id), retry(&runner, &id));
+    let mut answers = [first, second];
+    answers.sort_by_key(|(status, _)| *status);
+    let [(accepted, job), (refused, refusal)] = answers;
+    assert_eq!(accepted, 202, "{job}");
+    assert_eq!(job["status"], "queued", "{job}");
+    assert!(
+        job["error"].is_null() && job["completed_at"].is_null(),
+        "{job}"
+    );
+    assert_eq!(job["attempts"], 0, "a retry starts the attempts afresh");
+    assert_eq!(refused, 409, "{refusal}");
+    assert_error(&refusal, "409", "job_not_retryable");
+
+    let done = poll_job(&runner, &id, is_finished).await.pop().unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["attempts"], 1, "{done}");
+    assert_eq!(
+        runner
+            .log_text()
+            .matches("job re-queued on request")
+            .count(),
+        1
+    );
+    let resp = auth(client().get(runner.url(&format!("/jobs/{id}/output"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(!resp.bytes().await.unwrap().is_empty());
+
+    // Only a failed job can be retried; unknown ids are not found.
+    let (status, body) = retry(&runner, &id).await;
+    assert_eq!(status, 409);
+    assert_error(&body, "409", "job_not_retryable");
+    for unknown in ["job_0123456789abcdef0123456789abcdef", "nope"] {
+        let (status, body) = retry(&runner, unknown).await;
+        assert_eq!(status, 404, "{unknown}");
+        assert_error(&body, "404", "job_not_found");
+    }
+    let resp = auth(client().get(runner.url(&format!("/jobs/{id}/retry"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_jobs_input_is_kept_until_retention_then_retry_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ffmpeg, _switch) = ffmpeg_failing_while_switched_on(tmp.path());
+    let runner = Runner::start(&[
+        "--ffmpeg",
+        ffmpeg.to_str().unwrap(),
+        "--max-attempts",
+        "1",
+        "--retention",
+        "3s",
+        "--sweep-interval",
+        "1s",
+    ]);
+    let video = make_video(tmp.path(), "clip.mp4", 1);
+    let swept = upload_file(&runner, "u", &video).await;
+    let deleted = upload_file(&runner, "u", &video).await;
+    for id in [&swept, &deleted] {
+        let job = poll_job(&runner, id, is_finished).await.pop().unwrap();
+        assert_eq!(job["status"], "failed", "{job}");
+    }
+    // Deleting a job removes its input at once; retention removes a failed one's later.
+    let resp = auth(client().delete(runner.url(&format!("/jobs/{deleted}"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    poll_job(&runner, &swept, |j| j["expired"] == true).await;
+    for id in [&swept, &deleted] {
+        assert!(runner.files_of(id).is_empty(), "{:?}", runner.files_of(id));
+        let (status, body) = retry(&runner, id).await;
+        assert_eq!(status, 409, "{body}");
+        assert_error(&body, "409", "input_gone");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_answers_on_a_change_or_when_its_wait_is_over() {
+    let slow = slow_ffmpeg();
+    let runner = Runner::start(&[
+        "--ffmpeg",
+        slow.to_str().unwrap(),
+        "--workers",
+        "1",
+        "--max-waiters",
+        "1",
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let audio = make_audio(tmp.path(), "long.mp3", 30);
+    let running = upload_file(&runner, "u", &audio).await;
+    let queued = upload_file(&runner, "u", &audio).await;
+    poll_job(&runner, &running, |j| {
+        status_is(j, "running") && j["progress"].as_u64() > Some(0)
+    })
+    .await;
+
+    for bad in ["0", "31", "-1", "1.5", "soon", ""] {
+        let (status, body) = get_json(&runner, &format!("/jobs/{running}?wait={bad}")).await;
+        assert_eq!(status, 400, "wait={bad}: {body}");
+        assert_error(&body, "400", "invalid_query");
+    }
+
+    // A running conversion moves on within the wait: the answer comes early.
+    let (_, before) = get_json(&runner, &format!("/jobs/{running}")).await;
+    let started = std::time::Instant::now();
+    let (status, job) = get_json(&runner, &format!("/jobs/{running}?wait=20")).await;
+    assert_eq!(status, 200, "{job}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        job["progress"].as_u64() > before["progress"].as_u64() || job["status"] != "running",
+        "{before} then {job}"
+    );
+
+    // A job nothing happens to is answered as it is once the wait is over. Meanwhile the
+    // runner's one waiting place is taken.
+    let started = std::time::Instant::now();
+    let waiting = tokio::spawn({
+        let url = runner.url(&format!("/jobs/{queued}?wait=2"));
+        async move { auth(client().get(url)).send().await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resp = auth(client().get(runner.url(&format!("/jobs/{running}?wait=5"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_error(&resp.json().await.unwrap(), "503", "too_many_waiters");
+    let resp = waiting.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let job: Value = resp.json().await.unwrap();
+    assert_eq!(job["status"], "queued", "{job}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A finished job has nothing more to wait for.
+    let resp = auth(client().delete(runner.url(&format!("/jobs/{queued}"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let started = std::time::Instant::now();
+    let (status, job) = get_json(&runner, &format!("/jobs/{queued}?wait=30")).await;
+    assert_eq!((status, job["status"].as_str()), (200, Some("cancelled")));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let (status, _) = get_json(&runner, "/jobs/job_0123456789abcdef0123456789abcdef?wait=1").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_follows_a_job_to_its_end_and_resumes() {
+    let slow = slow_ffmpeg();
+    let runner = Runner::start(&[
+        "--ffmpeg",
+        slow.to_str().unwrap(),
+        "--max-event-streams-per-owner",
+        "1",
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let audio = make_audio(tmp.path(), "clip.mp3", 6);
+    let id = upload_file(&runner, "u", &audio).await;
+    let other = upload_file(&runner, "v", &audio).await;
+
+    let events_url = runner.url(&format!("/jobs/{id}/events"));
+    let resp = auth(client().get(&events_url)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    assert_eq!(resp.headers()["cache-control"], "no-cache");
+    // The owner's one stream is open: a second is refused, another owner's is not.
+    let second = auth(client().get(&events_url)).send().await.unwrap();
+    assert_eq!(second.status(), 429);
+    assert!(second.headers().contains_key("retry-after"));
+    assert_error(
+        &second.json().await.unwrap(),
+        "429",
+        "too_many_event_streams",
+    );
+    let others = auth(client().get(runner.url(&format!("/jobs/{other}/events"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(others.status(), 200);
+    drop(others);
+
+    let events: Vec<Sse> = read_events(resp, Duration::from_secs(40))
+        .await
+        .into_iter()
+        .filter(|e| e.event.is_some())
+        .collect();
+    let (last, progress) = events.split_last().expect("some events");
+    assert_eq!(last.event.as_deref(), Some("completed"), "{events:?}");
+    let done: Value = serde_json::from_str(last.data.as_deref().unwrap()).unwrap();
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["id"], id.as_str());
+    assert!(progress.len() >= 2, "{events:?}");
+    let ids: Vec<u64> = events
+        .iter()
+        .map(|e| e.id.as_deref().unwrap().parse().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let percents: Vec<u64> = progress
+        .iter()
+        .map(|e| {
+            assert_eq!(e.event.as_deref(), Some("progress"));
+            let job: Value = serde_json::from_str(e.data.as_deref().unwrap()).unwrap();
+            job["progress"].as_u64().unwrap()
+        })
+        .collect();
+    assert!(percents.windows(2).all(|w| w[0] <= w[1]), "{percents:?}");
+
+    // Resuming after the last progress event: only the final event is sent again.
+    let resume_from = progress.last().unwrap().id.clone().unwrap();
+    let resp = auth(client().get(&events_url))
+        .header("last-event-id", &resume_from)
+        .send()
+        .await
+        .unwrap();
+    let resumed: Vec<Sse> = read_events(resp, Duration::from_secs(10))
+        .await
+        .into_iter()
+        .filter(|e| e.event.is_some())
+        .collect();
+    assert_eq!(resumed, std::slice::from_ref(last));
+    // A client that has everything gets no event; a made-up id is refused.
+    let resp = auth(client().get(&events_url))
+        .header("last-event-id", last.id.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let rest = read_events(resp, Duration::from_secs(10)).await;
+    assert!(rest.iter().all(|e| e.event.is_none()), "{rest:?}");
+    let resp = auth(client().get(&events_url))
+        .header("last-event-id", "latest")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = auth(client().get(runner.url("/jobs/job_0123456789abcdef0123456789abcdef/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
 }

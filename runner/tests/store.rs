@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::postgres::PgCluster;
+use spinmesh_runner::Error;
 use spinmesh_runner::job::{Job, JobStatus, NewJob, Timestamp};
 use spinmesh_runner::names::new_job_id;
 use spinmesh_runner::pg::{self, PgJobStore};
@@ -484,17 +485,18 @@ fn usage_counts_what_an_owners_jobs_keep() {
         assert_eq!(leased.job.owner, "bob");
         let leased_broken = claim(&*store, 12).unwrap();
         assert_eq!(leased_broken.job.id, broken.id);
-        // Failed: nothing is kept.
+        // Failed: its input is kept for a retry, until retention.
         assert!(store.fail(&leased_broken.lease, "bad", 13).unwrap());
         assert_eq!(
             usage("alice"),
             OwnerUsage {
                 unfinished_jobs: 1,
-                spooled_bytes: 1400,
+                spooled_bytes: 2400,
             }
         );
-        // Expired (retention) or deleted: nothing either.
+        // Expired (retention) or deleted: nothing.
         store.mark_expired(&done.id).unwrap();
+        store.mark_expired(&broken.id).unwrap();
         assert_eq!(
             usage("alice"),
             OwnerUsage {
@@ -575,5 +577,125 @@ fn concurrent_uploads_of_one_owner_cannot_overshoot_the_quota() {
             .count();
         assert_eq!(accepted, 3);
         assert_eq!(stores[0].usage("alice").unwrap().unfinished_jobs, 3);
+    });
+}
+
+#[test]
+fn only_a_failed_job_with_its_input_is_retried_and_within_the_quota() {
+    on_both(|backend| {
+        let store = backend.open("a");
+        let unlimited = OwnerQuota::UNLIMITED;
+        let failed = insert(&*store, "alice", 1);
+        let leased = claim(&*store, 10).unwrap();
+        assert!(store.fail(&leased.lease, "bad", 11).unwrap());
+
+        let one_job = OwnerQuota {
+            max_unfinished_jobs: 1,
+            max_spooled_bytes: 1000,
+        };
+        let queued = insert(&*store, "alice", 12);
+        assert!(matches!(
+            store.retry(&failed.id, &one_job),
+            Err(Error::JobQuotaExceeded { limit: 1 })
+        ));
+        assert!(matches!(
+            store.retry(&queued.id, &unlimited),
+            Err(Error::JobNotRetryable(JobStatus::Queued))
+        ));
+        // Its input is counted already: a full storage quota does not stop a retry.
+        let full_storage = OwnerQuota {
+            max_unfinished_jobs: 2,
+            max_spooled_bytes: 2000,
+        };
+        let retried = store.retry(&failed.id, &full_storage).unwrap().unwrap();
+        assert_eq!(retried.status, JobStatus::Queued);
+        assert_eq!((retried.attempts, retried.progress), (0, 0));
+        assert!(retried.error.is_none() && retried.completed_at.is_none());
+        assert!(retried.revision > leased.job.revision);
+        assert!(matches!(
+            store.retry(&failed.id, &unlimited),
+            Err(Error::JobNotRetryable(JobStatus::Queued))
+        ));
+        // The retried job is claimed like a new one.
+        let again = claim(&*store, 20).unwrap();
+        assert_eq!(
+            (again.job.id.as_str(), again.job.attempts),
+            (failed.id.as_str(), 1)
+        );
+        assert!(store.complete(&again.lease, 5, 21).unwrap());
+        assert!(matches!(
+            store.retry(&failed.id, &unlimited),
+            Err(Error::JobNotRetryable(JobStatus::Completed))
+        ));
+
+        // Cancelled (files removed at once) or swept: the input is gone.
+        let cancelled = store.cancel(&queued.id, 30).unwrap().unwrap();
+        assert!(matches!(
+            store.retry(&cancelled.id, &unlimited),
+            Err(Error::InputGone)
+        ));
+        let swept = insert(&*store, "bob", 31);
+        let leased = claim(&*store, 32).unwrap();
+        assert!(store.fail(&leased.lease, "bad", 33).unwrap());
+        store.mark_expired(&swept.id).unwrap();
+        assert!(matches!(
+            store.retry(&swept.id, &unlimited),
+            Err(Error::InputGone)
+        ));
+        assert!(store.retry("job_missing", &unlimited).unwrap().is_none());
+    });
+}
+
+#[test]
+fn concurrent_retries_requeue_a_job_once() {
+    on_both(|backend| {
+        let stores = [backend.open("a"), backend.open("b")];
+        let job = insert(&*stores[0], "alice", 1);
+        let leased = claim(&*stores[0], 10).unwrap();
+        assert!(stores[0].fail(&leased.lease, "bad", 11).unwrap());
+        let handles: Vec<_> = (0..4)
+            .map(|n| {
+                let store = Arc::clone(&stores[n % 2]);
+                let id = job.id.clone();
+                std::thread::spawn(move || store.retry(&id, &OwnerQuota::UNLIMITED))
+            })
+            .collect();
+        let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let requeued = outcomes.iter().filter(|o| matches!(o, Ok(Some(_)))).count();
+        let refused = outcomes
+            .iter()
+            .filter(|o| matches!(o, Err(Error::JobNotRetryable(JobStatus::Queued))))
+            .count();
+        assert_eq!((requeued, refused), (1, 3), "{outcomes:?}");
+    });
+}
+
+#[test]
+fn revisions_grow_with_every_change_a_client_sees() {
+    on_both(|backend| {
+        let store = backend.open("a");
+        let job = insert(&*store, "alice", 1);
+        let revision = |store: &dyn JobStore| store.get(&job.id).unwrap().unwrap().revision;
+        let mut seen = vec![job.revision];
+        let leased = claim(&*store, 10).unwrap();
+        seen.push(leased.job.revision);
+        assert!(store.renew(&leased.lease, Some(30), 11).unwrap());
+        seen.push(revision(&*store));
+        // Renewing without new progress changes nothing a client sees.
+        assert!(store.renew(&leased.lease, None, 12).unwrap());
+        assert!(store.renew(&leased.lease, Some(30), 12).unwrap());
+        assert_eq!(revision(&*store), *seen.last().unwrap());
+        // Back to the queue and claimed again: the progress restarts, the revision not.
+        assert!(store.release(&leased.lease).unwrap());
+        seen.push(revision(&*store));
+        let leased = claim(&*store, 13).unwrap();
+        seen.push(leased.job.revision);
+        assert!(store.retry_later(&leased.lease, 14).unwrap());
+        seen.push(revision(&*store));
+        let leased = claim(&*store, 14).unwrap();
+        seen.push(leased.job.revision);
+        assert!(store.complete(&leased.lease, 5, 15).unwrap());
+        seen.push(revision(&*store));
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
     });
 }

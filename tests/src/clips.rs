@@ -4,10 +4,30 @@
 //! Each clip is made once per test process and kept: the long one takes seconds to
 //! encode.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::Value;
+
+/// An ffmpeg for the runner (`--ffmpeg`), written into `dir`, whose conversions die by
+/// SIGKILL while the file `dir/fail` exists and run the real ffmpeg once it is removed:
+/// a job fails for real, then converts when retried. Returns the wrapper and the switch
+/// file (created, so conversions fail until the caller removes it).
+pub fn ffmpeg_failing_while_switched_on(dir: &Path) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let switch = dir.join("fail");
+    std::fs::write(&switch, b"").unwrap();
+    let wrapper = dir.join("switched-ffmpeg");
+    // Conversions are recognised by their first argument, `-nostdin`.
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = \"-nostdin\" ] && [ -e '{}' ]; then kill -KILL $$; fi\nexec ffmpeg \"$@\"\n",
+        switch.display()
+    );
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (wrapper, switch)
+}
 
 /// How long [`long_clip`] plays.
 pub const LONG_CLIP_SECS: f64 = 3600.0;

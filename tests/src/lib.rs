@@ -93,6 +93,7 @@ pub struct AppBuilder {
     env: Vec<(String, String)>,
     args: Vec<String>,
     with_runner: bool,
+    runner_args: Vec<String>,
     state: Option<PathBuf>,
     engine: Engine,
     listen: String,
@@ -120,6 +121,12 @@ impl AppBuilder {
     /// Also start the conversion runner and point `runner_url` at it.
     pub fn with_runner(mut self) -> Self {
         self.with_runner = true;
+        self
+    }
+
+    /// A flag for the runner [`AppBuilder::with_runner`] starts (e.g. `--ffmpeg`).
+    pub fn runner_arg(mut self, arg: &str) -> Self {
+        self.runner_args.push(arg.into());
         self
     }
 
@@ -180,7 +187,13 @@ impl AppBuilder {
             Vec::new()
         };
         let runner = if self.with_runner {
-            let runner = Runner::start(&state.join("runner"), &self.secrets.runner_token)?;
+            let runner = Runner::start_with(
+                &state.join("runner"),
+                &self.secrets.runner_token,
+                "127.0.0.1:0",
+                Vec::new(),
+                self.runner_args.clone(),
+            )?;
             variables.push(("runner_url".into(), runner.url.clone()));
             Some(runner)
         } else {
@@ -293,10 +306,6 @@ pub struct Runner {
 }
 
 impl Runner {
-    fn start(spool: &Path, token: &str) -> Result<Runner, String> {
-        Self::start_with(spool, token, "127.0.0.1:0", Vec::new(), Vec::new())
-    }
-
     /// A runner on `listen` with extra environment (e.g. `RUNNER_DATABASE_URL`) and flags.
     pub fn start_with(
         spool: &Path,
@@ -413,6 +422,7 @@ impl App {
             env: Vec::new(),
             args: Vec::new(),
             with_runner: false,
+            runner_args: Vec::new(),
             state: None,
             engine: engine(),
             listen: "127.0.0.1:0".into(),

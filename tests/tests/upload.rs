@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::{Body, RequestBuilder, Response};
 use serde_json::Value;
 use spinmesh_authn::{Issuer, Role, now_unix};
+use spinmesh_e2e::clips::ffmpeg_failing_while_switched_on;
 use spinmesh_e2e::{App, client, is_rfc3339_utc};
 
 const BOUNDARY: &str = "spinmesh-test-boundary-7MA4YWxkTrZu0gW";
@@ -167,8 +168,16 @@ fn users(app: &App) -> Users {
 /// Without rate limits: the tests poll job status every 50 ms for as long as a conversion
 /// takes on a busy machine.
 fn start() -> App {
-    App::builder()
-        .with_runner()
+    start_with_runner(&[])
+}
+
+/// [`start`], with these runner flags.
+fn start_with_runner(flags: &[&str]) -> App {
+    flags
+        .iter()
+        .fold(App::builder().with_runner(), |app, flag| {
+            app.runner_arg(flag)
+        })
         .variable("rate_limit_per_address", "0")
         .variable("rate_limit_per_user", "0")
         .start()
@@ -884,4 +893,149 @@ fn a_job_survives_the_runner_being_killed_mid_conversion() {
         (duration - LONG_CLIP_SECS).abs() < 1.0,
         "duration {duration}"
     );
+}
+
+fn post(app: &App, path: &str, token: &str) -> Response {
+    client()
+        .post(app.url(path))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+}
+
+/// The events of a `text/event-stream` body read to its end: (id, name, data as JSON).
+fn events(response: Response) -> Vec<(u64, String, Value)> {
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "content-type"), "text/event-stream");
+    let text = response.text().unwrap();
+    text.split("\n\n")
+        .filter_map(|block| {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|line| line.strip_prefix(name)?.strip_prefix(": "))
+            };
+            let data = serde_json::from_str(field("data")?).unwrap();
+            Some((
+                field("id").unwrap().parse().unwrap(),
+                field("event").unwrap().to_string(),
+                data,
+            ))
+        })
+        .collect()
+}
+
+#[test]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
+fn a_failed_job_is_retried_by_its_owner_and_followed_to_the_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ffmpeg, switch) = ffmpeg_failing_while_switched_on(tmp.path());
+    let app = start_with_runner(&["--ffmpeg", ffmpeg.to_str().unwrap(), "--max-attempts", "1"]);
+    let users = users(&app);
+    let id = queue(&app, &users.alice, "clip.mp4", &media().clip);
+    let failed = wait_until_finished(&app, &users.alice, &id);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let retry = format!("/api/jobs/{id}/retry");
+    let events_path = format!("/api/jobs/{id}/events");
+
+    // Another user's job does not exist for them, whatever they ask of it.
+    assert_error(post(&app, &retry, &users.bob), 404, "not_found");
+    assert_error(get(&app, &events_path, &users.bob), 404, "not_found");
+    assert_error(
+        get(&app, &format!("/api/jobs/{id}?wait=1"), &users.bob),
+        404,
+        "not_found",
+    );
+
+    std::fs::remove_file(&switch).unwrap();
+    let queued = json(post(&app, &retry, &users.alice), 202);
+    assert_eq!(
+        (queued["job_id"].as_str(), queued["status"].as_str()),
+        (Some(id.as_str()), Some("queued"))
+    );
+    assert!(queued.get("error").is_none(), "{queued}");
+
+    // The stream, through the component, follows the conversion to its end.
+    let seen = events(get(&app, &events_path, &users.alice));
+    let (last_id, last_name, last_job) = seen.last().expect("events").clone();
+    assert_eq!(last_name, "completed", "{seen:?}");
+    assert_eq!(last_job["status"], "completed");
+    assert_eq!(last_job["job_id"], id.as_str());
+    assert!(
+        last_job.get("owner").is_none(),
+        "the client's view of a job"
+    );
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{seen:?}");
+    assert!(seen[..seen.len() - 1].iter().all(|e| e.1 == "progress"));
+    // Resumed with the last id: nothing more to send.
+    let response = client()
+        .get(app.url(&events_path))
+        .bearer_auth(&users.alice)
+        .header("last-event-id", last_id.to_string())
+        .send()
+        .unwrap();
+    assert!(events(response).is_empty());
+    let response = client()
+        .get(app.url(&events_path))
+        .bearer_auth(&users.alice)
+        .header("last-event-id", "latest")
+        .send()
+        .unwrap();
+    assert_error(response, 400, "invalid_request");
+
+    let (response, mp3) = download(&app, &format!("/api/jobs/{id}/download"), &users.alice);
+    assert_eq!(response.status(), 200);
+    assert_eq!(probe(&mp3).0, "mp3");
+    assert_error(post(&app, &retry, &users.alice), 409, "job_not_retryable");
+    // Deleted: its file is gone, so it cannot be converted again.
+    let response = client()
+        .delete(app.url(&format!("/api/jobs/{id}")))
+        .bearer_auth(&users.alice)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_error(post(&app, &retry, &users.alice), 409, "job_not_retryable");
+}
+
+#[test]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
+fn a_status_request_can_wait_for_the_next_change() {
+    let app = start();
+    let users = users(&app);
+    let id = queue(&app, &users.alice, "long.mp4", &media().long);
+    let running = poll(&app, &users.alice, &id, |state| {
+        state["status"] == "running" && state["progress"].as_u64() > Some(0)
+    })
+    .pop()
+    .unwrap();
+    let path = format!("/api/jobs/{id}?wait=20");
+    let started = Instant::now();
+    let moved = json(get(&app, &path, &users.alice), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        moved["progress"].as_u64() > running["progress"].as_u64() || finished(&moved),
+        "{running} then {moved}"
+    );
+    for bad in ["0", "31", "soon"] {
+        assert_error(
+            get(&app, &format!("/api/jobs/{id}?wait={bad}"), &users.alice),
+            400,
+            "invalid_request",
+        );
+    }
+    let done = wait_until_finished(&app, &users.alice, &id);
+    // A finished job has nothing more to wait for.
+    let started = Instant::now();
+    assert_eq!(json(get(&app, &path, &users.alice), 200), done);
+    assert!(started.elapsed() < Duration::from_secs(10));
 }

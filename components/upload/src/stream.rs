@@ -1,38 +1,67 @@
-//! Streaming the runner's downloads to the client.
+//! Streaming the runner's answers to the client: downloads and job event streams.
 
 use futures::StreamExt;
 use spin_sdk::http::{Headers, IncomingResponse, OutgoingResponse, ResponseOutparam};
 use spinmesh_api::edge::Edge;
 use spinmesh_outbound::BodyWriter;
+use spinmesh_upload::follow::EventTranslator;
 
 /// Bytes gathered before each write: small writes cost throughput (256 KiB–4 MiB batches ran at twice the rate of 16 KiB writes).
 pub const BATCH_BYTES: usize = 512 * 1024;
 
-/// The runner's download headers passed on to the client.
-const DOWNLOAD_HEADERS: [&str; 9] = [
-    "content-type",
-    "content-length",
-    "content-disposition",
-    "content-range",
-    "accept-ranges",
-    "etag",
-    "last-modified",
-    "cache-control",
-    "x-content-type-options",
-];
+/// How one kind of the runner's answers is passed on.
+pub struct Passing {
+    what: &'static str,
+    /// The runner's headers passed on to the client.
+    headers: &'static [&'static str],
+    /// Bytes gathered before each write.
+    batch_bytes: usize,
+    /// The body is the runner's job events, shown to the client as it sees jobs.
+    events: bool,
+}
 
-/// Streams the runner's download response to the client: its status, the
-/// [`DOWNLOAD_HEADERS`] it has plus the edge's, and its body in batches.
-pub async fn forward_download(
+pub const DOWNLOAD: Passing = Passing {
+    what: "download",
+    headers: &[
+        "content-type",
+        "content-length",
+        "content-disposition",
+        "content-range",
+        "accept-ranges",
+        "etag",
+        "last-modified",
+        "cache-control",
+        "x-content-type-options",
+    ],
+    batch_bytes: BATCH_BYTES,
+    events: false,
+};
+
+/// Each event goes out as it comes: a batch would hold it back.
+pub const EVENTS: Passing = Passing {
+    what: "event stream",
+    headers: &["content-type", "cache-control", "x-accel-buffering"],
+    batch_bytes: 0,
+    events: true,
+};
+
+/// Streams the runner's response to the client as `passing` says: its status, the
+/// headers `passing` names that it has plus the edge's, and its body.
+pub async fn forward(
     edge: &Edge,
     response: IncomingResponse,
     response_out: ResponseOutparam,
+    passing: &Passing,
 ) {
     let mut headers: Vec<(String, Vec<u8>)> = response
         .headers()
         .entries()
         .into_iter()
-        .filter(|(name, _)| DOWNLOAD_HEADERS.contains(&name.to_ascii_lowercase().as_str()))
+        .filter(|(name, _)| {
+            passing
+                .headers
+                .contains(&name.to_ascii_lowercase().as_str())
+        })
         .collect();
     let value = |wanted: &str| {
         headers
@@ -51,7 +80,8 @@ pub async fn forward_download(
         Ok(headers) => OutgoingResponse::new(headers),
         Err(error) => {
             let error = spinmesh_api::ApiError::internal_logged(format_args!(
-                "download headers: {error:?}"
+                "{} headers: {error:?}",
+                passing.what
             ));
             return crate::respond(edge, response_out, error.into()).await;
         }
@@ -63,23 +93,32 @@ pub async fn forward_download(
     response_out.set(outgoing);
     // Logged once the headers are out: the duration is the time to the first byte.
     edge.log(response.status());
-    match copy(&response, &mut writer).await {
+    match copy(&response, &mut writer, passing).await {
         Ok(()) => {
             if let Err(error) = writer.finish() {
-                eprintln!("download: cannot end the response: {error:?}");
+                eprintln!("{}: cannot end the response: {error:?}", passing.what);
             }
         }
         // Dropping the writer aborts the response, so the client sees it is incomplete.
-        Err(error) => eprintln!("download interrupted: {error}"),
+        Err(error) => eprintln!("{} interrupted: {error}", passing.what),
     }
 }
 
-async fn copy(response: &IncomingResponse, writer: &mut BodyWriter) -> Result<(), &'static str> {
+async fn copy(
+    response: &IncomingResponse,
+    writer: &mut BodyWriter,
+    passing: &Passing,
+) -> Result<(), &'static str> {
     let mut body = response.take_body_stream();
-    let mut batch = Vec::with_capacity(BATCH_BYTES);
+    let mut batch = Vec::with_capacity(passing.batch_bytes);
+    let mut events = passing.events.then(EventTranslator::default);
     while let Some(chunk) = body.next().await {
-        batch.extend_from_slice(&chunk.map_err(|_| "the runner's response broke off")?);
-        if batch.len() >= BATCH_BYTES {
+        let chunk = chunk.map_err(|_| "the runner's response broke off")?;
+        match events.as_mut() {
+            Some(events) => batch.extend(events.push(&chunk)?),
+            None => batch.extend_from_slice(&chunk),
+        }
+        if !batch.is_empty() && batch.len() >= passing.batch_bytes {
             writer
                 .write(&batch)
                 .await

@@ -34,7 +34,7 @@ pub use auth::{
 };
 pub use error::{ApiError, ApiResult};
 pub use json::{DEFAULT_MAX_JSON_BODY, is_json_content_type, json, parse_json};
-pub use page::{Page, link_header, paginated};
+pub use page::{Page, link_header, paginated, query_value};
 pub use params::{param, path_param};
 /// Re-exported so components need one dependency for auth types.
 pub use spinmesh_authn as authn;

@@ -74,7 +74,8 @@ fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
         .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
 }
 
-fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+/// The raw value of the first `key=` in a query string, if any.
+pub fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
     query_pairs(query).find(|(k, _)| *k == key).map(|(_, v)| v)
 }
 

@@ -27,6 +27,47 @@ pub const JOB_QUOTA_EXCEEDED: &str = "job_quota_exceeded";
 /// space than allowed (`507`).
 pub const STORAGE_QUOTA_EXCEEDED: &str = "storage_quota_exceeded";
 
+/// The `code` of a retry of a job in a state that cannot be retried (`409`): queued,
+/// running or completed.
+pub const JOB_NOT_RETRYABLE: &str = "job_not_retryable";
+/// The `code` of a retry of a job whose uploaded file was removed (`409`): cancelled,
+/// deleted or past retention.
+pub const INPUT_GONE: &str = "input_gone";
+/// The `code` of a long poll or event stream the runner has no room for (`503`, with
+/// `Retry-After`).
+pub const TOO_MANY_WAITERS: &str = "too_many_waiters";
+/// The `code` of an event stream over the owner's limit of open streams (`429`, with
+/// `Retry-After`).
+pub const TOO_MANY_EVENT_STREAMS: &str = "too_many_event_streams";
+/// The refusals that concern the end user's own use or jobs, worded for them: the
+/// upload side passes these on as they are.
+pub const PASSED_ON: [&str; 6] = [
+    JOB_QUOTA_EXCEEDED,
+    STORAGE_QUOTA_EXCEEDED,
+    JOB_NOT_RETRYABLE,
+    INPUT_GONE,
+    TOO_MANY_WAITERS,
+    TOO_MANY_EVENT_STREAMS,
+];
+
+/// The longest `?wait=` of a long poll (`GET /jobs/{id}?wait=N`), in seconds: short
+/// enough for the proxies and outbound timeouts in between.
+pub const MAX_WAIT_SECS: u64 = 30;
+
+/// A long poll's `?wait=`: whole seconds, 1 to [`MAX_WAIT_SECS`].
+pub fn parse_wait(value: &str) -> Option<u64> {
+    value
+        .parse()
+        .ok()
+        .filter(|secs| (1..=MAX_WAIT_SECS).contains(secs))
+}
+
+/// The id of one of a job's server-sent events (the job's revision), as a client's
+/// `Last-Event-ID` repeats it.
+pub fn parse_event_id(value: &str) -> Option<u64> {
+    value.trim().parse().ok()
+}
+
 /// A job as the runner's API sends it. Times are RFC 3339 UTC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
@@ -71,6 +112,28 @@ mod tests {
             "",
         ] {
             assert!(!is_job_id(id), "{id}");
+        }
+    }
+
+    #[test]
+    fn waits_and_event_ids_have_one_reading_on_both_ends() {
+        assert_eq!(parse_wait("1"), Some(1));
+        assert_eq!(parse_wait("30"), Some(30));
+        for bad in [
+            "0",
+            "31",
+            "-1",
+            "1.5",
+            "",
+            " 5",
+            "abc",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_wait(bad), None, "{bad}");
+        }
+        assert_eq!(parse_event_id(" 12 "), Some(12));
+        for bad in ["", "-1", "x", "1.5", "99999999999999999999999"] {
+            assert_eq!(parse_event_id(bad), None, "{bad}");
         }
     }
 

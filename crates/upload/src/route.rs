@@ -20,6 +20,10 @@ pub enum JobRoute<'a> {
     Cancel(&'a str),
     /// `GET /api/jobs/:id/download`, `GET /download/:id`.
     Download(&'a str),
+    /// `POST /api/jobs/:id/retry`.
+    Retry(&'a str),
+    /// `GET /api/jobs/:id/events`.
+    Events(&'a str),
 }
 
 /// A route without its job id, as the table holds it.
@@ -30,6 +34,8 @@ pub enum Kind {
     Status,
     Cancel,
     Download,
+    Retry,
+    Events,
 }
 
 /// The component's routes, each written once.
@@ -44,7 +50,9 @@ pub fn table() -> Routes<Kind> {
             Method::Get,
             &["/api/jobs/:id/download", "/download/:id"],
             Kind::Download,
-        );
+        )
+        .add(Method::Post, &["/api/jobs/:id/retry"], Kind::Retry)
+        .add(Method::Get, &["/api/jobs/:id/events"], Kind::Events);
     routes
 }
 
@@ -59,6 +67,8 @@ impl<'a> Route<'a> {
             Kind::Status => Route::Jobs(JobRoute::Status(id())),
             Kind::Cancel => Route::Jobs(JobRoute::Cancel(id())),
             Kind::Download => Route::Jobs(JobRoute::Download(id())),
+            Kind::Retry => Route::Jobs(JobRoute::Retry(id())),
+            Kind::Events => Route::Jobs(JobRoute::Events(id())),
         })
     }
 }
@@ -111,6 +121,17 @@ mod tests {
         assert_eq!(
             parse(Method::Get, &alias),
             Ok(Route::Jobs(JobRoute::Download(ID)))
+        );
+        let retry = format!("/api/jobs/{ID}/retry");
+        assert_eq!(
+            parse(Method::Post, &retry),
+            Ok(Route::Jobs(JobRoute::Retry(ID)))
+        );
+        assert_eq!(parse(Method::Get, &retry), Err((405, Some("POST".into()))));
+        let events = format!("/api/jobs/{ID}/events");
+        assert_eq!(
+            parse(Method::Get, &events),
+            Ok(Route::Jobs(JobRoute::Events(ID)))
         );
     }
 

@@ -11,14 +11,15 @@ use spin_sdk::http::{
     IncomingResponse, Method, OutgoingRequest, Request, RequestBuilder, Response,
 };
 use spinmesh_api::{ApiError, Page};
-use spinmesh_jobs::{JOB_QUOTA_EXCEEDED, STORAGE_QUOTA_EXCEEDED};
+use spinmesh_jobs::PASSED_ON;
 use spinmesh_media::job::{RunnerJob, is_job_id, visible_to};
 use spinmesh_outbound::{Timeouts, open, send};
 
 /// How long a JSON call to the runner, or its answer to a complete upload, may take: it
 /// answers from its job store.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a download may wait for the runner's first byte, and then between bytes.
+/// How long a download may wait for the runner's first byte, and then between bytes;
+/// also the longest pause in an event stream, which sends a heartbeat every 15 s.
 const DOWNLOAD_STALL: Duration = Duration::from_secs(30);
 /// An upload's answer comes only once its body, sent as slowly as the client sends it, is
 /// complete; the connection and each byte the runner sends are bounded.
@@ -76,6 +77,52 @@ impl Runner {
             .call(self.request(Method::Get, &format!("/jobs/{id}")).build())
             .await?;
         expect_json(&response, 200)
+    }
+
+    /// The job `id` (a valid id) once its status or progress differs from when the
+    /// runner got the request, or as it is after `wait_secs`: the call may take that
+    /// long on top of the usual answer time.
+    pub async fn job_when_changed(&self, id: &str, wait_secs: u64) -> Result<RunnerJob, ApiError> {
+        let request = self
+            .request(Method::Get, &format!("/jobs/{id}?wait={wait_secs}"))
+            .build();
+        let limit = ANSWER_TIMEOUT + Duration::from_secs(wait_secs);
+        let response = send(request, limit).await.map_err(unavailable)?;
+        expect_json(&response, 200)
+    }
+
+    /// Puts a failed job (a valid id) back in the queue.
+    pub async fn retry(&self, id: &str) -> Result<RunnerJob, ApiError> {
+        let response = self
+            .call(
+                self.request(Method::Post, &format!("/jobs/{id}/retry"))
+                    .build(),
+            )
+            .await?;
+        expect_json(&response, 202)
+    }
+
+    /// The event stream of job `id` (a valid id), resumed after event `last_event_id`,
+    /// with its body unread.
+    pub async fn events(
+        &self,
+        id: &str,
+        last_event_id: Option<u64>,
+    ) -> Result<IncomingResponse, ApiError> {
+        let mut request = self.request(Method::Get, &format!("/jobs/{id}/events"));
+        if let Some(seen) = last_event_id {
+            request.header("last-event-id", seen.to_string());
+        }
+        let timeouts = Timeouts {
+            connect: ANSWER_TIMEOUT,
+            first_byte: Some(ANSWER_TIMEOUT),
+            between_bytes: DOWNLOAD_STALL,
+        };
+        let response = open(request.build(), timeouts).await.map_err(unavailable)?;
+        match response.status() {
+            200 => Ok(response),
+            _ => Err(refused(response).await),
+        }
     }
 
     /// One page of jobs, newest first, of `owner` (everyone's for `None`), and the total.
@@ -169,38 +216,49 @@ impl Runner {
 /// The job the runner created from an upload, or why it did not.
 pub async fn accepted(sent: Result<IncomingResponse, impl Display>) -> Result<RunnerJob, ApiError> {
     let response = sent.map_err(unavailable)?;
-    let status = response.status();
-    if status != 202 && !matches!(status, 429 | 507) {
-        return Err(failure(status));
+    match response.status() {
+        202 => {
+            let body = response
+                .into_body()
+                .await
+                .map_err(|error| unavailable(error.to_debug_string()))?;
+            parse(&body)
+        }
+        429 | 507 => Err(refused(response).await),
+        status => Err(failure(status)),
     }
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .into_iter()
-        .next()
-        .and_then(|value| String::from_utf8(value).ok());
-    let body = response
-        .into_body()
-        .await
-        .map_err(|error| unavailable(error.to_debug_string()))?;
-    if status != 202 {
-        return Err(quota_refusal(status, &body, retry_after).unwrap_or_else(|| failure(status)));
-    }
-    parse(&body)
 }
 
-/// The runner's refusal of an upload over the owner's quota, passed on as it is: its
-/// code and message are about the user's own use and written for them.
-fn quota_refusal(status: u16, body: &[u8], retry_after: Option<String>) -> Option<ApiError> {
+/// The client's error for the runner's refusal `response`: passed on when it concerns
+/// the user ([`passed_on`]), else the usual [`failure`].
+async fn refused(response: IncomingResponse) -> ApiError {
+    let status = response.status();
+    let retry_after = header_value(&response, "retry-after");
+    match response.into_body().await {
+        Ok(body) => passed_on(status, &body, retry_after).unwrap_or_else(|| failure(status)),
+        Err(error) => unavailable(error.to_debug_string()),
+    }
+}
+
+fn header_value(response: &IncomingResponse, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .into_iter()
+        .next()
+        .and_then(|value| String::from_utf8(value).ok())
+}
+
+/// A refusal of the runner's that concerns the user's own use or jobs ([`PASSED_ON`]),
+/// passed on as it is: its code and message are written for them.
+fn passed_on(status: u16, body: &[u8], retry_after: Option<String>) -> Option<ApiError> {
     #[derive(Deserialize)]
     struct Refusal {
         code: String,
         message: String,
     }
     let refusal: Refusal = serde_json::from_slice(body).ok()?;
-    let code = [JOB_QUOTA_EXCEEDED, STORAGE_QUOTA_EXCEEDED]
-        .into_iter()
-        .find(|code| *code == refusal.code)?;
+    let code = PASSED_ON.into_iter().find(|code| *code == refusal.code)?;
     let error = ApiError::new(status, code, refusal.message);
     // Only delay-seconds, so nothing else the runner sends ends up in a header.
     let retry_after =
@@ -214,7 +272,13 @@ fn quota_refusal(status: u16, body: &[u8], retry_after: Option<String>) -> Optio
 fn expect_json<T: DeserializeOwned>(response: &Response, expected: u16) -> Result<T, ApiError> {
     match *response.status() {
         status if status == expected => parse(response.body()),
-        status => Err(failure(status)),
+        status => {
+            let retry_after = response
+                .header("retry-after")
+                .and_then(|value| value.as_str())
+                .map(str::to_string);
+            Err(passed_on(status, response.body(), retry_after).unwrap_or_else(|| failure(status)))
+        }
     }
 }
 
@@ -291,17 +355,17 @@ mod tests {
     }
 
     #[test]
-    fn quota_refusals_reach_the_client_as_the_runner_worded_them() {
+    fn refusals_about_the_users_jobs_reach_them_as_the_runner_worded_them() {
         let body =
             br#"{"status":"429","message":"You already have 5","code":"job_quota_exceeded"}"#;
-        let error = quota_refusal(429, body, Some("30".into())).unwrap();
+        let error = passed_on(429, body, Some("30".into())).unwrap();
         assert_eq!(
             (error.status, error.code.as_ref(), error.message.as_ref()),
             (429, "job_quota_exceeded", "You already have 5")
         );
         assert_eq!(error.retry_after(), Some(30));
         let body = br#"{"status":"507","message":"Your files","code":"storage_quota_exceeded"}"#;
-        let error = quota_refusal(507, body, Some("soon".into())).unwrap();
+        let error = passed_on(507, body, Some("soon".into())).unwrap();
         assert_eq!(
             (error.status, error.code.as_ref()),
             (507, "storage_quota_exceeded")
@@ -314,8 +378,14 @@ mod tests {
         // The runner's own trouble keeps the component's wording.
         let body =
             br#"{"status":"507","message":"The runner is low","code":"insufficient_storage"}"#;
-        assert!(quota_refusal(507, body, None).is_none());
-        assert!(quota_refusal(429, b"not json", None).is_none());
+        assert!(passed_on(507, body, None).is_none());
+        assert!(passed_on(429, b"not json", None).is_none());
+        let body = br#"{"status":"409","message":"The job's uploaded file was removed","code":"input_gone"}"#;
+        let error = passed_on(409, body, None).unwrap();
+        assert_eq!((error.status, error.code.as_ref()), (409, "input_gone"));
+        let body = br#"{"status":"503","message":"Too many","code":"too_many_waiters"}"#;
+        let error = passed_on(503, body, Some("5".into())).unwrap();
+        assert_eq!(error.retry_after(), Some(5));
     }
 
     #[test]

@@ -577,6 +577,66 @@ pub fn crashing_ffmpeg() -> PathBuf {
     )
 }
 
+/// The spool files a failed job keeps: its input, for a retry, until retention.
+pub fn failed_job_files(id: &str) -> Vec<String> {
+    vec![format!("inputs/{id}")]
+}
+
+/// `POST /jobs/{id}/retry`: status and JSON body.
+pub async fn retry(runner: &Runner, id: &str) -> (u16, Value) {
+    let resp = auth(client().post(runner.url(&format!("/jobs/{id}/retry"))))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+/// One server-sent event: its id, name and data (`None` fields absent), or a comment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sse {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: Option<String>,
+    pub comment: bool,
+}
+
+/// Reads a `text/event-stream` body to its end (within `deadline`), as the blocks
+/// between blank lines.
+pub async fn read_events(resp: reqwest::Response, deadline: Duration) -> Vec<Sse> {
+    let text = tokio::time::timeout(deadline, resp.text())
+        .await
+        .expect("the event stream ends")
+        .unwrap();
+    parse_events(&text)
+}
+
+pub fn parse_events(text: &str) -> Vec<Sse> {
+    text.split("\n\n")
+        .filter(|block| !block.is_empty())
+        .map(|block| {
+            let mut event = Sse {
+                id: None,
+                event: None,
+                data: None,
+                comment: false,
+            };
+            for line in block.lines() {
+                if line.starts_with(':') {
+                    event.comment = true;
+                } else if let Some((field, value)) = line.split_once(": ") {
+                    match field {
+                        "id" => event.id = Some(value.to_string()),
+                        "event" => event.event = Some(value.to_string()),
+                        "data" => event.data = Some(value.to_string()),
+                        _ => {}
+                    }
+                }
+            }
+            event
+        })
+        .collect()
+}
+
 /// Processes (other than us) whose command line mentions `needle`.
 pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     let me = std::process::id();
