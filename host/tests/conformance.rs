@@ -5,9 +5,12 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use spinmesh_e2e::{App, AppBuilder, Engine, client, engine, wasm_artifact};
+use spinmesh_e2e::{
+    App, AppBuilder, Engine, client, engine, log_containing, wait_for, wasm_artifact,
+};
 
 /// A manifest using the fixture under several component ids with different grants.
 fn manifest(extra: &str) -> (tempfile::TempDir, PathBuf) {
@@ -380,7 +383,10 @@ fn routes_follow_spin_precedence_and_set_spin_headers() {
         Engine::Host => "declared twice",
         Engine::Spin => "duplicates and will never be used",
     };
-    assert!(app.log().contains(warning), "{}", app.log());
+    // Log lines are written off the request path: wait for it.
+    wait_for(warning, Duration::from_secs(10), || {
+        app.log().contains(warning).then_some(())
+    });
     assert_eq!(
         client()
             .get(app.url("/nothing-here"))
@@ -412,10 +418,8 @@ fn trap_gives_500_and_the_host_keeps_serving() {
     assert!(app.host_is_running());
     // The component's output lands in its own log files, as with `spin up`.
     let logs = app.state_dir().join("logs");
-    let stdout = std::fs::read_to_string(logs.join("bare_stdout.txt")).unwrap();
-    assert!(stdout.contains("about to trap"), "{stdout}");
-    let stderr = std::fs::read_to_string(logs.join("bare_stderr.txt")).unwrap();
-    assert!(stderr.contains("deliberate trap"), "{stderr}");
+    log_containing(&logs.join("bare_stdout.txt"), "about to trap");
+    log_containing(&logs.join("bare_stderr.txt"), "deliberate trap");
 }
 
 #[test]

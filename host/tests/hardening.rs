@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use spinmesh_e2e::{App, Engine, client, wasm_artifact};
+use spinmesh_e2e::{App, Engine, client, wait_for, wasm_artifact};
 
 /// Short bounds, so that stalled clients are dealt with quickly here.
 const HEADER_READ_TIMEOUT_SECS: u64 = 2;
@@ -315,13 +315,14 @@ fn a_client_that_stops_mid_body_gets_408() {
         let head = assert_error(&raw, 408, "request_timeout");
         assert!(head.contains(&format!("\r\nx-request-id: {id}")), "{head}");
     }
-    let log = app.log();
+    // Log lines are written off the request path: wait for them.
     for id in ["stalled-buffered-1", "stalled-streamed-1"] {
-        assert!(
-            log.lines()
-                .any(|line| line.contains(id) && line.contains("stopped arriving")),
-            "{log}"
-        );
+        wait_for(id, Duration::from_secs(10), || {
+            app.log()
+                .lines()
+                .any(|line| line.contains(id) && line.contains("stopped arriving"))
+                .then_some(())
+        });
     }
 }
 

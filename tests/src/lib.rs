@@ -567,6 +567,20 @@ pub fn wait_for<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Op
     }
 }
 
+/// A log file's text once it holds `needle`: hosts write log lines off the request path,
+/// so a line may land a moment after its response.
+pub fn log_containing(path: &Path, needle: &str) -> String {
+    wait_for(
+        &format!("{needle:?} in {}", path.display()),
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(path)
+                .ok()
+                .filter(|text| text.contains(needle))
+        },
+    )
+}
+
 /// A blocking HTTP client with a generous timeout (the machine may be busy).
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
