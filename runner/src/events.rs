@@ -148,31 +148,10 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::Timestamp;
-
-    fn job(status: JobStatus, progress: u8, revision: u64) -> Job {
-        Job {
-            id: "job_0123456789abcdef0123456789abcdef".into(),
-            owner: "u1".into(),
-            status,
-            progress,
-            filename: "a.mp3".into(),
-            source_filename: "a.mp4".into(),
-            size_bytes: 10,
-            output_bytes: None,
-            created_at: Timestamp(0),
-            started_at: None,
-            completed_at: None,
-            error: None,
-            attempts: 1,
-            expired: false,
-            revision,
-        }
-    }
 
     #[test]
     fn a_frame_is_one_event_with_the_revision_as_id() {
-        let text = frame(&job(JobStatus::Running, 40, 7));
+        let text = frame(&Job::sample(JobStatus::Running, 40, 7));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "id: 7");
         assert_eq!(lines[1], "event: progress");
@@ -180,10 +159,10 @@ mod tests {
             serde_json::from_str(lines[2].strip_prefix("data: ").unwrap()).unwrap();
         assert_eq!(data["progress"], 40);
         assert!(text.ends_with("\n\n") && text.matches('\n').count() == 4);
-        assert!(frame(&job(JobStatus::Completed, 100, 9)).contains("event: completed\n"));
-        assert!(frame(&job(JobStatus::Failed, 3, 9)).contains("event: failed\n"));
-        assert!(frame(&job(JobStatus::Cancelled, 3, 9)).contains("event: cancelled\n"));
-        assert!(frame(&job(JobStatus::Queued, 0, 0)).contains("event: progress\n"));
+        assert!(frame(&Job::sample(JobStatus::Completed, 100, 9)).contains("event: completed\n"));
+        assert!(frame(&Job::sample(JobStatus::Failed, 3, 9)).contains("event: failed\n"));
+        assert!(frame(&Job::sample(JobStatus::Cancelled, 3, 9)).contains("event: cancelled\n"));
+        assert!(frame(&Job::sample(JobStatus::Queued, 0, 0)).contains("event: progress\n"));
     }
 
     #[test]

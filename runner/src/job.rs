@@ -151,6 +151,30 @@ impl Stats {
     }
 }
 
+/// A job as unit tests need one: only its state varies.
+#[cfg(test)]
+impl Job {
+    pub(crate) fn sample(status: JobStatus, progress: u8, revision: u64) -> Job {
+        Job {
+            id: "job_0123456789abcdef0123456789abcdef".into(),
+            owner: "u1".into(),
+            status,
+            progress,
+            filename: "a.mp3".into(),
+            source_filename: "a.mp4".into(),
+            size_bytes: 10,
+            output_bytes: None,
+            created_at: Timestamp(0),
+            started_at: None,
+            completed_at: None,
+            error: None,
+            attempts: 0,
+            expired: false,
+            revision,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,23 +189,7 @@ mod tests {
 
     #[test]
     fn job_json_shape() {
-        let job = Job {
-            id: "job_0123456789abcdef0123456789abcdef".into(),
-            owner: "u1".into(),
-            status: JobStatus::Queued,
-            progress: 0,
-            filename: "a.mp3".into(),
-            source_filename: "a.mp4".into(),
-            size_bytes: 10,
-            output_bytes: None,
-            created_at: Timestamp(0),
-            started_at: None,
-            completed_at: None,
-            error: None,
-            attempts: 0,
-            expired: false,
-            revision: 0,
-        };
+        let job = Job::sample(JobStatus::Queued, 0, 0);
         let v = serde_json::to_value(&job).unwrap();
         assert_eq!(v["status"], "queued");
         assert_eq!(v["created_at"], "1970-01-01T00:00:00Z");
