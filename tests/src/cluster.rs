@@ -25,6 +25,7 @@ pub const HOSTS: usize = 2;
 /// How many runners it runs unless [`ClusterBuilder::runners`] says otherwise.
 pub const RUNNERS: usize = 2;
 
+#[derive(Clone)]
 pub struct ClusterBuilder {
     state: Option<PathBuf>,
     listen: Option<String>,
@@ -73,9 +74,21 @@ impl ClusterBuilder {
         self
     }
 
+    /// Like [`ClusterBuilder::try_start`], but a part that lost its port gets one more
+    /// start: ports are picked free and bound a moment later by the part, and on a busy
+    /// test machine another process can take one in between.
     pub fn start(self) -> Cluster {
-        self.try_start()
-            .unwrap_or_else(|log| panic!("the cluster did not start:\n{log}"))
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.clone().try_start() {
+                Ok(cluster) => return cluster,
+                Err(log) if attempts < 2 && log.contains("Address already in use") => {
+                    eprintln!("a cluster part lost its port; starting the cluster again");
+                }
+                Err(log) => panic!("the cluster did not start:\n{log}"),
+            }
+        }
     }
 
     /// Starts every service, then the runners, the hosts and the balancer, and returns
