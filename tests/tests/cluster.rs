@@ -218,7 +218,9 @@ fn order_left_pending(
 ) -> i64 {
     let state = cluster.host(0).state_dir();
     let (catalog, orders) = (state.join("catalog.db"), state.join("orders.db"));
-    let products_wait = write_lock(&catalog);
+    // In an `Option` so that only the confirming stage lets it go before the kill (a
+    // closure that dropped it would take it, and so release it, even when not called).
+    let mut products_wait = Some(write_lock(&catalog));
     let host0 = host_api(cluster, 0);
     let placing = std::thread::scope(|scope| {
         let request = scope.spawn(|| {
@@ -237,7 +239,7 @@ fn order_left_pending(
             .assert_error(409, "idempotency_in_progress");
         let confirm_wait = (stage == Stage::Confirming).then(|| {
             let lock = write_lock(&orders);
-            drop(products_wait);
+            products_wait = None;
             wait_for_row(
                 &catalog,
                 "SELECT 1 FROM reservations WHERE reference = ?1",
@@ -248,6 +250,7 @@ fn order_left_pending(
         // `products_wait` still held at Reserving; both locks go with the host.
         cluster.host_kill(0);
         drop(confirm_wait);
+        drop(products_wait.take());
         (id, request.join().unwrap())
     });
     let (id, answer) = placing;
