@@ -46,6 +46,11 @@ pub fn deadline_ticks(timeout: Duration) -> u64 {
 fn build(limits: &Limits) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // Components here are wasi:http 0.2 proxies, called one request per store: the
+    // component-model-async machinery (task tables, a worker fiber disposed with an
+    // error value on every store's drop) would be set up and torn down per request
+    // for nothing.
+    config.concurrency_support(false);
     // Epoch interruption lets a request deadline stop a guest stuck in a loop.
     config.epoch_interruption(true);
     // Public, chained and streaming requests each have their own slots.
