@@ -29,6 +29,7 @@ use crate::metrics::{self, Metrics, Rejection, Snapshot};
 use crate::names;
 use crate::range::{RangeDecision, parse_range};
 use crate::registry::Registry;
+use crate::resumable;
 use crate::spool::{Spool, remove_if_exists};
 use crate::store::{Leased, OwnerQuota, Store};
 use crate::units::now_ms;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub workers: usize,
     /// Lets an upload start its conversion while it is still arriving.
     pub conversions: Arc<WorkerContext>,
+    /// How long a resumable upload is kept after its last append.
+    pub upload_expiry: Duration,
 }
 
 pub const DEFAULT_PAGE: u32 = 50;
@@ -76,6 +79,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jobs/{id}/output", get(download))
         .route("/jobs/{id}/retry", post(retry_job))
         .route("/jobs/{id}/events", get(job_events))
+        .route("/uploads", post(resumable::api::create))
+        .route(
+            "/uploads/{id}",
+            get(resumable::api::status)
+                .patch(resumable::api::append)
+                .delete(resumable::api::terminate),
+        )
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -384,7 +394,29 @@ impl Drop for FileGuard {
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>> {
+/// The owner the upload component names (`X-Owner-Id`), checked.
+pub(crate) fn owner_header(headers: &HeaderMap) -> Result<String> {
+    let owner = header_str(headers, "x-owner-id")?
+        .ok_or_else(|| Error::bad_request("missing_owner", "X-Owner-Id header is required"))?;
+    Ok(names::validate_owner(owner.trim())
+        .map_err(|m| Error::bad_request("invalid_owner", m))?
+        .to_string())
+}
+
+/// The client's filename (`X-Filename`, percent-encoded), sanitised.
+pub(crate) fn filename_header(headers: &HeaderMap) -> Result<String> {
+    let raw_name = header_str(headers, "x-filename")?
+        .ok_or_else(|| Error::bad_request("missing_filename", "X-Filename header is required"))?;
+    let decoded = names::decode_filename_header(raw_name).ok_or_else(|| {
+        Error::bad_request(
+            "invalid_filename",
+            "X-Filename must be percent-encoded UTF-8",
+        )
+    })?;
+    Ok(names::sanitize_source_filename(&decoded))
+}
+
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>> {
     match headers.get(name) {
         None => Ok(None),
         Some(v) => v.to_str().map(Some).map_err(|_| {
@@ -412,20 +444,8 @@ async fn create_job(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let owner = header_str(&headers, "x-owner-id")?
-        .ok_or_else(|| Error::bad_request("missing_owner", "X-Owner-Id header is required"))?;
-    let owner = names::validate_owner(owner.trim())
-        .map_err(|m| Error::bad_request("invalid_owner", m))?
-        .to_string();
-    let raw_name = header_str(&headers, "x-filename")?
-        .ok_or_else(|| Error::bad_request("missing_filename", "X-Filename header is required"))?;
-    let decoded = names::decode_filename_header(raw_name).ok_or_else(|| {
-        Error::bad_request(
-            "invalid_filename",
-            "X-Filename must be percent-encoded UTF-8",
-        )
-    })?;
-    let source_filename = names::sanitize_source_filename(&decoded);
+    let owner = owner_header(&headers)?;
+    let source_filename = filename_header(&headers)?;
     let declared: Option<u64> = match header_str(&headers, "content-length")? {
         None => None,
         Some(v) => Some(

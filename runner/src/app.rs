@@ -17,6 +17,7 @@ use crate::media::Media;
 use crate::metrics::Metrics;
 use crate::pg::{self, PgJobStore};
 use crate::registry::Registry;
+use crate::resumable;
 use crate::spool::{Sharing, Spool};
 use crate::store::{LeaseHolder, SqliteJobStore, Store};
 use crate::units::{format_duration, now_ms};
@@ -183,7 +184,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ffmpeg_version,
         workers,
         conversions: ctx.clone(),
+        upload_expiry: config.upload_expiry,
     });
+    let upload_sweeper = tokio::spawn(resumable::api::run_sweeper(
+        state.clone(),
+        config.sweep_interval,
+        stop.clone(),
+    ));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -228,6 +235,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     info!(grace = %format_duration(grace), "shutting down: no new connections or jobs; waiting for running conversions");
     stop.cancel();
     sweeper.abort();
+    upload_sweeper.abort();
     reaper.abort();
 
     let drain_workers = async {

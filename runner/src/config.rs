@@ -144,6 +144,11 @@ pub struct Config {
     #[arg(long, env = "RUNNER_RETENTION", default_value = "24h", value_parser = parse_duration)]
     pub retention: Duration,
 
+    /// A resumable upload that receives nothing for this long is removed with what it
+    /// received (tus `Upload-Expires`).
+    #[arg(long, env = "RUNNER_UPLOAD_EXPIRY", default_value = "24h", value_parser = parse_duration)]
+    pub upload_expiry: Duration,
+
     /// How often the retention sweep runs.
     #[arg(long, env = "RUNNER_SWEEP_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub sweep_interval: Duration,

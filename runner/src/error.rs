@@ -44,6 +44,14 @@ pub enum Error {
     JobQuotaExceeded { limit: u64 },
     #[error("owner's files would exceed {limit} bytes")]
     StorageQuotaExceeded { limit: u64 },
+    #[error("resumable upload not found")]
+    UploadNotFound,
+    #[error("resumable upload is at offset {offset}")]
+    UploadOffsetMismatch { offset: u64 },
+    #[error("resumable upload is being written by another request")]
+    UploadLocked,
+    #[error("append goes beyond the upload's length of {length} bytes")]
+    UploadLengthExceeded { length: u64 },
     #[error("upload body ended early: {0}")]
     UploadIncomplete(String),
     #[error("job store: {0}")]
@@ -166,6 +174,26 @@ impl Error {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!("Upload exceeds the limit of {limit} bytes"),
+            ),
+            Error::UploadNotFound => (
+                StatusCode::NOT_FOUND,
+                spinmesh_jobs::UPLOAD_NOT_FOUND,
+                "Upload not found".into(),
+            ),
+            Error::UploadOffsetMismatch { offset } => (
+                StatusCode::CONFLICT,
+                spinmesh_jobs::UPLOAD_OFFSET_MISMATCH,
+                format!("Upload-Offset does not match the upload's offset, {offset}"),
+            ),
+            Error::UploadLocked => (
+                StatusCode::LOCKED,
+                spinmesh_jobs::UPLOAD_LOCKED,
+                "Another request is writing to this upload; retry after checking its offset".into(),
+            ),
+            Error::UploadLengthExceeded { length } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                spinmesh_jobs::UPLOAD_LENGTH_EXCEEDED,
+                format!("The data goes beyond the upload's length of {length} bytes"),
             ),
             Error::RangeNotSatisfiable { .. } => (
                 StatusCode::RANGE_NOT_SATISFIABLE,

@@ -19,6 +19,7 @@ pub mod names;
 pub mod pg;
 pub mod range;
 pub mod registry;
+pub mod resumable;
 pub mod spool;
 pub mod store;
 pub mod units;

@@ -9,6 +9,7 @@
 //! ```text
 //! <prefix>/jobs/<id>/input          the upload, complete before the job is recorded
 //! <prefix>/jobs/<id>/output.<n>.mp3 the MP3 of attempt n (the job's `attempts`)
+//! <prefix>/uploads/<upload id>/<offset>  one append to a resumable upload (`resumable`)
 //! ```
 //!
 //! Every attempt writes its own output object, so a runner whose lease was taken over
@@ -103,6 +104,10 @@ pub fn parse_location(url: &str) -> std::result::Result<Location, String> {
     })
 }
 
+mod resumable;
+
+pub use resumable::Appender;
+
 /// The media location of this runner.
 pub struct Media {
     spool: Arc<Spool>,
@@ -117,6 +122,11 @@ struct Objects {
 impl Objects {
     fn job(&self, id: &str) -> ObjectPath {
         self.prefix.child("jobs").child(id)
+    }
+
+    /// Where the appends of resumable upload `id` wait, one object each.
+    fn partial(&self, upload_id: &str) -> ObjectPath {
+        self.prefix.child("uploads").child(upload_id)
     }
 
     fn input(&self, id: &str) -> ObjectPath {

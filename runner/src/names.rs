@@ -8,6 +8,7 @@
 use uuid::Uuid;
 
 pub use spinmesh_jobs::is_job_id as is_valid_job_id;
+pub use spinmesh_jobs::is_upload_id as is_valid_upload_id;
 
 /// Longest filename kept, in characters.
 pub const MAX_FILENAME_CHARS: usize = 255;
@@ -17,6 +18,16 @@ pub const MAX_OWNER_CHARS: usize = 128;
 /// A fresh, unguessable job id in the shape of the shared wire contract.
 pub fn new_job_id() -> String {
     spinmesh_jobs::job_id(Uuid::new_v4().as_u128())
+}
+
+/// A fresh, unguessable resumable upload id.
+pub fn new_upload_id() -> String {
+    spinmesh_jobs::upload_id(Uuid::new_v4().as_u128())
+}
+
+/// A token naming one append's hold on an upload.
+pub fn new_hold_token() -> String {
+    Uuid::new_v4().simple().to_string()
 }
 
 /// Validates an owner id: non-empty, at most [`MAX_OWNER_CHARS`], no control characters.

@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0003_revisions",
         include_str!("../migrations/postgres/0003_revisions.sql"),
     ),
+    (
+        4,
+        "0004_uploads",
+        include_str!("../migrations/postgres/0004_uploads.sql"),
+    ),
 ];
 
 /// Any fixed number: runners starting together take this advisory lock in turn, so only
@@ -88,7 +93,7 @@ pub fn parse_url(url: &str) -> anyhow::Result<tokio_postgres::Config> {
 /// [`crate::store::Store`]), so each call drives its async query to completion on the
 /// runtime it was created in.
 pub struct PgJobStore {
-    pool: Pool,
+    pub(crate) pool: Pool,
     runtime: Handle,
     holder: LeaseHolder,
 }
@@ -126,7 +131,7 @@ impl PgJobStore {
         })
     }
 
-    fn block_on<R>(&self, f: impl Future<Output = Result<R>>) -> Result<R> {
+    pub(crate) fn block_on<R>(&self, f: impl Future<Output = Result<R>>) -> Result<R> {
         self.runtime.block_on(f)
     }
 
@@ -220,13 +225,66 @@ fn row_to_job(row: &Row) -> Result<Job> {
     })
 }
 
+/// Serialises, to the end of `tx`, the quota checks and inserts of one owner: their
+/// concurrent uploads check and insert one after the other, so together they cannot
+/// overshoot.
+pub(crate) async fn lock_owner(tx: &Transaction<'_>, owner: &str) -> Result<()> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&OWNER_LOCK_SPACE, &owner],
+    )
+    .await?;
+    Ok(())
+}
+
 /// One owner's [`OwnerUsage`], on a pooled client or inside a transaction.
-async fn pg_usage(
+pub(crate) async fn pg_usage(
     client: &impl deadpool_postgres::GenericClient,
     owner: &str,
 ) -> Result<OwnerUsage> {
     let row = client.query_one(&usage_query("$1"), &[&owner]).await?;
     Ok(to_usage(row.try_get(0)?, row.try_get(1)?))
+}
+
+/// Inserts `job`, `running` under the lease (`lease_owner`, `token`, `expires`) when its
+/// conversion started early, else `queued` (waking the runners).
+pub(crate) async fn pg_insert_job(
+    tx: &Transaction<'_>,
+    job: &NewJob,
+    lease_owner: Option<String>,
+    token: Option<String>,
+    expires: Option<i64>,
+) -> Result<Job> {
+    let row = tx
+        .query_one(
+            &format!(
+                "INSERT INTO jobs (id, owner, status, filename, source_filename,
+                                   size_bytes, created_at, started_at, attempts,
+                                   lease_owner, lease_token, lease_expires_at)
+                 VALUES ($1, $2, CASE WHEN $7::BIGINT IS NULL THEN 'queued' ELSE 'running' END,
+                         $3, $4, $5, $6, $7,
+                         CASE WHEN $7::BIGINT IS NULL THEN 0 ELSE 1 END, $8, $9, $10)
+                 RETURNING {COLUMNS}"
+            ),
+            &[
+                &job.id,
+                &job.owner,
+                &job.filename,
+                &job.source_filename,
+                &(job.size_bytes.min(i64::MAX as u64) as i64),
+                &job.created_at,
+                &job.started_at,
+                &lease_owner,
+                &token,
+                &expires,
+            ],
+        )
+        .await?;
+    let job = row_to_job(&row)?;
+    if job.status == JobStatus::Queued {
+        notify(tx, QUEUED_CHANNEL, "").await?;
+    }
+    Ok(job)
 }
 
 fn ids(rows: &[Row]) -> Result<Vec<String>> {
@@ -251,43 +309,9 @@ impl JobStore for PgJobStore {
         let job = self.block_on(async {
             let mut client = self.pool.get().await?;
             let tx = client.transaction().await?;
-            // Held to the end of the transaction: this owner's concurrent uploads check
-            // and insert one after the other, so together they cannot overshoot.
-            tx.execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                &[&OWNER_LOCK_SPACE, &job.owner],
-            )
-            .await?;
+            lock_owner(&tx, &job.owner).await?;
             quota.admit(&pg_usage(&tx, &job.owner).await?, job.size_bytes)?;
-            let row = tx
-                .query_one(
-                    &format!(
-                        "INSERT INTO jobs (id, owner, status, filename, source_filename,
-                                           size_bytes, created_at, started_at, attempts,
-                                           lease_owner, lease_token, lease_expires_at)
-                         VALUES ($1, $2, CASE WHEN $7::BIGINT IS NULL THEN 'queued' ELSE 'running' END,
-                                 $3, $4, $5, $6, $7,
-                                 CASE WHEN $7::BIGINT IS NULL THEN 0 ELSE 1 END, $8, $9, $10)
-                         RETURNING {COLUMNS}"
-                    ),
-                    &[
-                        &job.id,
-                        &job.owner,
-                        &job.filename,
-                        &job.source_filename,
-                        &(job.size_bytes.min(i64::MAX as u64) as i64),
-                        &job.created_at,
-                        &job.started_at,
-                        &owner,
-                        &token,
-                        &expires,
-                    ],
-                )
-                .await?;
-            let job = row_to_job(&row)?;
-            if job.status == JobStatus::Queued {
-                notify(&tx, QUEUED_CHANNEL, "").await?;
-            }
+            let job = pg_insert_job(&tx, &job, owner, token, expires).await?;
             tx.commit().await?;
             Ok(job)
         })?;
@@ -481,11 +505,7 @@ impl JobStore for PgJobStore {
             }
             // Serialised with this owner's uploads, as in `insert`; the input is already
             // counted in the owner's bytes, only the job count grows.
-            tx.execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                &[&OWNER_LOCK_SPACE, &job.owner],
-            )
-            .await?;
+            lock_owner(&tx, &job.owner).await?;
             quota.admit(&pg_usage(&tx, &job.owner).await?, 0)?;
             let row = tx.query_opt(&retry_update("$1"), &[&id]).await?;
             if row.is_some() {

@@ -5,6 +5,7 @@
 //!                              number sharing a PostgreSQL job store (shared)
 //! <spool>/jobs.db              job store (SQLite, WAL)
 //! <spool>/incoming/<id>.part   uploads still being received
+//! <spool>/partial/<upload id>  resumable uploads, kept across restarts until complete
 //! <spool>/inputs/<id>          complete uploads waiting for / under conversion
 //! <spool>/outputs/<id>.<n>.part  ffmpeg's output for attempt n, renamed when done
 //! <spool>/outputs/<id>.mp3     finished outputs
@@ -73,7 +74,7 @@ impl Spool {
             .with_context(|| format!("cannot create spool directory {}", dir.display()))?;
         let root = fs::canonicalize(dir)
             .with_context(|| format!("cannot resolve spool directory {}", dir.display()))?;
-        for sub in ["incoming", "inputs", "outputs", "scratch"] {
+        for sub in ["incoming", "partial", "inputs", "outputs", "scratch"] {
             fs::create_dir_all(root.join(sub))
                 .with_context(|| format!("cannot create {}", root.join(sub).display()))?;
         }
@@ -148,6 +149,11 @@ impl Spool {
 
     pub fn incoming(&self, id: &str) -> PathBuf {
         self.root.join("incoming").join(format!("{id}.part"))
+    }
+
+    /// The bytes of resumable upload `id` received so far (spool media only).
+    pub fn partial(&self, id: &str) -> PathBuf {
+        self.root.join("partial").join(id)
     }
 
     pub fn input(&self, id: &str) -> PathBuf {

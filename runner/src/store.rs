@@ -18,6 +18,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use crate::changes::JobChanges;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobStatus, NewJob, Stats, Timestamp};
+use crate::resumable::UploadStore;
 
 /// Proof that the caller holds a running job: only the claim that issued `token` may
 /// move the job on.
@@ -115,7 +116,7 @@ pub const REASON_INTERRUPTED: &str = "Conversion was interrupted too many times"
 /// status (and, for running jobs, on the lease), so racing callers (a worker finishing
 /// while a client cancels, two runners) cannot undo each other: the loser's update
 /// simply reports `false`.
-pub trait JobStore: Send + Sync + 'static {
+pub trait JobStore: UploadStore + Send + Sync + 'static {
     /// Records a fully received upload as `queued`, or as `running` and leased to the
     /// caller when its conversion already started (`started_at`). The owner's
     /// [`OwnerQuota`] is checked in the same transaction (serialised per owner), so
@@ -227,15 +228,19 @@ pub(crate) const FAIR_ORDER: &str = "(SELECT COUNT(*) FROM jobs r
 /// The query for one owner's [`OwnerUsage`] (two BIGINT columns), `param` being the
 /// backend's placeholder for the owner. Queued and running jobs keep their input, and so
 /// do failed ones until retention (a retry needs it); completed ones keep their output;
-/// cancelled and expired ones were removed.
+/// cancelled and expired ones were removed. An unfinished resumable upload counts as a
+/// job that holds its whole announced length.
 pub(crate) fn usage_query(param: &str) -> String {
     format!(
-        "SELECT CAST(COALESCE(SUM(CASE WHEN status IN ('queued', 'running') THEN 1 ELSE 0 END), 0)
-                     AS BIGINT),
-                CAST(COALESCE(SUM(CASE WHEN status IN ('queued', 'running', 'failed') THEN size_bytes
-                                       WHEN status = 'completed' THEN COALESCE(output_bytes, 0)
-                                       ELSE 0 END), 0) AS BIGINT)
-         FROM jobs WHERE owner = {param} AND expired = FALSE"
+        "SELECT CAST(j.unfinished + u.unfinished AS BIGINT), CAST(j.bytes + u.bytes AS BIGINT)
+         FROM (SELECT COALESCE(SUM(CASE WHEN status IN ('queued', 'running') THEN 1 ELSE 0 END), 0)
+                        AS unfinished,
+                      COALESCE(SUM(CASE WHEN status IN ('queued', 'running', 'failed') THEN size_bytes
+                                        WHEN status = 'completed' THEN COALESCE(output_bytes, 0)
+                                        ELSE 0 END), 0) AS bytes
+               FROM jobs WHERE owner = {param} AND expired = FALSE) j,
+              (SELECT COUNT(*) AS unfinished, COALESCE(SUM(length), 0) AS bytes
+               FROM uploads WHERE owner = {param} AND completed_at IS NULL) u"
     )
 }
 
@@ -293,6 +298,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0002_leases.sql"),
     include_str!("../migrations/sqlite/0003_fair_claims.sql"),
     include_str!("../migrations/sqlite/0004_revisions.sql"),
+    include_str!("../migrations/sqlite/0005_uploads.sql"),
 ];
 
 /// Keep at most this many idle connections; more are opened on demand under load.
@@ -337,7 +343,10 @@ impl SqliteJobStore {
 
     /// Runs `f` on a pooled connection. The pool mutex is held only to take or return a
     /// connection, never while a query runs.
-    fn with_conn<R>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<R>) -> Result<R> {
+    pub(crate) fn with_conn<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<R>,
+    ) -> Result<R> {
         let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut conn = match pooled {
             Some(conn) => conn,
@@ -405,7 +414,42 @@ fn row_to_job(row: &Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
-fn sqlite_usage(conn: &Connection, owner: &str) -> rusqlite::Result<OwnerUsage> {
+/// Inserts `job`, `running` under the lease (`lease_owner`, `token`, `expires`) when its
+/// conversion started early, else `queued`.
+pub(crate) fn sqlite_insert_job(
+    conn: &Connection,
+    job: &NewJob,
+    lease_owner: Option<&str>,
+    token: Option<&str>,
+    expires: Option<i64>,
+) -> rusqlite::Result<Job> {
+    conn.query_row(
+        &format!(
+            "INSERT INTO jobs (id, owner, status, filename, source_filename, size_bytes,
+                               created_at, started_at, attempts,
+                               lease_owner, lease_token, lease_expires_at)
+             VALUES (?1, ?2, CASE WHEN ?7 IS NULL THEN 'queued' ELSE 'running' END,
+                     ?3, ?4, ?5, ?6, ?7, CASE WHEN ?7 IS NULL THEN 0 ELSE 1 END,
+                     ?8, ?9, ?10)
+             RETURNING {COLUMNS}"
+        ),
+        params![
+            job.id,
+            job.owner,
+            job.filename,
+            job.source_filename,
+            job.size_bytes as i64,
+            job.created_at,
+            job.started_at,
+            lease_owner,
+            token,
+            expires
+        ],
+        row_to_job,
+    )
+}
+
+pub(crate) fn sqlite_usage(conn: &Connection, owner: &str) -> rusqlite::Result<OwnerUsage> {
     conn.query_row(&usage_query("?1"), [owner], |row| {
         Ok(to_usage(row.get(0)?, row.get(1)?))
     })
@@ -436,30 +480,7 @@ impl JobStore for SqliteJobStore {
             if let Err(refusal) = quota.admit(&usage, job.size_bytes) {
                 return Ok(Err(refusal));
             }
-            let job = tx.query_row(
-                &format!(
-                    "INSERT INTO jobs (id, owner, status, filename, source_filename, size_bytes,
-                                       created_at, started_at, attempts,
-                                       lease_owner, lease_token, lease_expires_at)
-                     VALUES (?1, ?2, CASE WHEN ?7 IS NULL THEN 'queued' ELSE 'running' END,
-                             ?3, ?4, ?5, ?6, ?7, CASE WHEN ?7 IS NULL THEN 0 ELSE 1 END,
-                             ?8, ?9, ?10)
-                     RETURNING {COLUMNS}"
-                ),
-                params![
-                    job.id,
-                    job.owner,
-                    job.filename,
-                    job.source_filename,
-                    job.size_bytes as i64,
-                    job.created_at,
-                    job.started_at,
-                    owner,
-                    token,
-                    expires
-                ],
-                row_to_job,
-            )?;
+            let job = sqlite_insert_job(&tx, &job, owner, token, expires)?;
             tx.commit()?;
             Ok(Ok(job))
         })?;

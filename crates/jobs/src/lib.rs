@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 const PREFIX: &str = "job_";
+const UPLOAD_PREFIX: &str = "upl_";
 
 /// The id of a job drawn from 128 random bits: `job_` and 32 lower-case hex digits.
 pub fn job_id(random: u128) -> String {
@@ -14,7 +15,23 @@ pub fn job_id(random: u128) -> String {
 /// Whether `id` has exactly the shape [`job_id`] produces, so it is safe in a path or URL
 /// as it is.
 pub fn is_job_id(id: &str) -> bool {
-    id.strip_prefix(PREFIX).is_some_and(|hex| {
+    has_id_shape(id, PREFIX)
+}
+
+/// The id of a resumable upload, drawn from 128 random bits like a job's: `upl_` and 32
+/// lower-case hex digits. It names the upload's URL, so guessing one is as hard as
+/// guessing a job id (and the owner check applies besides).
+pub fn upload_id(random: u128) -> String {
+    format!("{UPLOAD_PREFIX}{random:032x}")
+}
+
+/// Whether `id` has exactly the shape [`upload_id`] produces.
+pub fn is_upload_id(id: &str) -> bool {
+    has_id_shape(id, UPLOAD_PREFIX)
+}
+
+fn has_id_shape(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix).is_some_and(|hex| {
         hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     })
 }
@@ -39,15 +56,29 @@ pub const TOO_MANY_WAITERS: &str = "too_many_waiters";
 /// The `code` of an event stream over the owner's limit of open streams (`429`, with
 /// `Retry-After`).
 pub const TOO_MANY_EVENT_STREAMS: &str = "too_many_event_streams";
-/// The refusals that concern the end user's own use or jobs, worded for them: the
-/// upload side passes these on as they are.
-pub const PASSED_ON: [&str; 6] = [
+/// The `code` of a resumable upload that does not exist for the caller (`404`): unknown,
+/// another user's, terminated or expired.
+pub const UPLOAD_NOT_FOUND: &str = "upload_not_found";
+/// The `code` of a `PATCH` whose `Upload-Offset` is not the upload's offset (`409`).
+pub const UPLOAD_OFFSET_MISMATCH: &str = "upload_offset_mismatch";
+/// The `code` of a `PATCH` to an upload another `PATCH` is still writing (`423`): the
+/// client retries after a `HEAD`.
+pub const UPLOAD_LOCKED: &str = "upload_locked";
+/// The `code` of a `PATCH` carrying bytes beyond the upload's `Upload-Length` (`413`).
+pub const UPLOAD_LENGTH_EXCEEDED: &str = "upload_length_exceeded";
+/// The refusals that concern the end user's own use, jobs or uploads, worded for them:
+/// the upload side passes these on as they are.
+pub const PASSED_ON: [&str; 10] = [
     JOB_QUOTA_EXCEEDED,
     STORAGE_QUOTA_EXCEEDED,
     JOB_NOT_RETRYABLE,
     INPUT_GONE,
     TOO_MANY_WAITERS,
     TOO_MANY_EVENT_STREAMS,
+    UPLOAD_NOT_FOUND,
+    UPLOAD_OFFSET_MISMATCH,
+    UPLOAD_LOCKED,
+    UPLOAD_LENGTH_EXCEEDED,
 ];
 
 /// The longest `?wait=` of a long poll (`GET /jobs/{id}?wait=N`), in seconds: short
@@ -92,6 +123,25 @@ pub struct Job {
     pub expired: bool,
 }
 
+/// A resumable upload as the runner's API sends it (`/uploads/{id}`): what a tus `HEAD`
+/// or `PATCH` answers with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    pub id: String,
+    pub owner: String,
+    /// The (sanitised) name the client gave at creation.
+    pub source_filename: String,
+    /// The announced size (`Upload-Length`).
+    pub length: u64,
+    /// Bytes received and stored durably (`Upload-Offset`).
+    pub offset: u64,
+    /// When the upload is removed unless it receives more bytes, in Unix seconds
+    /// (`Upload-Expires`).
+    pub expires_unix: u64,
+    /// The job the upload became once complete.
+    pub job_id: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -113,6 +163,16 @@ mod tests {
         ] {
             assert!(!is_job_id(id), "{id}");
         }
+    }
+
+    #[test]
+    fn upload_ids_have_their_own_prefix() {
+        let id = upload_id(7);
+        assert_eq!(id, "upl_00000000000000000000000000000007");
+        assert!(is_upload_id(&id));
+        assert!(!is_job_id(&id));
+        assert!(!is_upload_id(&job_id(7)));
+        assert!(!is_upload_id("upl_../../0123456789abcdef012345678"));
     }
 
     #[test]

@@ -254,14 +254,20 @@ pub struct HeldUpload {
 
 impl HeldUpload {
     pub fn start(runner: &Runner, owner: &str, filename: &str) -> HeldUpload {
+        HeldUpload::send_with(
+            auth(client().post(runner.url("/jobs")))
+                .header("x-owner-id", owner)
+                .header("x-filename", percent_encode(filename)),
+        )
+    }
+
+    /// Sends `request` with a body the test hands over piece by piece.
+    pub fn send_with(request: reqwest::RequestBuilder) -> HeldUpload {
         let (body, rx) = tokio::sync::mpsc::channel(4);
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
-        let request = auth(client().post(runner.url("/jobs")))
-            .header("x-owner-id", owner)
-            .header("x-filename", percent_encode(filename))
-            .body(reqwest::Body::wrap_stream(stream));
+        let request = request.body(reqwest::Body::wrap_stream(stream));
         HeldUpload {
             body,
             response: tokio::spawn(request.send()),
