@@ -43,7 +43,7 @@ impl<S: BodyStream> RequestBody<S> {
     }
 
     /// The next chunk, `None` at the end of the body.
-    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, ApiError> {
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, ApiError> {
         if self.declared.is_some_and(|declared| declared > self.limit) {
             return Err(reject(self.too_large.clone()));
         }

@@ -13,9 +13,12 @@ mod config;
 mod form;
 mod jobs;
 mod stream;
+mod tus;
 mod upload;
 
-use spin_sdk::http::{IncomingRequest, OutgoingResponse, Request, Response, ResponseOutparam};
+use spin_sdk::http::{
+    IncomingRequest, Method, OutgoingResponse, Request, Response, ResponseOutparam,
+};
 use spin_sdk::http_component;
 use spinmesh_api::edge::{AddressCharge, Edge};
 use spinmesh_api::routes::as_strs;
@@ -35,7 +38,17 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     let methods = allowed.as_deref().map(as_strs);
     match edge.intercept(&head, methods.as_deref(), AddressCharge::UpFront) {
         Ok(None) => {}
-        Ok(Some(answer)) => return respond(&edge, response_out, answer).await,
+        Ok(Some(mut answer)) => {
+            if head.path().starts_with("/api/uploads") && *head.method() == Method::Options {
+                let max_size = Config::load()
+                    .ok()
+                    .map(|config| config.policy.max_file_bytes());
+                for (name, value) in tus::discovery_headers(max_size) {
+                    answer.set_header(name, value);
+                }
+            }
+            return respond(&edge, response_out, answer).await;
+        }
         Err(error) => return respond(&edge, response_out, error.into()).await,
     }
     // The runner itself is probed by the gateway directly.
@@ -50,6 +63,10 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
             respond(&edge, response_out, response).await;
         }
         Ok(Route::Jobs(route)) => jobs::handle(&edge, &head, route, response_out).await,
+        Ok(Route::Resumable(route)) => {
+            let response = tus::handle(&head, route, request.into_body_stream()).await;
+            respond(&edge, response_out, response).await;
+        }
         Err(error) => respond(&edge, response_out, error.into()).await,
     }
 }

@@ -7,12 +7,14 @@
 //! response from the page.
 
 /// Request headers a cross-origin page may send besides the CORS-safelisted ones.
-pub const ALLOW_HEADERS: &str =
-    "Authorization, Content-Type, Idempotency-Key, X-Request-Id, Range, If-Range";
+pub const ALLOW_HEADERS: &str = "Authorization, Content-Type, Idempotency-Key, X-Request-Id, \
+     Range, If-Range, Last-Event-ID, Tus-Resumable, Upload-Length, Upload-Metadata, Upload-Offset";
 
 /// Response headers a cross-origin page may read besides the CORS-safelisted ones.
 pub const EXPOSE_HEADERS: &str = "X-Request-Id, X-Total-Count, Link, Location, Retry-After, \
-     RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Content-Disposition, Content-Range";
+     RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Content-Disposition, Content-Range, \
+     Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Upload-Offset, Upload-Length, \
+     Upload-Expires, Job-Id";
 
 /// How long a browser may cache a preflight. Short, so a change of the allowed origins
 /// takes effect soon (browsers cap it anyway: Chromium at 2 h, Firefox at 24 h).

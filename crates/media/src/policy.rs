@@ -54,18 +54,24 @@ impl UploadPolicy {
         }
     }
 
+    /// Decides on a filename before any content is seen (a resumable upload's creation):
+    /// the sanitised name, if its extension, when it has one, is allowed. The content is
+    /// checked against it with [`UploadPolicy::check`] once its first bytes arrive.
+    pub fn check_name(&self, client_filename: &str) -> Result<String, Error> {
+        let name = sanitize_filename(client_filename);
+        match extension(&name) {
+            Some(declared) if !self.allows(&declared) => Err(self.not_allowed(&declared)),
+            _ => Ok(name),
+        }
+    }
+
     /// Decides on a file from the client's filename and its first bytes (at least
     /// [`crate::SNIFF_LEN`] unless the file is shorter), returning the sanitised name it is
     /// stored under. The extension must be allowed and match the content; a name without
     /// an extension gets the one of the detected container, which must be allowed too.
     pub fn check(&self, client_filename: Option<&str>, head: &[u8]) -> Result<String, Error> {
-        let name = sanitize_filename(client_filename.unwrap_or_default());
+        let name = self.check_name(client_filename.unwrap_or_default())?;
         let declared = extension(&name);
-        if let Some(declared) = &declared
-            && !self.allows(declared)
-        {
-            return Err(self.not_allowed(declared));
-        }
         if head.is_empty() {
             return Err(Error::EmptyFile);
         }
@@ -112,6 +118,17 @@ mod tests {
         assert_eq!(policy.too_large(), Error::TooLarge { limit: 1000 });
         let huge = UploadPolicy::new("mp4", u64::MAX).unwrap();
         assert_eq!(huge.max_request_bytes(), u64::MAX);
+    }
+
+    #[test]
+    fn names_are_checked_before_the_content() {
+        let policy = policy();
+        assert_eq!(policy.check_name("clip.MP4").unwrap(), "clip.MP4");
+        assert_eq!(policy.check_name("no extension").unwrap(), "no extension");
+        assert!(matches!(
+            policy.check_name("song.mp3"),
+            Err(Error::ExtensionNotAllowed { .. })
+        ));
     }
 
     #[test]

@@ -8,6 +8,20 @@ pub enum Route<'a> {
     /// `POST /api/upload`, `POST /upload`.
     Upload,
     Jobs(JobRoute<'a>),
+    /// `/api/uploads`: resumable uploads (tus).
+    Resumable(ResumableRoute<'a>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumableRoute<'a> {
+    /// `POST /api/uploads`.
+    Create,
+    /// `HEAD /api/uploads/:id`.
+    Offset(&'a str),
+    /// `PATCH /api/uploads/:id`.
+    Append(&'a str),
+    /// `DELETE /api/uploads/:id`.
+    Terminate(&'a str),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +50,10 @@ pub enum Kind {
     Download,
     Retry,
     Events,
+    CreateUpload,
+    UploadOffset,
+    Append,
+    Terminate,
 }
 
 /// The component's routes, each written once.
@@ -52,7 +70,11 @@ pub fn table() -> Routes<Kind> {
             Kind::Download,
         )
         .add(Method::Post, &["/api/jobs/:id/retry"], Kind::Retry)
-        .add(Method::Get, &["/api/jobs/:id/events"], Kind::Events);
+        .add(Method::Get, &["/api/jobs/:id/events"], Kind::Events)
+        .add(Method::Post, &["/api/uploads"], Kind::CreateUpload)
+        .add(Method::Head, &["/api/uploads/:id"], Kind::UploadOffset)
+        .add(Method::Patch, &["/api/uploads/:id"], Kind::Append)
+        .add(Method::Delete, &["/api/uploads/:id"], Kind::Terminate);
     routes
 }
 
@@ -69,6 +91,10 @@ impl<'a> Route<'a> {
             Kind::Download => Route::Jobs(JobRoute::Download(id())),
             Kind::Retry => Route::Jobs(JobRoute::Retry(id())),
             Kind::Events => Route::Jobs(JobRoute::Events(id())),
+            Kind::CreateUpload => Route::Resumable(ResumableRoute::Create),
+            Kind::UploadOffset => Route::Resumable(ResumableRoute::Offset(id())),
+            Kind::Append => Route::Resumable(ResumableRoute::Append(id())),
+            Kind::Terminate => Route::Resumable(ResumableRoute::Terminate(id())),
         })
     }
 }
@@ -136,6 +162,36 @@ mod tests {
     }
 
     #[test]
+    fn resumable_upload_routes() {
+        const UPLOAD: &str = "upl_0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            parse(Method::Post, "/api/uploads"),
+            Ok(Route::Resumable(ResumableRoute::Create))
+        );
+        let path = format!("/api/uploads/{UPLOAD}");
+        assert_eq!(
+            parse(Method::Head, &path),
+            Ok(Route::Resumable(ResumableRoute::Offset(UPLOAD)))
+        );
+        assert_eq!(
+            parse(Method::Patch, &path),
+            Ok(Route::Resumable(ResumableRoute::Append(UPLOAD)))
+        );
+        assert_eq!(
+            parse(Method::Delete, &path),
+            Ok(Route::Resumable(ResumableRoute::Terminate(UPLOAD)))
+        );
+        assert_eq!(
+            parse(Method::Get, &path),
+            Err((405, Some("HEAD, PATCH, DELETE".into())))
+        );
+        assert_eq!(
+            parse(Method::Get, "/api/uploads"),
+            Err((405, Some("POST".into())))
+        );
+    }
+
+    #[test]
     fn wrong_methods_name_the_allowed_ones() {
         assert_eq!(
             parse(Method::Get, "/upload"),
@@ -164,7 +220,7 @@ mod tests {
             "/api",
             "/api/jobs/x/y",
             "/status",
-            "/api/uploads",
+            "/api/uploads/a/b",
             "/download/a/b",
         ] {
             assert_eq!(parse(Method::Get, path), Err((404, None)), "{path}");

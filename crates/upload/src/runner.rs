@@ -11,7 +11,7 @@ use spin_sdk::http::{
     IncomingResponse, Method, OutgoingRequest, Request, RequestBuilder, Response,
 };
 use spinmesh_api::{ApiError, Page};
-use spinmesh_jobs::PASSED_ON;
+use spinmesh_jobs::{PASSED_ON, UPLOAD_NOT_FOUND, Upload, is_upload_id};
 use spinmesh_media::job::{RunnerJob, is_job_id, visible_to};
 use spinmesh_outbound::{Timeouts, open, send};
 
@@ -197,19 +197,102 @@ impl Runner {
         request
             .header("content-type", "application/octet-stream")
             .header("x-owner-id", owner)
-            .header(
-                "x-filename",
-                utf8_percent_encode(filename, NON_ALPHANUMERIC).to_string(),
-            );
-        // The request is built with an empty buffered body that is never written: the
-        // caller streams the real one through `OutgoingRequest::body`.
-        let (request, _empty) = request
-            .build()
-            .try_into_outgoing_request()
-            .map_err(|error| {
-                ApiError::internal_logged(format_args!("runner upload request: {error}"))
-            })?;
-        Ok(request)
+            .header("x-filename", encode_filename(filename));
+        streaming(request)
+    }
+
+    /// Records a resumable upload of `length` bytes of `owner`'s file `filename`.
+    pub async fn create_upload(
+        &self,
+        owner: &str,
+        filename: &str,
+        length: u64,
+    ) -> Result<Upload, ApiError> {
+        let mut request = self.request(Method::Post, "/uploads");
+        request
+            .header("x-owner-id", owner)
+            .header("x-filename", encode_filename(filename))
+            .header("upload-length", length.to_string());
+        let response = self.call(request.build()).await?;
+        expect_json(&response, 201)
+    }
+
+    /// `owner`'s resumable upload `id`; anything else (another user's, or a string that is
+    /// not an upload id) is the same 404 as an unknown upload.
+    pub async fn upload(&self, id: &str, owner: &str) -> Result<Upload, ApiError> {
+        let id = upload_id(id)?;
+        let mut request = self.request(Method::Get, &format!("/uploads/{id}"));
+        request.header("x-owner-id", owner);
+        let response = self.call(request.build()).await?;
+        expect_json(&response, 200)
+    }
+
+    /// A `PATCH /uploads/{id}` appending at `offset`, its body still to be written.
+    pub fn append_request(
+        &self,
+        id: &str,
+        owner: &str,
+        offset: u64,
+    ) -> Result<OutgoingRequest, ApiError> {
+        let id = upload_id(id)?;
+        let mut request = self.request(Method::Patch, &format!("/uploads/{id}"));
+        request
+            .header("content-type", "application/octet-stream")
+            .header("x-owner-id", owner)
+            .header("upload-offset", offset.to_string());
+        streaming(request)
+    }
+
+    /// Terminates `owner`'s resumable upload `id`.
+    pub async fn terminate_upload(&self, id: &str, owner: &str) -> Result<(), ApiError> {
+        let id = upload_id(id)?;
+        let mut request = self.request(Method::Delete, &format!("/uploads/{id}"));
+        request.header("x-owner-id", owner);
+        let response = self.call(request.build()).await?;
+        match *response.status() {
+            204 => Ok(()),
+            _ => expect_json::<serde_json::Value>(&response, 204).map(drop),
+        }
+    }
+}
+
+fn encode_filename(filename: &str) -> String {
+    utf8_percent_encode(filename, NON_ALPHANUMERIC).to_string()
+}
+
+/// `id` when it is an upload id, so it can go into a runner URL as it is.
+fn upload_id(id: &str) -> Result<&str, ApiError> {
+    if is_upload_id(id) {
+        Ok(id)
+    } else {
+        Err(ApiError::new(404, UPLOAD_NOT_FOUND, "Upload not found"))
+    }
+}
+
+/// `request` as an outgoing request whose body the caller streams.
+fn streaming(request: RequestBuilder) -> Result<OutgoingRequest, ApiError> {
+    let mut request = request;
+    // The request is built with an empty buffered body that is never written: the caller
+    // streams the real one through `OutgoingRequest::body`.
+    let (request, _empty) = request
+        .build()
+        .try_into_outgoing_request()
+        .map_err(|error| ApiError::internal_logged(format_args!("runner request: {error}")))?;
+    Ok(request)
+}
+
+/// The upload as the runner has it after an append, or why the append was refused.
+pub async fn appended(sent: Result<IncomingResponse, impl Display>) -> Result<Upload, ApiError> {
+    let response = sent.map_err(unavailable)?;
+    match response.status() {
+        200 => {
+            let body = response
+                .into_body()
+                .await
+                .map_err(|error| unavailable(error.to_debug_string()))?;
+            parse(&body)
+        }
+        _ => Err(refused(response).await),
     }
 }
 
