@@ -254,11 +254,13 @@ impl AppBuilder {
             for (name, value) in &variables {
                 command.arg("--variable").arg(format!("{name}={value}"));
             }
+            let launch = Launch::of(&command);
             match ManagedProcess::start(command, "Serving") {
                 Ok((host, url)) => {
                     let admin_url = admin.map(|admin| format!("http://{admin}"));
                     return Ok(App {
                         host,
+                        launch,
                         url,
                         admin_url,
                         runner,
@@ -395,9 +397,50 @@ impl Runner {
     }
 }
 
+/// How the host was started, to start it again.
+struct Launch {
+    program: std::ffi::OsString,
+    args: Vec<std::ffi::OsString>,
+    envs: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    dir: Option<PathBuf>,
+}
+
+impl Launch {
+    fn of(command: &Command) -> Launch {
+        Launch {
+            program: command.get_program().to_owned(),
+            args: command.get_args().map(ToOwned::to_owned).collect(),
+            envs: command
+                .get_envs()
+                .filter_map(|(name, value)| Some((name.to_owned(), value?.to_owned())))
+                .collect(),
+            dir: command.get_current_dir().map(Path::to_path_buf),
+        }
+    }
+
+    /// The same command, listening on `address` (the one it was given may be port 0).
+    fn command(&self, address: &str) -> Command {
+        let mut command = Command::new(&self.program);
+        let mut args = self.args.iter();
+        while let Some(arg) = args.next() {
+            command.arg(arg);
+            if arg == "--listen" {
+                args.next();
+                command.arg(address);
+            }
+        }
+        command.envs(self.envs.iter().map(|(name, value)| (name, value)));
+        if let Some(dir) = &self.dir {
+            command.current_dir(dir);
+        }
+        command
+    }
+}
+
 /// A running app. Dropping it stops the host (and runner).
 pub struct App {
     host: ManagedProcess,
+    launch: Launch,
     /// Base URL, e.g. `http://127.0.0.1:41234`.
     pub url: String,
     /// The embedded host's admin listener, when the harness chose its address.
@@ -496,6 +539,24 @@ impl App {
     /// SIGKILL the host: requests in flight are cut off, as a crash does.
     pub fn kill(&mut self) {
         self.host.kill();
+    }
+
+    /// SIGKILL the host, then start it again on the same address, settings and state
+    /// (the runner keeps running).
+    pub fn restart_host(&mut self) {
+        self.host.kill();
+        let address = self.url.trim_start_matches("http://").to_string();
+        // The old port may linger briefly; retry for a while.
+        for attempt in 0.. {
+            match ManagedProcess::start(self.launch.command(&address), "Serving") {
+                Ok((host, _)) => {
+                    self.host = host;
+                    return;
+                }
+                Err(log) if attempt >= 50 => panic!("the host did not restart:\n{log}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
     }
 }
 

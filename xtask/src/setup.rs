@@ -70,12 +70,18 @@ pub fn ensure_browser_test(repo: &Path) -> Result<()> {
     let lock: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("package-lock.json"))?)
             .context("tests/browser/package-lock.json")?;
-    let locked = &lock["packages"]["node_modules/playwright-core"]["version"];
-    let installed = std::fs::read_to_string(dir.join("node_modules/playwright-core/package.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .map(|package| package["version"].clone());
-    if installed.as_ref() != Some(locked) {
+    // playwright-core drives the browser; tus-js-client is the third-party tus client
+    // the resumable-upload suite checks the app against.
+    let stale = ["playwright-core", "tus-js-client"].iter().any(|name| {
+        let locked = &lock["packages"][format!("node_modules/{name}")]["version"];
+        let installed =
+            std::fs::read_to_string(dir.join(format!("node_modules/{name}/package.json")))
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .map(|package| package["version"].clone());
+        installed.as_ref() != Some(locked)
+    });
+    if stale {
         eprintln!("xtask: installing the browser test's npm packages (npm ci in tests/browser)");
         run_checked(
             Command::new("npm")
