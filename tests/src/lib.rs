@@ -13,6 +13,7 @@ pub mod cluster;
 mod process;
 mod reply;
 pub mod services;
+pub mod tus;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,7 +4,8 @@
 //! bucket. What issue #16 asks of it: a cancel stops ffmpeg wherever it runs, a job
 //! store restart loses no job and completes none twice, an object store outage is a
 //! clean 503 that leaves nothing behind, concurrent uploads complete once each, and
-//! status reads through both balancers never fail.
+//! status reads through both balancers never fail. And of issue #21: a resumable upload
+//! continues through the other host.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use serde_json::Value;
 use spinmesh_e2e::clips::{self, LONG_CLIP_SECS, SHORT_CLIP_SECS};
 use spinmesh_e2e::cluster::{Cluster, ClusterBuilder, HOSTS, RUNNERS};
 use spinmesh_e2e::services::s3::S3Server;
+use spinmesh_e2e::tus;
 use spinmesh_e2e::{
     Api, JOB_DEADLINE, Reply, children_mentioning, client, concurrently, send, wait_for,
 };
@@ -436,4 +438,42 @@ fn a_runner_killed_mid_conversion_hands_the_job_to_the_other() {
         .unwrap();
     assert_eq!(part.status(), 206);
     assert_eq!(part.bytes().unwrap(), whole[100..200]);
+}
+
+#[test]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
+fn a_resumable_upload_continues_through_the_other_host() {
+    let cluster = cluster().start();
+    let hosts = [
+        Api::cluster_host(&cluster, 0),
+        Api::cluster_host(&cluster, 1),
+    ];
+    let token = hosts[0].user("hal").token;
+    let clip = clips::short_clip();
+    let path = tus::created(tus::create(&hosts[0], &token, "relay.mp4", clip.len()));
+
+    // Thirds, each through the other host than the one before (and so through either
+    // runner behind the runners' balancer); each host sees the others' progress.
+    let cuts = [0, clip.len() / 3, 2 * clip.len() / 3, clip.len()];
+    let mut last = None;
+    for (piece, bounds) in cuts.windows(2).enumerate() {
+        let api = &hosts[piece % HOSTS];
+        let other = &hosts[(piece + 1) % HOSTS];
+        assert_eq!(tus::offset_of(&tus::head(other, &token, &path)), bounds[0]);
+        let response = tus::patch(api, &token, &path, bounds[0], &clip[bounds[0]..bounds[1]]);
+        assert_eq!(response.status(), 204);
+        assert_eq!(tus::offset_of(&response), bounds[1]);
+        last = Some(response);
+    }
+    let job_id = last.unwrap().headers()["job-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let api = Api::cluster(&cluster);
+    let finished = api.finished_job(&token, &job_id);
+    assert_eq!(finished["status"], "completed", "{finished}");
+    clips::probe(&api.download(&token, &job_id)).assert_mp3_of(SHORT_CLIP_SECS);
 }

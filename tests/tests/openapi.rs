@@ -165,9 +165,15 @@ fn every_operation_documents_its_responses_and_security() {
         );
         for (status, response) in responses {
             let response = resolve(&doc, response);
-            let content = response["content"]
-                .as_object()
-                .unwrap_or_else(|| panic!("{name} {status}: no content"));
+            // A HEAD answer, a 204 and a tus answer (whose meaning is in its headers)
+            // have no content; every other response documents it.
+            let Some(content) = response["content"].as_object() else {
+                assert!(
+                    method == "HEAD" || status == "204" || response["headers"].is_object(),
+                    "{name} {status}: no content"
+                );
+                continue;
+            };
             for (media_type, media) in content {
                 assert!(
                     media["schema"].is_object(),

@@ -12,10 +12,9 @@ use std::time::Duration;
 use reqwest::Method;
 use reqwest::blocking::Response;
 use spinmesh_e2e::clips::{SHORT_CLIP_SECS, probe, short_clip};
+use spinmesh_e2e::tus::{PATCH_TYPE, TUS, create, created, head, offset_of, patch};
 use spinmesh_e2e::{Api, App, repo_root, wait_for};
 
-const TUS: (&str, &str) = ("tus-resumable", "1.0.0");
-const PATCH_TYPE: &str = "application/offset+octet-stream";
 const MIB: usize = 1 << 20;
 const CHUNK: usize = 5 * MIB;
 
@@ -29,54 +28,6 @@ fn start(runner_flags: &[&str]) -> App {
         .variable("rate_limit_per_user", "0")
         .variable("upload_max_bytes", "400000000")
         .start()
-}
-
-fn b64(text: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(text)
-}
-
-/// `POST /api/uploads` for `filename` of `length` bytes.
-fn create(api: &Api, token: &str, filename: &str, length: usize) -> Response {
-    api.request(Method::POST, "/api/uploads", Some(token))
-        .header(TUS.0, TUS.1)
-        .header("upload-length", length.to_string())
-        .header("upload-metadata", format!("filename {}", b64(filename)))
-        .send()
-        .unwrap()
-}
-
-/// The upload's path, from a creation that must have succeeded.
-fn created(response: Response) -> String {
-    assert_eq!(response.status(), 201, "{:?}", response.text());
-    assert_eq!(response.headers()[TUS.0], TUS.1);
-    assert!(response.headers().contains_key("upload-expires"));
-    response.headers()["location"].to_str().unwrap().to_string()
-}
-
-fn head(api: &Api, token: &str, path: &str) -> Response {
-    api.request(Method::HEAD, path, Some(token))
-        .header(TUS.0, TUS.1)
-        .send()
-        .unwrap()
-}
-
-fn offset_of(response: &Response) -> usize {
-    response.headers()["upload-offset"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-fn patch(api: &Api, token: &str, path: &str, offset: usize, bytes: &[u8]) -> Response {
-    api.request(Method::PATCH, path, Some(token))
-        .header(TUS.0, TUS.1)
-        .header("content-type", PATCH_TYPE)
-        .header("upload-offset", offset.to_string())
-        .body(bytes.to_vec())
-        .send()
-        .unwrap()
 }
 
 fn assert_error(response: Response, status: u16, code: &str) {
