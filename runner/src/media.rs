@@ -141,6 +141,20 @@ impl Objects {
         delete_object(self.store.as_ref(), path).await
     }
 
+    /// Deletes every object whose name starts with `prefix`.
+    async fn delete_all_under(&self, prefix: &ObjectPath) -> Result<()> {
+        let found: Vec<ObjectPath> = self
+            .store
+            .list(Some(prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await?;
+        for path in found {
+            self.delete(&path).await?;
+        }
+        Ok(())
+    }
+
     /// Deletes `path` in the background, logging a failure (for guards being dropped).
     fn delete_later(&self, path: ObjectPath) {
         let store = self.store.clone();
@@ -404,15 +418,7 @@ impl Media {
     /// Removes every file and object of job `id`.
     pub async fn remove_job(&self, id: &str) -> Result<()> {
         if let Some(objects) = &self.objects {
-            let found: Vec<ObjectPath> = objects
-                .store
-                .list(Some(&objects.job(id)))
-                .map_ok(|meta| meta.location)
-                .try_collect()
-                .await?;
-            for path in found {
-                objects.delete(&path).await?;
-            }
+            objects.delete_all_under(&objects.job(id)).await?;
         }
         let spool = self.spool.clone();
         let id = id.to_string();

@@ -11,7 +11,7 @@ use futures_util::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 
-use super::{Media, ObjectUpload, Objects, delete_object};
+use super::{Media, ObjectUpload, Objects};
 use crate::error::{Error, Result};
 use crate::spool::remove_if_exists;
 
@@ -161,16 +161,7 @@ impl Media {
         let Some(objects) = &self.objects else {
             return Ok(remove_if_exists(&self.spool.partial(upload_id))?);
         };
-        let found: Vec<ObjectPath> = objects
-            .store
-            .list(Some(&objects.partial(upload_id)))
-            .map_ok(|meta| meta.location)
-            .try_collect()
-            .await?;
-        for path in found {
-            delete_object(objects.store.as_ref(), &path).await?;
-        }
-        Ok(())
+        objects.delete_all_under(&objects.partial(upload_id)).await
     }
 }
 
