@@ -1,11 +1,14 @@
-// The web UI: sign up / sign in, upload with progress, live conversion progress, the
-// past conversions, and the shop. Plain DOM; every answer is rendered as text.
+// The web UI: sign up / sign in, resumable upload with progress, live conversion
+// progress, retry, the past conversions, and the shop. Plain DOM; every answer is
+// rendered as text.
 
-import { ApiError, downloadJob, request, session, signIn, signOut, uploadVideo } from './api.js';
+import {
+  ApiError, downloadJob, followJob, request, retryJob, session, signIn, signOut, unfinishedUploads, uploadResumable,
+} from './api.js';
 import { listOrders, listProducts, orderSummary, ordersTable, placeOrder, productOptions, productsTable } from './catalog.js';
 
-const POLL_MS = 1000;
-const FINISHED = new Set(['completed', 'failed', 'cancelled']);
+/** What a job may be retried from. */
+const RETRYABLE = new Set(['failed', 'cancelled']);
 const STATUS_TEXT = {
   queued: 'Waiting for a converter',
   running: 'Converting',
@@ -51,13 +54,14 @@ function showSession(signedIn) {
 
 function showSignedOut() {
   session.clear();
-  stopPolling();
+  stopFollowing();
   showSession(false);
 }
 
 function showSignedIn() {
   $('account-name').textContent = session.get()?.username ?? '';
   showSession(true);
+  showUnfinishedUploads();
   refreshJobs();
   refreshShop();
 }
@@ -102,17 +106,32 @@ $('sign-out').addEventListener('click', (event) => {
 
 // --- conversion ----------------------------------------------------------------------
 
-let pollTimer = null;
-
-function stopPolling() {
-  clearTimeout(pollTimer);
-  pollTimer = null;
-}
+/** Stops following the job followed live, if any. */
+let stopFollowing = () => {};
 
 function setMeter(progress, label, percent) {
   const value = Math.max(0, Math.min(100, Math.round(percent)));
   $(progress).value = value;
   $(label).textContent = `${value}%`;
+}
+
+function byteSize(bytes) {
+  if (bytes < 1e3) return `${bytes} B`;
+  return bytes < 1e6 ? `${Math.round(bytes / 1e3)} kB` : `${(bytes / 1e6).toFixed(1)} MB`;
+}
+
+const percentOf = (part, total) => `${total ? Math.floor((part / total) * 100) : 100}%`;
+
+function showUploadProgress(sent, total) {
+  setMeter('upload-progress', 'upload-percent', total ? (sent / total) * 100 : 100);
+  $('upload-bytes').textContent = `${byteSize(sent)} of ${byteSize(total)}`;
+}
+
+/** Names the uploads a reload or a lost connection left unfinished: choosing one again resumes it. */
+function showUnfinishedUploads() {
+  const names = unfinishedUploads();
+  $('unfinished-uploads').hidden = names.length === 0;
+  $('unfinished-uploads').textContent = `Unfinished: ${names.join(', ')}. Choose the same file again to resume where it stopped.`;
 }
 
 function saveFile({ blob, filename }) {
@@ -131,6 +150,17 @@ async function download(jobId, button) {
   await busy(button, async () => saveFile(await downloadJob(jobId)));
 }
 
+/** Queues the job again and follows it as the current one. */
+async function retry(jobId, button) {
+  await busy(button, async () => {
+    const job = await retryJob(jobId);
+    notify(`${job.filename}: converting again.`);
+    showJob(job);
+    refreshJobs();
+    follow(job.job_id);
+  });
+}
+
 function showJob(job) {
   const current = $('current-job');
   current.hidden = false;
@@ -143,24 +173,47 @@ function showJob(job) {
   // Only changes are announced, not every percent.
   if ($('job-status').textContent !== message) $('job-status').textContent = message;
   $('job-download').hidden = job.status !== 'completed';
+  $('job-retry').hidden = !RETRYABLE.has(job.status);
 }
 
-async function watchJob(jobId) {
-  stopPolling();
+/** Shows job `jobId` live from its event stream until it ends (or another is followed). */
+async function follow(jobId) {
+  stopFollowing();
+  const following = new AbortController();
+  stopFollowing = () => following.abort();
   try {
-    const { data: job } = await request(`/api/jobs/${encodeURIComponent(jobId)}`);
-    showJob(job);
-    if (FINISHED.has(job.status)) {
-      if (job.status === 'completed') notify(`${job.filename} is ready to download.`, 'success');
-      else notify(`${job.filename}: ${STATUS_TEXT[job.status].toLowerCase()}.`, job.status === 'failed' ? 'error' : 'info');
-      refreshJobs();
-      return;
-    }
+    const job = await followJob(jobId, (_event, job) => {
+      showJob(job);
+      $('jobs-body').querySelector(`tr[data-job-id="${CSS.escape(job.job_id)}"]`)?.replaceWith(jobRow(job));
+    }, { signal: following.signal });
+    if (!job) return;
+    if (job.status === 'completed') notify(`${job.filename} is ready to download.`, 'success');
+    else if (job.status === 'failed') notify(`${job.filename}: the conversion failed. Retry to convert it again.`, 'error');
+    else notify(`${job.filename}: ${STATUS_TEXT[job.status].toLowerCase()}.`);
+    refreshJobs();
   } catch (error) {
     explain(error);
-    if (error instanceof ApiError && error.status < 500) return;
   }
-  pollTimer = setTimeout(() => watchJob(jobId), POLL_MS);
+}
+
+/** Uploads `file` resumably, showing its progress; answers the job id, or null when it stopped. */
+async function upload(file) {
+  showUploadProgress(0, file.size);
+  notify(`Uploading ${file.name}…`);
+  try {
+    return (await uploadResumable(file, {
+      onProgress: showUploadProgress,
+      onResume: (offset, total) => notify(`Resuming ${file.name} from ${percentOf(offset, total)}…`),
+      onRetry: (error, delayMs) => notify(`${error.message}; trying again in ${delayMs / 1000} s…`, 'error'),
+    })).jobId;
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 0) throw error;
+    notify(`${error.message}: the upload of ${file.name} stopped at ${$('upload-percent').textContent}. `
+      + 'Choose the same file again to resume it.', 'error');
+    return null;
+  } finally {
+    showUnfinishedUploads();
+  }
 }
 
 $('upload-form').addEventListener('submit', (event) => {
@@ -168,19 +221,18 @@ $('upload-form').addEventListener('submit', (event) => {
   const file = $('upload-file').files[0];
   if (!file) return;
   busy($('upload-button'), async () => {
-    stopPolling();
+    stopFollowing();
     $('current-job').hidden = true;
-    setMeter('upload-progress', 'upload-percent', 0);
-    notify(`Uploading ${file.name}…`);
-    const accepted = await uploadVideo(file, (fraction) => setMeter('upload-progress', 'upload-percent', fraction * 100));
-    notify(`${accepted.filename} uploaded; converting.`, 'success');
-    showJob({ ...accepted, progress: 0 });
+    const jobId = await upload(file);
+    if (!jobId) return;
+    notify(`${file.name} uploaded; converting.`, 'success');
     refreshJobs();
-    watchJob(accepted.job_id);
+    follow(jobId);
   });
 });
 
 $('job-download').addEventListener('click', (event) => download($('current-job').dataset.jobId, event.currentTarget));
+$('job-retry').addEventListener('click', (event) => retry($('current-job').dataset.jobId, event.currentTarget));
 
 // --- past conversions ----------------------------------------------------------------
 
@@ -199,16 +251,20 @@ function jobRow(job) {
   }
   const actions = row.insertCell();
   actions.className = 'actions';
-  if (job.status === 'completed') {
-    const button = document.createElement('button');
-    button.type = 'button';
-    button.className = 'secondary';
-    button.textContent = 'Download';
-    button.setAttribute('aria-label', `Download ${job.filename}`);
-    button.addEventListener('click', () => download(job.job_id, button));
-    actions.append(button);
-  }
+  if (job.status === 'completed') actions.append(rowButton('Download', job, download));
+  if (RETRYABLE.has(job.status)) actions.append(rowButton('Retry', job, retry));
   return row;
+}
+
+/** A row's `action` button, labelled with the job's file for screen readers. */
+function rowButton(text, job, action) {
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = 'secondary';
+  button.textContent = text;
+  button.setAttribute('aria-label', `${text} ${job.filename}`);
+  button.addEventListener('click', () => action(job.job_id, button));
+  return button;
 }
 
 async function refreshJobs() {

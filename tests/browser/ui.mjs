@@ -1,22 +1,29 @@
 // The web UI end to end in Debian's headless Chromium, driven by playwright-core:
-// sign up, sign in, upload a video, watch it convert, download the MP3, find it among
-// past conversions, screenshot the result; order from the catalogue until a product runs
-// out; then the API explorer, on a fixture document and on the app's own.
+// sign up, sign in; upload a video, cut the connection mid-way, reload the page and
+// resume the upload from where the server has it (one more dropped connection on the
+// way), watch it convert live, download the MP3, find it among past conversions; a
+// conversion that fails, retried; order from the catalogue until a product runs out;
+// then the API explorer, on a fixture document and on the app's own. Screenshots of
+// each stage go to the output directory.
 //
-// node ui.mjs <app url> <video file> <output dir>   (CHROMIUM overrides /usr/bin/chromium)
+// node ui.mjs <app url> <long video> <short video> <output dir>
+// The long video takes several PATCHes to upload and seconds to convert; the short one
+// converts at once. CHROMIUM overrides /usr/bin/chromium.
 // SHOP_PRODUCTS: the products the test created, as the API answered (a JSON array): a
 // "Turntable" with 2 in stock and a "Vinyl sleeve" whose stock is not tracked.
+// FAIL_SWITCH: while this file exists, the runner's conversions fail.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 
 import { chromium } from 'playwright-core';
 
-const [appUrl, videoPath, outputDir] = process.argv.slice(2);
-if (!appUrl || !videoPath || !outputDir || !process.env.SHOP_PRODUCTS) {
-  console.error('usage: SHOP_PRODUCTS=<json> node ui.mjs <app url> <video file> <output dir>');
+const [appUrl, longVideoPath, shortVideoPath, outputDir] = process.argv.slice(2);
+const failSwitch = process.env.FAIL_SWITCH;
+if (!appUrl || !longVideoPath || !shortVideoPath || !outputDir || !process.env.SHOP_PRODUCTS || !failSwitch) {
+  console.error('usage: SHOP_PRODUCTS=<json> FAIL_SWITCH=<file> node ui.mjs <app url> <long video> <short video> <output dir>');
   process.exit(2);
 }
 const shopProducts = JSON.parse(process.env.SHOP_PRODUCTS);
@@ -55,7 +62,9 @@ context.on('console', (message) => {
 
 try {
   const page = context.pages()[0] ?? (await context.newPage());
-  await webUi(page);
+  await signUpAndIn(page);
+  await resumableUpload(page);
+  await retryFailedConversion(page);
   await shop(page);
   await explorerOnFixture(page);
   await explorerOnAppDocument(page);
@@ -67,7 +76,7 @@ try {
   await rm(userDataDir, { recursive: true, force: true });
 }
 
-async function webUi(page) {
+async function signUpAndIn(page) {
   step('open the web UI');
   const response = await page.goto(`${appUrl}/`);
   assert.match(response.headers()['content-type'], /^text\/html/);
@@ -93,22 +102,153 @@ async function webUi(page) {
   await page.locator('#account-name', { hasText: username }).waitFor();
   await page.getByRole('link', { name: 'Shop' }).waitFor();
   assert.ok(await page.locator('#auth').isHidden());
+}
 
-  step('upload a video');
-  // A job is named after the MP3 it makes.
-  const mp3Name = basename(videoPath).replace(/\.[^.]+$/, '.mp3');
-  await page.getByLabel('Video file (MP4, AVI or MOV)').setInputFiles(videoPath);
+/** The signed-in user's unfinished uploads the page keeps (tus upload URLs). */
+function rememberedUploads(page) {
+  return page.evaluate(() => Object.keys(localStorage)
+    .filter((key) => key.startsWith('spinmesh.upload:'))
+    .map((key) => JSON.parse(localStorage.getItem(key))));
+}
+
+function uploadBar(page) {
+  return page.locator('#upload-progress').evaluate((bar) => bar.value);
+}
+
+/** A job is named after the MP3 it makes. */
+function mp3Of(video) {
+  return basename(video).replace(/\.[^.]+$/, '.mp3');
+}
+
+/**
+ * The long video's upload, cut off after its first PATCH: the bar stops part-way, the
+ * page retries, the page is reloaded. Choosing the same file again resumes from the
+ * server's offset (HEAD), so fewer bytes than the whole are sent again; one more dropped
+ * PATCH on the way is retried by itself. Then the conversion is followed live from its
+ * event stream (no status polling) to the download.
+ */
+async function resumableUpload(page) {
+  const size = (await stat(longVideoPath)).size;
+  const mp3Name = mp3Of(longVideoPath);
+  const uploads = '**/api/uploads/*';
+
+  step('upload a video, and cut the connection after its first PATCH');
+  let patches = 0;
+  let cutOff = false;
+  let holdingSecond;
+  const secondHeld = new Promise((resolve) => { holdingSecond = resolve; });
+  let endHold;
+  const hold = new Promise((resolve) => { endHold = resolve; });
+  await page.route(uploads, async (route) => {
+    if (!cutOff && route.request().method() === 'PATCH' && ++patches === 2) {
+      // Held until the mid-upload screenshot, then the connection is gone for good.
+      holdingSecond();
+      await hold;
+      cutOff = true;
+    }
+    if (cutOff) await route.abort('internetdisconnected');
+    else await route.continue();
+  });
+  await page.getByLabel('Video file (MP4, AVI or MOV)').setInputFiles(longVideoPath);
   await page.getByRole('button', { name: 'Upload and convert' }).click();
-  await page.waitForFunction(() => document.getElementById('upload-progress').value === 100);
-  assert.equal(await page.locator('#upload-percent').textContent(), '100%');
+  await secondHeld;
+  await page.waitForFunction(() => document.getElementById('upload-progress').value > 0);
+  const midway = await uploadBar(page);
+  assert.ok(midway > 0 && midway < 100, `the bar shows ${midway}%`);
+  assert.match(await page.locator('#upload-bytes').textContent(), /^\d+\.\d MB of 30\.0 MB$/);
+  await page.screenshot({ path: join(outputDir, 'upload-in-progress.png') });
+  endHold();
 
-  step('watch the conversion');
+  step('the page says the connection was lost and tries again');
+  await page.locator('#notice', { hasText: 'The connection to the server was lost; trying again' }).waitFor();
+  const stopped = await uploadBar(page);
+  assert.ok(stopped > 0 && stopped < 100, `the bar stopped at ${stopped}%`);
+  const [remembered] = await rememberedUploads(page);
+  assert.equal(remembered.name, basename(longVideoPath));
+  assert.match(remembered.url, /^\/api\/uploads\/upl_/);
+  await page.screenshot({ path: join(outputDir, 'upload-interrupted.png') });
+
+  step('reload the page: the upload is offered for resuming');
+  // Still cut off until the page is gone, so no retry gets through in between.
+  await page.reload();
+  await page.unroute(uploads);
+  await page.locator('#unfinished-uploads', { hasText: `Unfinished: ${basename(longVideoPath)}.` }).waitFor();
+  const serverOffset = await page.evaluate(async (url) => {
+    const { token } = JSON.parse(sessionStorage.getItem('spinmesh.session'));
+    const response = await fetch(url, { method: 'HEAD', headers: { Authorization: `Bearer ${token}`, 'Tus-Resumable': '1.0.0' } });
+    return Number(response.headers.get('Upload-Offset'));
+  }, remembered.url);
+  assert.ok(serverOffset > 0 && serverOffset < size, `the server has ${serverOffset} of ${size} bytes`);
+  assert.equal(Math.round((serverOffset / size) * 100), stopped, 'the bar stopped at what the server has');
+
+  step('choose the same file again: it resumes from the server\'s offset');
+  // What each accepted PATCH carried: its offset and its body's size.
+  const appended = [];
+  const onFinished = async (request) => {
+    if (request.method() !== 'PATCH' || (await request.response())?.status() !== 204) return;
+    appended.push({ offset: Number(await request.headerValue('upload-offset')), bytes: (await request.sizes()).requestBodySize });
+  };
+  page.on('requestfinished', onFinished);
+  let patchesAfterReload = 0;
+  await page.route(uploads, (route) => (route.request().method() === 'PATCH' && ++patchesAfterReload === 2
+    ? route.abort('connectionreset')
+    : route.continue()));
+  // Job updates as the page shows them.
+  await page.evaluate(() => {
+    window.jobProgress = [];
+    new MutationObserver(() => window.jobProgress.push(document.getElementById('job-progress').value))
+      .observe(document.getElementById('job-percent'), { childList: true });
+  });
+  const statusRequests = [];
+  const onRequest = (request) => {
+    if (/^\/api\/jobs\/job_[^/]+$/.test(new URL(request.url()).pathname)) statusRequests.push(request.url());
+  };
+  page.on('request', onRequest);
+  const events = page.waitForRequest((request) => /^\/api\/jobs\/job_[^/]+\/events$/.test(new URL(request.url()).pathname));
+  await page.getByLabel('Video file (MP4, AVI or MOV)').setInputFiles(longVideoPath);
+  await page.getByRole('button', { name: 'Upload and convert' }).click();
+
+  step('watch the conversion live');
   const job = page.locator('#current-job');
+  // Part-way, in the current job and in the list of conversions alike.
+  await page.waitForFunction(() => {
+    const job = document.getElementById('current-job');
+    const percent = document.getElementById('job-progress').value;
+    const row = document.querySelector(`#jobs-body tr[data-job-id="${job.dataset.jobId}"]`);
+    return job.dataset.status === 'running' && percent > 0 && percent < 100
+      && row?.cells[1].textContent === `Converting (${percent}%)`;
+  }, null, { timeout: CONVERSION_TIMEOUT_MS, polling: 'raf' });
+  assert.equal(await uploadBar(page), 100);
+  assert.equal(await page.locator('#upload-percent').textContent(), '100%');
+  await page.screenshot({ path: join(outputDir, 'converting.png') });
   await page.locator('#current-job[data-status="completed"]').waitFor({ timeout: CONVERSION_TIMEOUT_MS });
+  page.off('requestfinished', onFinished);
+  page.off('request', onRequest);
+  await page.unroute(uploads);
   const jobId = await job.getAttribute('data-job-id');
   assert.match(jobId, /^job_/);
   assert.equal(await page.locator('#job-progress').evaluate((bar) => bar.value), 100);
   assert.equal(await page.locator('#job-status').textContent(), `${mp3Name} — Done`);
+
+  step('only what the server lacked was sent again');
+  assert.equal(patchesAfterReload, appended.length + 1, 'one PATCH was dropped, and retried');
+  // From the server's offset to the end, each byte once.
+  appended.sort((a, b) => a.offset - b.offset);
+  let next = serverOffset;
+  for (const patch of appended) {
+    assert.equal(patch.offset, next, `PATCHes after the reload: ${JSON.stringify(appended)}`);
+    next += patch.bytes;
+  }
+  assert.equal(next, size, 'the file was sent to its end');
+  assert.deepEqual(await rememberedUploads(page), [], 'a finished upload is forgotten');
+  assert.ok(await page.locator('#unfinished-uploads').isHidden());
+
+  step('the progress came from the event stream');
+  assert.equal(new URL((await events).url()).pathname, `/api/jobs/${jobId}/events`);
+  assert.deepEqual(statusRequests, [], 'no status polling');
+  const seen = await page.evaluate(() => window.jobProgress);
+  assert.ok(seen.some((percent) => percent > 0 && percent < 100), `progress seen: ${seen}`);
+  assert.deepEqual(seen, [...seen].sort((a, b) => a - b), `progress only grows: ${seen}`);
 
   step('download the MP3');
   const [download, mp3] = await Promise.all([
@@ -139,6 +279,36 @@ async function webUi(page) {
   const screenshot = join(outputDir, 'ui-after-conversion.png');
   await page.screenshot({ path: screenshot, fullPage: true });
   step(`screenshot: ${screenshot}`);
+}
+
+/** The short video's conversion fails (the runner's ffmpeg is switched to fail); Retry converts it. */
+async function retryFailedConversion(page) {
+  step('a conversion fails');
+  const mp3Name = mp3Of(shortVideoPath);
+  await writeFile(failSwitch, '');
+  await page.getByLabel('Video file (MP4, AVI or MOV)').setInputFiles(shortVideoPath);
+  await page.getByRole('button', { name: 'Upload and convert' }).click();
+  const job = page.locator('#current-job');
+  await page.locator('#current-job[data-status="failed"]').waitFor({ timeout: CONVERSION_TIMEOUT_MS });
+  const jobId = await job.getAttribute('data-job-id');
+  await page.locator('#notice[data-kind="error"]', { hasText: `${mp3Name}: the conversion failed. Retry to convert it again.` }).waitFor();
+  const row = page.locator(`#jobs-body tr[data-job-id="${jobId}"]`);
+  await row.and(page.locator('[data-status="failed"]')).waitFor();
+  await row.getByRole('button', { name: `Retry ${mp3Name}` }).waitFor();
+  await page.screenshot({ path: join(outputDir, 'conversion-failed.png') });
+
+  step('retry it');
+  await rm(failSwitch);
+  const [retried] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith(`/api/jobs/${jobId}/retry`)),
+    job.getByRole('button', { name: 'Retry' }).click(),
+  ]);
+  assert.equal(retried.status(), 202);
+  await page.locator('#current-job[data-status="completed"]').waitFor({ timeout: CONVERSION_TIMEOUT_MS });
+  assert.equal(await job.getAttribute('data-job-id'), jobId, 'the same job, converted again');
+  assert.ok(await job.getByRole('button', { name: 'Retry' }).isHidden());
+  await job.getByRole('button', { name: 'Download MP3' }).waitFor();
+  await row.and(page.locator('[data-status="completed"]')).waitFor();
 }
 
 /** Signing out forgets the session and revokes its token. */

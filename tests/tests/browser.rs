@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use spinmesh_e2e::{Api, App, repo_root};
+use spinmesh_e2e::{Api, App, clips, repo_root};
 
 fn browser_dir() -> PathBuf {
     repo_root().join("tests/browser")
@@ -40,41 +40,36 @@ fn assert_success(output: &Output, what: &str) {
     );
 }
 
-/// 3 s of 440 Hz sine and a test pattern.
-fn clip(dir: &Path) -> PathBuf {
-    let path = dir.join("clip.mp4");
-    let output = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:duration=3",
-        ])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=10:duration=3",
-            "-shortest",
-        ])
-        .arg(&path)
-        .output()
-        .expect("ffmpeg is installed");
-    assert_success(&output, "ffmpeg");
-    path
+/// The videos the browser uploads, written into `dir`: `holiday.mp4`, an hour of tone
+/// padded to 30 MB, so its upload takes several `PATCH`es (time to interrupt it) and its
+/// conversion seconds (time to watch it); and `clip.mp4`, a second of tone and pattern.
+fn videos(dir: &Path) -> (PathBuf, PathBuf) {
+    let long = dir.join("holiday.mp4");
+    std::fs::write(&long, clips::padded(clips::long_clip(), 30_000_000)).unwrap();
+    let short = dir.join("clip.mp4");
+    std::fs::write(&short, clips::short_clip()).unwrap();
+    (long, short)
 }
 
 #[test]
-fn explorer_reads_openapi_documents() {
+fn web_modules_pass_their_unit_tests() {
     let output = node()
-        .args(["--test", "openapi.test.mjs"])
+        .args(["--test", "openapi.test.mjs", "events.test.mjs"])
         .output()
         .expect("node is installed");
-    assert_success(&output, "node --test openapi.test.mjs");
+    assert_success(&output, "node --test openapi.test.mjs events.test.mjs");
 }
+
+/// What `ui.mjs` leaves in `target/browser/`: the upload under way, cut off, the
+/// conversion live, the result; a failed conversion; the shop.
+const SCREENSHOTS: [&str; 6] = [
+    "upload-in-progress.png",
+    "upload-interrupted.png",
+    "converting.png",
+    "ui-after-conversion.png",
+    "conversion-failed.png",
+    "shop.png",
+];
 
 /// The catalogue the browser shops from, created by the admin over HTTP: a Turntable
 /// with 2 in stock and a product whose stock is not tracked. Returns them as created.
@@ -93,9 +88,13 @@ fn stock_catalogue(app: &App) -> Value {
     Value::from(products.to_vec())
 }
 
-/// Sign up, sign in, upload, watch the conversion, download, list, screenshot
-/// (`target/browser/ui-after-conversion.png`), shop from the real catalogue until a
-/// product runs out (`target/browser/shop.png`), then the API explorer.
+/// Sign up, sign in, upload a video, interrupt the upload, reload, resume it, watch the
+/// conversion live, download, list; a conversion that fails, retried; shop from the real
+/// catalogue until a product runs out; then the API explorer. Screenshots of the stages
+/// are left in `target/browser/` ([`SCREENSHOTS`]).
+///
+/// The runner's ffmpeg fails conversions while the switch file exists, which `ui.mjs`
+/// creates and removes (`FAIL_SWITCH`); one attempt per job, so a failure is final.
 #[test]
 #[cfg_attr(
     engine_missing,
@@ -108,27 +107,41 @@ fn web_ui_converts_a_video_in_chromium() {
         "playwright-core is not installed: run `npm ci` in tests/browser (cargo xtask test does)"
     );
     let media = tempfile::tempdir().unwrap();
-    let clip = clip(media.path());
+    let (long, short) = videos(media.path());
+    let (ffmpeg, fail_switch) = clips::ffmpeg_failing_while_switched_on(media.path());
+    std::fs::remove_file(&fail_switch).unwrap();
     let artifacts = repo_root().join("target/browser");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let screenshot = artifacts.join("ui-after-conversion.png");
-    let _ = std::fs::remove_file(&screenshot);
+    for name in SCREENSHOTS {
+        let _ = std::fs::remove_file(artifacts.join(name));
+    }
 
-    let app = App::builder().with_runner().start();
+    let app = App::builder()
+        .with_runner()
+        .runner_arg("--ffmpeg")
+        .runner_arg(ffmpeg.to_str().unwrap())
+        .runner_arg("--max-attempts")
+        .runner_arg("1")
+        .start();
     let products = stock_catalogue(&app);
     let output = node()
         .arg("ui.mjs")
         .arg(&app.url)
-        .arg(&clip)
+        .arg(&long)
+        .arg(&short)
         .arg(&artifacts)
         .env("CHROMIUM", &chromium)
+        .env("FAIL_SWITCH", &fail_switch)
         .env("SHOP_PRODUCTS", products.to_string())
         .output()
         .expect("node is installed");
     assert_success(&output, "the browser test (tests/browser/ui.mjs)");
-    let png = std::fs::read(&screenshot).expect("the browser test saved a screenshot");
-    assert!(
-        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
-        "a real screenshot"
-    );
+    for name in SCREENSHOTS {
+        let png = std::fs::read(artifacts.join(name))
+            .unwrap_or_else(|error| panic!("the browser test saved {name}: {error}"));
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+            "{name} is a real screenshot"
+        );
+    }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use reqwest::blocking::Response;
-use spinmesh_e2e::clips::{SHORT_CLIP_SECS, probe, short_clip};
+use spinmesh_e2e::clips::{SHORT_CLIP_SECS, padded, probe, short_clip};
 use spinmesh_e2e::tus::{PATCH_TYPE, TUS, create, created, head, offset_of, patch};
 use spinmesh_e2e::{Api, App, repo_root, wait_for};
 
@@ -37,15 +37,9 @@ fn assert_error(response: Response, status: u16, code: &str) {
     assert_eq!(body["status"], status.to_string(), "{body}");
 }
 
-/// A playable MP4 of `length` bytes: the short clip, then a top-level `free` box of
-/// zeros, which players (and ffmpeg) skip.
+/// A playable MP4 of `length` bytes: the short clip, padded.
 fn padded_clip(length: usize) -> Vec<u8> {
-    let mut bytes = short_clip();
-    let padding = length - bytes.len();
-    bytes.extend_from_slice(&u32::try_from(padding).unwrap().to_be_bytes());
-    bytes.extend_from_slice(b"free");
-    bytes.resize(length, 0);
-    bytes
+    padded(short_clip(), length)
 }
 
 /// Sends `bytes` from the upload's current offset in [`CHUNK`]s until all of it is
