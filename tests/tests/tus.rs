@@ -204,6 +204,11 @@ fn the_protocol_s_refusals_and_another_user_s_upload() {
         "unsupported_file_type",
     );
     assert_error(
+        create(&api, &alice.token, "empty.mp4", 0),
+        400,
+        "empty_file",
+    );
+    assert_error(
         create(&api, &alice.token, "big.mp4", 400_000_001),
         413,
         "payload_too_large",

@@ -74,6 +74,9 @@ async fn serve<S: BodyStream>(
                 ));
             }
             let length = tus::parse_size("Upload-Length", header("upload-length"))?;
+            if length == 0 {
+                return Err(reject(spinmesh_media::Error::EmptyFile));
+            }
             if length > config.policy.max_file_bytes() {
                 return Err(reject(config.policy.too_large()));
             }
