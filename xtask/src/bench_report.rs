@@ -544,6 +544,21 @@ fn render_into(r: &Report, md: &mut String) -> std::fmt::Result {
 }
 
 /// The targets of the load scenarios.
+/// One row of the targets table: what was measured and whether it met the target, or
+/// "not measured" when the figures are missing.
+fn target_row(md: &mut String, target: &str, measured: Option<(String, bool)>) -> std::fmt::Result {
+    match measured {
+        Some((figure, met)) => writeln!(md, "| {target} | {figure} | {} |", verdict(met)),
+        None => writeln!(md, "| {target} | not measured | not measured |"),
+    }
+}
+
+/// A ratio as the targets table shows it, with whether it reached `at_least`.
+fn ratio_at_least(ratio: Option<Ratio>, at_least: f64) -> Option<(String, bool)> {
+    let met = ratio.as_ref()?.value >= at_least;
+    Some((fmt_ratio(&ratio), met))
+}
+
 fn render_load_targets(
     r: &Report,
     md: &mut String,
@@ -551,58 +566,59 @@ fn render_load_targets(
     seed_post: &Option<Ratio>,
 ) -> std::fmt::Result {
     use Stack::*;
-    let validate_status = match (seed_get, seed_post) {
-        (Some(g), Some(p)) => verdict(g.value.min(p.value) >= VALIDATE_VS_SEED_TARGET).to_string(),
-        _ => "not measured".into(),
+    let validate = match (seed_get, seed_post) {
+        (Some(g), Some(p)) => Some((
+            format!("GET {}, POST {}", fmt_ratio(seed_get), fmt_ratio(seed_post)),
+            g.value.min(p.value) >= VALIDATE_VS_SEED_TARGET,
+        )),
+        _ => None,
     };
-    writeln!(
+    target_row(
         md,
-        "| validate ≥ {VALIDATE_VS_SEED_TARGET}× the seed stack (moonshot 3×) | GET {}, POST {} | {validate_status} |",
-        fmt_ratio(seed_get),
-        fmt_ratio(seed_post)
+        &format!("validate ≥ {VALIDATE_VS_SEED_TARGET}× the seed stack (moonshot 3×)"),
+        validate,
     )?;
-    let spin_noop = r.ratio((Spinmesh, key::NOOP), (Spin, key::NOOP));
-    let spin_status = spin_noop.as_ref().map_or("not measured".into(), |x| {
-        verdict(x.value >= NOOP_VS_SPIN_TARGET).to_string()
-    });
-    writeln!(
+    target_row(
         md,
-        "| no-op route ≥ {NOOP_VS_SPIN_TARGET}× real Spin | {} | {spin_status} |",
-        fmt_ratio(&spin_noop)
-    )?;
-    let (noop_us, noop_status) = match r.cost_us(Spinmesh, key::NOOP) {
-        Some(us) => (
-            format!("{us:.0} µs (load generator included)"),
-            verdict(us <= NOOP_MACHINE_US_TARGET).to_string(),
+        &format!("no-op route ≥ {NOOP_VS_SPIN_TARGET}× real Spin"),
+        ratio_at_least(
+            r.ratio((Spinmesh, key::NOOP), (Spin, key::NOOP)),
+            NOOP_VS_SPIN_TARGET,
         ),
-        None => ("not measured".into(), "not measured".into()),
-    };
-    writeln!(
-        md,
-        "| no-op route ≤ {NOOP_MACHINE_US_TARGET} µs of machine time per request | {noop_us} | {noop_status} |"
     )?;
-    let spin_validate = r.ratio((Spin, key::VALIDATE_GET), (Spin, key::NOOP));
-    let spin_validate_status = spin_validate.as_ref().map_or("not measured".into(), |x| {
-        verdict(x.value >= SPIN_VALIDATE_VS_NOOP_TARGET).to_string()
-    });
-    writeln!(
+    target_row(
         md,
-        "| validate (GET) on real Spin ≥ {SPIN_VALIDATE_VS_NOOP_TARGET}× the no-op route on real Spin | {} | {spin_validate_status} |",
-        fmt_ratio(&spin_validate)
+        &format!("no-op route ≤ {NOOP_MACHINE_US_TARGET} µs of machine time per request"),
+        r.cost_us(Spinmesh, key::NOOP).map(|us| {
+            (
+                format!("{us:.0} µs (load generator included)"),
+                us <= NOOP_MACHINE_US_TARGET,
+            )
+        }),
     )?;
-    let (order_p99, order_status) = match r.figures(Spinmesh, key::ORDERS) {
-        Some(f) => (
-            format!("{:.0} ms ({:.0} req/s)", f.p99_ms, f.requests_per_second),
-            verdict(f.p99_ms < ORDER_P99_MS_TARGET).to_string(),
+    target_row(
+        md,
+        &format!(
+            "validate (GET) on real Spin ≥ {SPIN_VALIDATE_VS_NOOP_TARGET}× the no-op route on real Spin"
         ),
-        None => ("not measured".into(), "not measured".into()),
-    };
-    writeln!(
-        md,
-        "| create order p99 < {ORDER_P99_MS_TARGET} ms at {} connections | {order_p99} | {order_status} |",
-        r.load.connections
+        ratio_at_least(
+            r.ratio((Spin, key::VALIDATE_GET), (Spin, key::NOOP)),
+            SPIN_VALIDATE_VS_NOOP_TARGET,
+        ),
     )?;
-    Ok(())
+    target_row(
+        md,
+        &format!(
+            "create order p99 < {ORDER_P99_MS_TARGET} ms at {} connections",
+            r.load.connections
+        ),
+        r.figures(Spinmesh, key::ORDERS).map(|f| {
+            (
+                format!("{:.0} ms ({:.0} req/s)", f.p99_ms, f.requests_per_second),
+                f.p99_ms < ORDER_P99_MS_TARGET,
+            )
+        }),
+    )
 }
 
 /// Ratios, scenarios, validate's cost and login: the load figures.
