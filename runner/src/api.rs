@@ -426,7 +426,7 @@ pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Optio
 }
 
 /// Reads and discards up to [`DRAIN_BYTES`] / [`DRAIN_TIME`] of a body we will not use.
-async fn drain(stream: &mut axum::body::BodyDataStream) {
+pub(crate) async fn drain(stream: &mut axum::body::BodyDataStream) {
     let mut drained = 0u64;
     let _ = tokio::time::timeout(DRAIN_TIME, async {
         while let Some(Ok(chunk)) = stream.next().await {

@@ -10,7 +10,7 @@ use futures::future::{Either, select};
 use spin_sdk::http::{Request, Response};
 use spinmesh_api::authn::now_unix;
 use spinmesh_api::{ApiError, authenticate};
-use spinmesh_jobs::Upload;
+use spinmesh_jobs::{UPLOAD_OFFSET_MISMATCH, Upload};
 use spinmesh_media::SNIFF_LEN;
 use spinmesh_outbound::{BodyWriter, start, within};
 use spinmesh_upload::route::ResumableRoute;
@@ -106,10 +106,21 @@ async fn serve<S: BodyStream>(
                 ));
             }
             let offset = tus::parse_size("Upload-Offset", header("upload-offset"))?;
+            // Refusals that need no byte of the body come before any is sent.
+            let upload = runner.upload(id, owner).await?;
+            if upload.offset != offset || upload.job_id.is_some() {
+                return Err(ApiError::new(
+                    409,
+                    UPLOAD_OFFSET_MISMATCH,
+                    format!(
+                        "Upload-Offset does not match the upload's offset, {}",
+                        upload.offset
+                    ),
+                ));
+            }
             let first_bytes = match offset {
                 // The file's first bytes: checked against its name before any is stored.
                 0 => {
-                    let upload = runner.upload(id, owner).await?;
                     let first_bytes = sniff(body).await?;
                     config
                         .policy

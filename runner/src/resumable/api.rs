@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Body;
+use axum::body::{Body, BodyDataStream};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::{Hold, NewUpload, Upload};
-use crate::api::{AppState, filename_header, header_str, owner_header};
+use crate::api::{AppState, drain, filename_header, header_str, owner_header};
 use crate::error::{Error, Result};
 use crate::metrics::Rejection;
 use crate::names;
@@ -155,19 +155,32 @@ pub async fn append(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let owner = owner_header(&headers)?;
-    let offset = parse_u64(&headers, "upload-offset")?;
-    let upload = owned(&state, &id, &owner).await?;
-    let span = info_span!("append", upload_id = %id, offset);
-    tokio::spawn(append_owned(state, upload, offset, body).instrument(span)).await?
+    let span = info_span!("append", upload_id = %id);
+    tokio::spawn(
+        async move {
+            let mut stream = body.into_data_stream();
+            let result = append_checked(&state, &id, &headers, &mut stream).await;
+            if result.is_err() {
+                // Read what remains of a refused body (bounded), so the caller sees the
+                // answer rather than a reset connection.
+                drain(&mut stream).await;
+            }
+            result
+        }
+        .instrument(span),
+    )
+    .await?
 }
 
-async fn append_owned(
-    state: Arc<AppState>,
-    upload: Upload,
-    offset: u64,
-    body: Body,
+async fn append_checked(
+    state: &Arc<AppState>,
+    id: &str,
+    headers: &HeaderMap,
+    body: &mut BodyDataStream,
 ) -> Result<Response> {
+    let owner = owner_header(headers)?;
+    let offset = parse_u64(headers, "upload-offset")?;
+    let upload = owned(state, id, &owner).await?;
     if upload.received != offset || upload.completed_at.is_some() {
         return Err(Error::UploadOffsetMismatch {
             offset: upload.received,
@@ -175,7 +188,7 @@ async fn append_owned(
     }
     if upload.is_received() {
         // Nothing to append: an earlier append ended the upload but its job is missing.
-        let upload = finish(&state, upload).await?;
+        let upload = finish(state, upload).await?;
         return Ok(answer(StatusCode::OK, &upload));
     }
     let hold = Hold {
@@ -192,7 +205,7 @@ async fn append_owned(
     };
     if !held {
         // Lost a race: another append holds it, or moved the offset on.
-        let current = owned(&state, &upload.id, &upload.owner).await?;
+        let current = owned(state, &upload.id, &upload.owner).await?;
         return Err(match current.held {
             true => Error::UploadLocked,
             false => Error::UploadOffsetMismatch {
@@ -200,7 +213,7 @@ async fn append_owned(
             },
         });
     }
-    let received = receive(&state, &upload, &hold, offset, body).await;
+    let received = receive(state, &upload, &hold, offset, body).await;
     // Whatever happened, the hold goes, recording the bytes stored durably.
     let (stored, outcome) = match received {
         Ok(Received::All(n)) => (n, Ok(())),
@@ -223,9 +236,9 @@ async fn append_owned(
         warn!("the append's hold expired before it ended; its bytes were not recorded");
         return Err(Error::UploadLocked);
     }
-    let mut upload = owned(&state, &upload.id, &upload.owner).await?;
+    let mut upload = owned(state, &upload.id, &upload.owner).await?;
     if upload.is_received() {
-        upload = finish(&state, upload).await?;
+        upload = finish(state, upload).await?;
     }
     Ok(answer(StatusCode::OK, &upload))
 }
@@ -243,11 +256,10 @@ async fn receive(
     upload: &Upload,
     hold: &Hold,
     offset: u64,
-    body: Body,
+    stream: &mut BodyDataStream,
 ) -> Result<Received> {
     let room = upload.length - offset;
     let mut appender = state.media.append_at(&upload.id, offset).await?;
-    let mut stream = body.into_data_stream();
     let mut written = 0u64;
     let mut interrupted = None;
     let mut renew_at = tokio::time::Instant::now() + HOLD_TTL / 3;
