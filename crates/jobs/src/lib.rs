@@ -1,8 +1,15 @@
 //! The conversion runner's wire contract (runner/README.md), in one place for both ends:
 //! the runner issues job ids and writes job JSON; the upload side checks an id before it
-//! goes into a runner URL and reads the JSON. Plain Rust, native and wasm alike.
+//! goes into a runner URL and reads the JSON; both show a job to its owner as
+//! [`JobView`] (the upload side's API, the runner's webhooks) and check a callback URL
+//! with [`webhook::check_callback_url`]. Plain Rust, native and wasm alike.
 
 use serde::{Deserialize, Serialize};
+
+mod view;
+pub mod webhook;
+
+pub use view::JobView;
 
 const PREFIX: &str = "job_";
 
@@ -41,13 +48,16 @@ pub const TOO_MANY_WAITERS: &str = "too_many_waiters";
 pub const TOO_MANY_EVENT_STREAMS: &str = "too_many_event_streams";
 /// The refusals that concern the end user's own use or jobs, worded for them: the
 /// upload side passes these on as they are.
-pub const PASSED_ON: [&str; 6] = [
+pub const PASSED_ON: [&str; 9] = [
     JOB_QUOTA_EXCEEDED,
     STORAGE_QUOTA_EXCEEDED,
     JOB_NOT_RETRYABLE,
     INPUT_GONE,
     TOO_MANY_WAITERS,
     TOO_MANY_EVENT_STREAMS,
+    webhook::INVALID_CALLBACK_URL,
+    webhook::CALLBACK_NOT_ALLOWED,
+    webhook::WEBHOOKS_DISABLED,
 ];
 
 /// The longest `?wait=` of a long poll (`GET /jobs/{id}?wait=N`), in seconds: short
