@@ -32,6 +32,7 @@ use crate::registry::Registry;
 use crate::spool::{Spool, remove_if_exists};
 use crate::store::{Leased, OwnerQuota, Store};
 use crate::units::now_ms;
+use crate::webhook::{self, Webhooks};
 use crate::worker::{self, WorkerContext};
 
 /// Shared state of the HTTP handlers.
@@ -56,6 +57,8 @@ pub struct AppState {
     pub workers: usize,
     /// Lets an upload start its conversion while it is still arriving.
     pub conversions: Arc<WorkerContext>,
+    /// Checks uploads' callback URLs; derives owners' webhook keys.
+    pub webhooks: Arc<Webhooks>,
 }
 
 pub const DEFAULT_PAGE: u32 = 50;
@@ -76,6 +79,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jobs/{id}/output", get(download))
         .route("/jobs/{id}/retry", post(retry_job))
         .route("/jobs/{id}/events", get(job_events))
+        .route("/webhook-secret", get(webhook::secret_route))
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -384,6 +388,15 @@ impl Drop for FileGuard {
     }
 }
 
+/// The caller's end user, `X-Owner-Id`.
+pub(crate) fn owner_id(headers: &HeaderMap) -> Result<String> {
+    let owner = header_str(headers, "x-owner-id")?
+        .ok_or_else(|| Error::bad_request("missing_owner", "X-Owner-Id header is required"))?;
+    names::validate_owner(owner.trim())
+        .map(str::to_string)
+        .map_err(|m| Error::bad_request("invalid_owner", m))
+}
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>> {
     match headers.get(name) {
         None => Ok(None),
@@ -407,16 +420,24 @@ async fn drain(stream: &mut axum::body::BodyDataStream) {
     .await;
 }
 
+/// Drains the body of an upload refused before it was read, unless the client waits for
+/// `100 Continue` (it sent nothing) or announced more than [`DRAIN_BYTES`].
+async fn drain_refused(
+    stream: &mut axum::body::BodyDataStream,
+    expects_continue: bool,
+    declared: Option<u64>,
+) {
+    if !expects_continue && declared.is_none_or(|n| n <= DRAIN_BYTES) {
+        drain(stream).await;
+    }
+}
+
 async fn create_job(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let owner = header_str(&headers, "x-owner-id")?
-        .ok_or_else(|| Error::bad_request("missing_owner", "X-Owner-Id header is required"))?;
-    let owner = names::validate_owner(owner.trim())
-        .map_err(|m| Error::bad_request("invalid_owner", m))?
-        .to_string();
+    let owner = owner_id(&headers)?;
     let raw_name = header_str(&headers, "x-filename")?
         .ok_or_else(|| Error::bad_request("missing_filename", "X-Filename header is required"))?;
     let decoded = names::decode_filename_header(raw_name).ok_or_else(|| {
@@ -448,14 +469,20 @@ async fn create_job(
         });
     }
 
+    let callback_url = match state.webhooks.admit(&headers).await {
+        Ok(callback_url) => callback_url,
+        Err(refusal) => {
+            drain_refused(&mut stream, expects_continue, declared).await;
+            return Err(refusal);
+        }
+    };
+
     // The owner's quotas, from the job store, so they hold across runners sharing it.
     let lookup = owner.clone();
     let usage = state.store.run(move |s| s.usage(&lookup)).await?;
     if let Err(refusal) = state.quota.admit(&usage, declared.unwrap_or(0)) {
         info!(owner = %owner, usage = ?usage, reason = %refusal, "refusing upload: owner quota");
-        if !expects_continue && declared.is_none_or(|n| n <= DRAIN_BYTES) {
-            drain(&mut stream).await;
-        }
+        drain_refused(&mut stream, expects_continue, declared).await;
         return Err(refusal);
     }
     // What this upload may add to the owner's stored bytes (a chunked upload has not
@@ -483,9 +510,7 @@ async fn create_job(
         Ok(object) => object,
         Err(err) => {
             warn!(error = %err, "refusing upload: cannot start it in the object store");
-            if !expects_continue && declared.is_none_or(|n| n <= DRAIN_BYTES) {
-                drain(&mut stream).await;
-            }
+            drain_refused(&mut stream, expects_continue, declared).await;
             return Err(err);
         }
     };
@@ -597,6 +622,7 @@ async fn create_job(
         started_at: arrival
             .is_some()
             .then(|| now_ms() - started.elapsed().as_millis() as i64),
+        callback_url,
     };
     // Checked again with the insert: concurrent uploads of one owner may all have
     // passed the check at admission.

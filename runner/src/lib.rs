@@ -22,6 +22,7 @@ pub mod registry;
 pub mod spool;
 pub mod store;
 pub mod units;
+pub mod webhook;
 pub mod worker;
 
 pub use config::Config;

@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0003_revisions",
         include_str!("../migrations/postgres/0003_revisions.sql"),
     ),
+    (
+        5,
+        "0005_webhooks",
+        include_str!("../migrations/postgres/0005_webhooks.sql"),
+    ),
 ];
 
 /// Any fixed number: runners starting together take this advisory lock in turn, so only
@@ -88,7 +93,7 @@ pub fn parse_url(url: &str) -> anyhow::Result<tokio_postgres::Config> {
 /// [`crate::store::Store`]), so each call drives its async query to completion on the
 /// runtime it was created in.
 pub struct PgJobStore {
-    pool: Pool,
+    pub(crate) pool: Pool,
     runtime: Handle,
     holder: LeaseHolder,
 }
@@ -126,7 +131,7 @@ impl PgJobStore {
         })
     }
 
-    fn block_on<R>(&self, f: impl Future<Output = Result<R>>) -> Result<R> {
+    pub(crate) fn block_on<R>(&self, f: impl Future<Output = Result<R>>) -> Result<R> {
         self.runtime.block_on(f)
     }
 
@@ -264,10 +269,11 @@ impl JobStore for PgJobStore {
                     &format!(
                         "INSERT INTO jobs (id, owner, status, filename, source_filename,
                                            size_bytes, created_at, started_at, attempts,
-                                           lease_owner, lease_token, lease_expires_at)
+                                           lease_owner, lease_token, lease_expires_at,
+                                           callback_url)
                          VALUES ($1, $2, CASE WHEN $7::BIGINT IS NULL THEN 'queued' ELSE 'running' END,
                                  $3, $4, $5, $6, $7,
-                                 CASE WHEN $7::BIGINT IS NULL THEN 0 ELSE 1 END, $8, $9, $10)
+                                 CASE WHEN $7::BIGINT IS NULL THEN 0 ELSE 1 END, $8, $9, $10, $11)
                          RETURNING {COLUMNS}"
                     ),
                     &[
@@ -281,6 +287,7 @@ impl JobStore for PgJobStore {
                         &owner,
                         &token,
                         &expires,
+                        &job.callback_url,
                     ],
                 )
                 .await?;

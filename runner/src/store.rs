@@ -293,6 +293,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0002_leases.sql"),
     include_str!("../migrations/sqlite/0003_fair_claims.sql"),
     include_str!("../migrations/sqlite/0004_revisions.sql"),
+    include_str!("../migrations/sqlite/0006_webhooks.sql"),
 ];
 
 /// Keep at most this many idle connections; more are opened on demand under load.
@@ -337,7 +338,10 @@ impl SqliteJobStore {
 
     /// Runs `f` on a pooled connection. The pool mutex is held only to take or return a
     /// connection, never while a query runs.
-    fn with_conn<R>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<R>) -> Result<R> {
+    pub(crate) fn with_conn<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<R>,
+    ) -> Result<R> {
         let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut conn = match pooled {
             Some(conn) => conn,
@@ -440,10 +444,10 @@ impl JobStore for SqliteJobStore {
                 &format!(
                     "INSERT INTO jobs (id, owner, status, filename, source_filename, size_bytes,
                                        created_at, started_at, attempts,
-                                       lease_owner, lease_token, lease_expires_at)
+                                       lease_owner, lease_token, lease_expires_at, callback_url)
                      VALUES (?1, ?2, CASE WHEN ?7 IS NULL THEN 'queued' ELSE 'running' END,
                              ?3, ?4, ?5, ?6, ?7, CASE WHEN ?7 IS NULL THEN 0 ELSE 1 END,
-                             ?8, ?9, ?10)
+                             ?8, ?9, ?10, ?11)
                      RETURNING {COLUMNS}"
                 ),
                 params![
@@ -456,7 +460,8 @@ impl JobStore for SqliteJobStore {
                     job.started_at,
                     owner,
                     token,
-                    expires
+                    expires,
+                    job.callback_url
                 ],
                 row_to_job,
             )?;
