@@ -1,5 +1,6 @@
-//! `upload`: authenticated uploads streamed to the conversion runner, and
-//! the caller's jobs: status, list, download (streamed) and cancel.
+//! `upload`: authenticated uploads streamed to the conversion runner, the caller's
+//! jobs (status, list, download streamed, cancel, retry, events), and the key their
+//! webhooks are signed with.
 //!
 //! The handler takes the raw `IncomingRequest` so an upload is never buffered: the
 //! multipart body is parsed as it arrives, checked (token, size, extension and magic
@@ -14,6 +15,7 @@ mod form;
 mod jobs;
 mod stream;
 mod upload;
+mod webhooks;
 
 use spin_sdk::http::{IncomingRequest, OutgoingResponse, Request, Response, ResponseOutparam};
 use spin_sdk::http_component;
@@ -50,6 +52,10 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
             respond(&edge, response_out, response).await;
         }
         Ok(Route::Jobs(route)) => jobs::handle(&edge, &head, route, response_out).await,
+        Ok(Route::WebhookSecret) => {
+            let response = webhooks::secret(&head).await;
+            respond(&edge, response_out, response).await;
+        }
         Err(error) => respond(&edge, response_out, error.into()).await,
     }
 }

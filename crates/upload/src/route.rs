@@ -8,6 +8,8 @@ pub enum Route<'a> {
     /// `POST /api/upload`, `POST /upload`.
     Upload,
     Jobs(JobRoute<'a>),
+    /// `GET /api/webhooks/secret`: the key the caller's webhooks are signed with.
+    WebhookSecret,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +38,7 @@ pub enum Kind {
     Download,
     Retry,
     Events,
+    WebhookSecret,
 }
 
 /// The component's routes, each written once.
@@ -52,7 +55,8 @@ pub fn table() -> Routes<Kind> {
             Kind::Download,
         )
         .add(Method::Post, &["/api/jobs/:id/retry"], Kind::Retry)
-        .add(Method::Get, &["/api/jobs/:id/events"], Kind::Events);
+        .add(Method::Get, &["/api/jobs/:id/events"], Kind::Events)
+        .add(Method::Get, &["/api/webhooks/secret"], Kind::WebhookSecret);
     routes
 }
 
@@ -69,6 +73,7 @@ impl<'a> Route<'a> {
             Kind::Download => Route::Jobs(JobRoute::Download(id())),
             Kind::Retry => Route::Jobs(JobRoute::Retry(id())),
             Kind::Events => Route::Jobs(JobRoute::Events(id())),
+            Kind::WebhookSecret => Route::WebhookSecret,
         })
     }
 }
@@ -132,6 +137,14 @@ mod tests {
         assert_eq!(
             parse(Method::Get, &events),
             Ok(Route::Jobs(JobRoute::Events(ID)))
+        );
+        assert_eq!(
+            parse(Method::Get, "/api/webhooks/secret"),
+            Ok(Route::WebhookSecret)
+        );
+        assert_eq!(
+            parse(Method::Post, "/api/webhooks/secret"),
+            Err((405, Some("GET".into())))
         );
     }
 
