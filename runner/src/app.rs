@@ -173,7 +173,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         stop.clone(),
     ));
 
-    webhook::spawn_deliveries(&webhooks, deliveries, store.clone(), stop.clone());
+    webhook::spawn_deliveries(
+        &webhooks,
+        deliveries,
+        store.clone(),
+        config.retention,
+        stop.clone(),
+    );
 
     let waiting = Waiting::new(
         store.changes().clone(),

@@ -315,6 +315,12 @@ fn an_attempt_is_settled_by_its_claim_only_and_retries_come_when_due() {
         };
         assert!(a.outbox.settle(&last, None, &gave_up, expired).unwrap());
         assert_eq!(a.outbox.next_due().unwrap(), None);
+
+        // Settled deliveries go once past retention; pending ones never do.
+        due_deliveries(&*a.jobs, 1, expired);
+        assert_eq!(a.outbox.prune(expired).unwrap(), 0);
+        assert_eq!(a.outbox.prune(expired + 1).unwrap(), 2);
+        assert_eq!(a.outbox.next_due().unwrap(), Some(expired));
     });
 }
 

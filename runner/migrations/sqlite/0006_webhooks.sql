@@ -25,6 +25,9 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
     WHERE state = 'pending';
+-- Settled deliveries are kept as long as finished jobs' files (--retention).
+CREATE INDEX webhook_deliveries_settled ON webhook_deliveries (finished_at)
+    WHERE state <> 'pending';
 
 CREATE TRIGGER jobs_webhook_outbox
 AFTER UPDATE OF status ON jobs

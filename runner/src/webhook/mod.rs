@@ -51,6 +51,8 @@ const MAX_IN_FLIGHT: usize = 8;
 const POLL: Duration = Duration::from_secs(1);
 /// One attempt, connection to answer: a receiver should answer at once and work later.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the delivery task deletes settled deliveries past retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Retries back off exponentially up to this.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
 const USER_AGENT: &str = "spinmesh-webhook/1";
@@ -279,15 +281,20 @@ struct Courier {
     client: reqwest::Client,
     deliveries: Deliveries,
     store: Store,
+    /// Settled deliveries are deleted this long after they were settled.
+    retention: Duration,
 }
 
 /// Starts this runner's delivery task, which ends when `stop` is cancelled (attempts
 /// under way end with the process; their claims make those deliveries due again).
 /// Without a secret webhooks are off, and deliveries still pending wait for one.
+/// Delivered and given-up deliveries are deleted after `retention`, like finished
+/// jobs' files.
 pub fn spawn_deliveries(
     webhooks: &Webhooks,
     deliveries: Deliveries,
     store: Store,
+    retention: Duration,
     stop: CancellationToken,
 ) {
     let Some(secrets) = webhooks.secrets.clone() else {
@@ -301,6 +308,7 @@ pub fn spawn_deliveries(
         client: webhooks.client.clone(),
         deliveries,
         store,
+        retention,
     });
     tokio::spawn(run_deliveries(courier, stop));
 }
@@ -309,7 +317,12 @@ pub fn spawn_deliveries(
 /// own task; when none is due, sleeps until the next is (or [`POLL`]).
 async fn run_deliveries(courier: Arc<Courier>, stop: CancellationToken) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut next_prune = tokio::time::Instant::now();
     loop {
+        if tokio::time::Instant::now() >= next_prune {
+            next_prune += PRUNE_EVERY;
+            prune(&courier).await;
+        }
         let first_slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
             _ = stop.cancelled() => return,
@@ -347,6 +360,16 @@ async fn run_deliveries(courier: Arc<Courier>, stop: CancellationToken) {
             let span = info_span!("webhook", delivery_id = %delivery.id, job_id = %delivery.job_id);
             tokio::spawn(attempt(courier.clone(), delivery, slot).instrument(span));
         }
+    }
+}
+
+/// Deletes deliveries settled more than the retention ago.
+async fn prune(courier: &Courier) {
+    let before = now_ms().saturating_sub(courier.retention.as_millis() as i64);
+    match courier.deliveries.run(move |s| s.prune(before)).await {
+        Ok(0) => {}
+        Ok(deleted) => info!(deleted, "removed settled webhook deliveries past retention"),
+        Err(err) => warn!(error = %err, "cannot remove old webhook deliveries"),
     }
 }
 

@@ -68,6 +68,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
         outcome: &Outcome,
         now: i64,
     ) -> Result<bool>;
+    /// Deletes deliveries that were delivered or given up before `finished_before`.
+    fn prune(&self, finished_before: i64) -> Result<u64>;
 }
 
 /// Async handle to a [`DeliveryStore`]; cheap to clone.
@@ -197,6 +199,18 @@ impl DeliveryStore for SqliteJobStore {
             Ok(n > 0)
         })
     }
+
+    fn prune(&self, finished_before: i64) -> Result<u64> {
+        self.with_conn(|conn| {
+            let n = conn.execute(&prune_delete("?1"), [finished_before])?;
+            Ok(n as u64)
+        })
+    }
+}
+
+/// The delete behind [`DeliveryStore::prune`], `param` the backend's placeholder.
+fn prune_delete(param: &str) -> String {
+    format!("DELETE FROM webhook_deliveries WHERE state <> 'pending' AND finished_at < {param}")
 }
 
 impl DeliveryStore for PgJobStore {
@@ -280,6 +294,15 @@ impl DeliveryStore for PgJobStore {
                 )
                 .await?;
             Ok(n > 0)
+        })
+    }
+
+    fn prune(&self, finished_before: i64) -> Result<u64> {
+        self.block_on(async {
+            let client = self.pool.get().await?;
+            Ok(client
+                .execute(&prune_delete("$1"), &[&finished_before])
+                .await?)
         })
     }
 }
