@@ -388,13 +388,13 @@ impl Drop for FileGuard {
     }
 }
 
-/// The caller's end user, `X-Owner-Id`.
-pub(crate) fn owner_id(headers: &HeaderMap) -> Result<String> {
+/// The owner the upload component names (`X-Owner-Id`), checked.
+pub(crate) fn owner_header(headers: &HeaderMap) -> Result<String> {
     let owner = header_str(headers, "x-owner-id")?
         .ok_or_else(|| Error::bad_request("missing_owner", "X-Owner-Id header is required"))?;
-    names::validate_owner(owner.trim())
-        .map(str::to_string)
-        .map_err(|m| Error::bad_request("invalid_owner", m))
+    Ok(names::validate_owner(owner.trim())
+        .map_err(|m| Error::bad_request("invalid_owner", m))?
+        .to_string())
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>> {
@@ -437,7 +437,7 @@ async fn create_job(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let owner = owner_id(&headers)?;
+    let owner = owner_header(&headers)?;
     let raw_name = header_str(&headers, "x-filename")?
         .ok_or_else(|| Error::bad_request("missing_filename", "X-Filename header is required"))?;
     let decoded = names::decode_filename_header(raw_name).ok_or_else(|| {

@@ -13,7 +13,7 @@ use spinmesh_api::{ApiError, authenticate, json};
 use spinmesh_media::job::{Accepted, RunnerJob};
 use spinmesh_media::{UploadPolicy, multipart};
 use spinmesh_outbound::{BodyWriter, start, within};
-use spinmesh_upload::runner::{self, ANSWER_TIMEOUT, Runner, UPLOAD_TIMEOUTS, Upload};
+use spinmesh_upload::runner::{self, ANSWER_TIMEOUT, NewJob, Runner, UPLOAD_TIMEOUTS};
 
 use crate::config::Config;
 use crate::form::{BodyStream, Form, RequestBody};
@@ -54,14 +54,14 @@ async fn receive<S: BodyStream>(
         .policy
         .check(part.filename.as_deref(), &first_bytes)
         .map_err(reject)?;
-    let upload = Upload {
+    let new_job = NewJob {
         owner: &claims.sub,
         filename: &filename,
         callback_url: fields.callback_url(),
     };
     let job = forward(
         &config.runner,
-        &upload,
+        &new_job,
         first_bytes,
         &mut form,
         &config.policy,
@@ -86,12 +86,12 @@ enum Delivery {
 /// be written unless the request is under way.
 async fn forward<S: BodyStream>(
     runner: &Runner,
-    upload: &Upload<'_>,
+    new_job: &NewJob<'_>,
     first_bytes: Vec<u8>,
     form: &mut Form<'_, S>,
     policy: &UploadPolicy,
 ) -> Result<RunnerJob, ApiError> {
-    let request = runner.upload_request(upload)?;
+    let request = runner.upload_request(new_job)?;
     let writer = BodyWriter::new(request.body().expect("a new request has a body"));
     let response = Box::pin(start(request, UPLOAD_TIMEOUTS).map_err(runner::unavailable)?);
     let pump = Box::pin(pump(form, writer, first_bytes, policy));

@@ -35,8 +35,8 @@ pub struct Runner {
     token: String,
 }
 
-/// What the runner is told about an upload besides its bytes.
-pub struct Upload<'a> {
+/// The job an upload asks the runner for, besides its bytes.
+pub struct NewJob<'a> {
     pub owner: &'a str,
     /// The client's filename, sanitised.
     pub filename: &'a str,
@@ -211,17 +211,17 @@ impl Runner {
         expect_json(&response, 200)
     }
 
-    /// A `POST /jobs` for `upload`, its body still to be written.
-    pub fn upload_request(&self, upload: &Upload<'_>) -> Result<OutgoingRequest, ApiError> {
+    /// A `POST /jobs` for `job`, its body still to be written.
+    pub fn upload_request(&self, job: &NewJob<'_>) -> Result<OutgoingRequest, ApiError> {
         let mut request = self.request(Method::Post, "/jobs");
         request
             .header("content-type", "application/octet-stream")
-            .header("x-owner-id", upload.owner)
+            .header("x-owner-id", job.owner)
             .header(
                 "x-filename",
-                utf8_percent_encode(upload.filename, NON_ALPHANUMERIC).to_string(),
+                utf8_percent_encode(job.filename, NON_ALPHANUMERIC).to_string(),
             );
-        with_callback_url(&mut request, upload.callback_url);
+        with_callback_url(&mut request, job.callback_url);
         // The request is built with an empty buffered body that is never written: the
         // caller streams the real one through `OutgoingRequest::body`.
         let (request, _empty) = request

@@ -37,7 +37,7 @@ pub use outbox::{CLAIM_TTL, Deliveries, Delivery, DeliveryStore, Outcome};
 use signature::SigningSecrets;
 pub use signature::sign;
 
-use crate::api::{AppState, owner_id};
+use crate::api::{AppState, owner_header};
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::store::Store;
@@ -248,7 +248,7 @@ pub async fn secret_route(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<([(header::HeaderName, &'static str); 1], Json<WebhookSecret>)> {
-    let owner = owner_id(&headers)?;
+    let owner = owner_header(&headers)?;
     let secret = state.webhooks.owner_secret(&owner)?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(secret)))
 }
