@@ -33,6 +33,7 @@ use crate::resumable;
 use crate::spool::{Spool, remove_if_exists};
 use crate::store::{Leased, OwnerQuota, Store};
 use crate::units::now_ms;
+use crate::webhook::{self, Webhooks};
 use crate::worker::{self, WorkerContext};
 
 /// Shared state of the HTTP handlers.
@@ -59,6 +60,8 @@ pub struct AppState {
     pub conversions: Arc<WorkerContext>,
     /// How long a resumable upload is kept after its last append.
     pub upload_expiry: Duration,
+    /// Checks uploads' callback URLs; derives owners' webhook keys.
+    pub webhooks: Arc<Webhooks>,
 }
 
 pub const DEFAULT_PAGE: u32 = 50;
@@ -86,6 +89,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .patch(resumable::api::append)
                 .delete(resumable::api::terminate),
         )
+        .route("/webhook-secret", get(webhook::secret_route))
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -439,6 +443,18 @@ pub(crate) async fn drain(stream: &mut axum::body::BodyDataStream) {
     .await;
 }
 
+/// Drains the body of an upload refused before it was read, unless the client waits for
+/// `100 Continue` (it sent nothing) or announced more than [`DRAIN_BYTES`].
+async fn drain_refused(
+    stream: &mut axum::body::BodyDataStream,
+    expects_continue: bool,
+    declared: Option<u64>,
+) {
+    if !expects_continue && declared.is_none_or(|n| n <= DRAIN_BYTES) {
+        drain(stream).await;
+    }
+}
+
 async fn create_job(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -468,14 +484,20 @@ async fn create_job(
         });
     }
 
+    let callback_url = match state.webhooks.admit(&headers).await {
+        Ok(callback_url) => callback_url,
+        Err(refusal) => {
+            drain_refused(&mut stream, expects_continue, declared).await;
+            return Err(refusal);
+        }
+    };
+
     // The owner's quotas, from the job store, so they hold across runners sharing it.
     let lookup = owner.clone();
     let usage = state.store.run(move |s| s.usage(&lookup)).await?;
     if let Err(refusal) = state.quota.admit(&usage, declared.unwrap_or(0)) {
         info!(owner = %owner, usage = ?usage, reason = %refusal, "refusing upload: owner quota");
-        if !expects_continue && declared.is_none_or(|n| n <= DRAIN_BYTES) {
-            drain(&mut stream).await;
-        }
+        drain_refused(&mut stream, expects_continue, declared).await;
         return Err(refusal);
     }
     // What this upload may add to the owner's stored bytes (a chunked upload has not
@@ -503,9 +525,7 @@ async fn create_job(
         Ok(object) => object,
         Err(err) => {
             warn!(error = %err, "refusing upload: cannot start it in the object store");
-            if !expects_continue && declared.is_none_or(|n| n <= DRAIN_BYTES) {
-                drain(&mut stream).await;
-            }
+            drain_refused(&mut stream, expects_continue, declared).await;
             return Err(err);
         }
     };
@@ -617,6 +637,7 @@ async fn create_job(
         started_at: arrival
             .is_some()
             .then(|| now_ms() - started.elapsed().as_millis() as i64),
+        callback_url,
     };
     // Checked again with the insert: concurrent uploads of one owner may all have
     // passed the check at admission.

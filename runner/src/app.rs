@@ -21,6 +21,7 @@ use crate::resumable;
 use crate::spool::{Sharing, Spool};
 use crate::store::{LeaseHolder, SqliteJobStore, Store};
 use crate::units::{format_duration, now_ms};
+use crate::webhook::{self, Deliveries, Webhooks};
 use crate::worker::{self, WorkerContext};
 
 /// Runs the service until SIGINT/SIGTERM. Errors are start-up failures, worded for the
@@ -30,6 +31,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if token.len() < 16 {
         warn!("the runner token is shorter than 16 characters; use a long random secret");
     }
+
+    let webhooks = Arc::new(Webhooks::new(&config.webhooks)?);
 
     let ffmpeg_path = ffmpeg::locate(
         config.ffmpeg.as_deref(),
@@ -59,20 +62,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let spool_dir = config.spool_dir.clone();
     let spool =
         Arc::new(tokio::task::spawn_blocking(move || Spool::open(&spool_dir, sharing)).await??);
-    let store = match &pg_config {
+    // The webhook outbox lives in the job store's database.
+    let (store, deliveries) = match &pg_config {
         Some(pg_config) => {
             // Workers, uploads and the API share the pool; a few spare connections keep
             // the API responsive while every worker writes progress.
             let pg = PgJobStore::connect(pg_config.clone(), workers + 8, holder)
                 .await
                 .context("cannot connect to the job database (--database-url)")?;
-            Store::new(Arc::new(pg))
+            let pg = Arc::new(pg);
+            (Store::new(pg.clone()), Deliveries::new(pg))
         }
         None => {
             let sqlite = SqliteJobStore::open(&spool.db_path(), holder).with_context(|| {
                 format!("cannot open the job database in {}", spool.root().display())
             })?;
-            Store::new(Arc::new(sqlite))
+            // As for leases: the exclusive spool lock proves whoever claimed a webhook
+            // gone, so its delivery is due now rather than when the claim expires.
+            sqlite
+                .release_webhook_claims(now_ms())
+                .context("cannot recover interrupted webhooks")?;
+            let sqlite = Arc::new(sqlite);
+            (Store::new(sqlite.clone()), Deliveries::new(sqlite))
         }
     };
 
@@ -163,6 +174,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         stop.clone(),
     ));
 
+    webhook::spawn_deliveries(
+        &webhooks,
+        deliveries,
+        store.clone(),
+        config.retention,
+        stop.clone(),
+    );
+
     let waiting = Waiting::new(
         store.changes().clone(),
         config.max_waiters,
@@ -185,6 +204,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         workers,
         conversions: ctx.clone(),
         upload_expiry: config.upload_expiry,
+        webhooks,
     });
     let upload_sweeper = tokio::spawn(resumable::api::run_sweeper(
         state.clone(),

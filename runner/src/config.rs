@@ -11,6 +11,7 @@ use crate::ffmpeg::OutputLimits;
 use crate::media::{self, ObjectStoreSettings};
 use crate::store::OwnerQuota;
 use crate::units::{parse_duration, parse_size};
+use crate::webhook::WebhookConfig;
 
 #[derive(Parser, Clone)]
 #[command(
@@ -168,6 +169,9 @@ pub struct Config {
     /// are stopped and left queued for the next start.
     #[arg(long, env = "RUNNER_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
 }
 
 impl Config {

@@ -6,6 +6,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use spinmesh_jobs::webhook;
+
 use crate::job::JobStatus;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -54,6 +56,17 @@ pub enum Error {
     UploadLengthExceeded { length: u64 },
     #[error("upload body ended early: {0}")]
     UploadIncomplete(String),
+    #[error("invalid callback URL: {0}")]
+    InvalidCallbackUrl(spinmesh_jobs::webhook::CallbackUrlError),
+    /// The callback's host is not one webhooks may go to (the reason is logged).
+    #[error("callback URL not allowed")]
+    CallbackNotAllowed,
+    /// An upload named a callback URL, but no webhook secret is configured.
+    #[error("webhooks are off")]
+    WebhooksDisabled,
+    /// The webhook secret was asked for, but none is configured.
+    #[error("no webhook secret")]
+    NoWebhookSecret,
     #[error("job store: {0}")]
     Store(#[from] rusqlite::Error),
     #[error("job store: {0}")]
@@ -199,6 +212,28 @@ impl Error {
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "range_not_satisfiable",
                 "Requested range is not satisfiable".into(),
+            ),
+            Error::InvalidCallbackUrl(reason) => (
+                StatusCode::BAD_REQUEST,
+                webhook::INVALID_CALLBACK_URL,
+                reason.to_string(),
+            ),
+            Error::CallbackNotAllowed => (
+                StatusCode::BAD_REQUEST,
+                webhook::CALLBACK_NOT_ALLOWED,
+                "callback_url's host may not be called: it must resolve to public \
+                 addresses only"
+                    .into(),
+            ),
+            Error::WebhooksDisabled => (
+                StatusCode::BAD_REQUEST,
+                webhook::WEBHOOKS_DISABLED,
+                "Webhooks are not enabled on this service; upload without callback_url".into(),
+            ),
+            Error::NoWebhookSecret => (
+                StatusCode::NOT_FOUND,
+                webhook::WEBHOOKS_DISABLED,
+                "Webhooks are not enabled on this service, so there is no signing secret".into(),
             ),
             Error::UploadIncomplete(_) => (
                 StatusCode::BAD_REQUEST,
@@ -352,6 +387,42 @@ mod tests {
             Error::JobQuotaExceeded { limit: 5 }.parts().1,
             "job_quota_exceeded"
         );
+    }
+
+    #[test]
+    fn webhook_refusals_have_their_codes() {
+        let cases = [
+            (
+                Error::InvalidCallbackUrl(webhook::CallbackUrlError::UserInfo),
+                StatusCode::BAD_REQUEST,
+                "invalid_callback_url",
+            ),
+            (
+                Error::CallbackNotAllowed,
+                StatusCode::BAD_REQUEST,
+                "callback_not_allowed",
+            ),
+            (
+                Error::WebhooksDisabled,
+                StatusCode::BAD_REQUEST,
+                "webhooks_disabled",
+            ),
+            (
+                Error::NoWebhookSecret,
+                StatusCode::NOT_FOUND,
+                "webhooks_disabled",
+            ),
+        ];
+        for (error, status, code) in cases {
+            assert_eq!(
+                (error.parts().0, error.parts().1),
+                (status, code),
+                "{error:?}"
+            );
+        }
+        let (_, _, message) =
+            Error::InvalidCallbackUrl(webhook::CallbackUrlError::UserInfo).parts();
+        assert!(message.contains("user name"), "{message}");
     }
 
     #[test]

@@ -114,6 +114,9 @@ pub struct NewJob {
     /// Set when conversion started while the upload arrived: the job is recorded as
     /// `running` (first attempt) instead of `queued`.
     pub started_at: Option<i64>,
+    /// Where the job's webhook goes once it finishes, checked by
+    /// [`crate::webhook::Webhooks::admit`].
+    pub callback_url: Option<String>,
 }
 
 /// Aggregate numbers for `/stats`, `/healthz` and `/metrics`.

@@ -23,6 +23,7 @@ pub mod resumable;
 pub mod spool;
 pub mod store;
 pub mod units;
+pub mod webhook;
 pub mod worker;
 
 pub use config::Config;

@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0004_uploads",
         include_str!("../migrations/postgres/0004_uploads.sql"),
     ),
+    (
+        5,
+        "0005_webhooks",
+        include_str!("../migrations/postgres/0005_webhooks.sql"),
+    ),
 ];
 
 /// Any fixed number: runners starting together take this advisory lock in turn, so only
@@ -260,10 +265,10 @@ pub(crate) async fn pg_insert_job(
             &format!(
                 "INSERT INTO jobs (id, owner, status, filename, source_filename,
                                    size_bytes, created_at, started_at, attempts,
-                                   lease_owner, lease_token, lease_expires_at)
+                                   lease_owner, lease_token, lease_expires_at, callback_url)
                  VALUES ($1, $2, CASE WHEN $7::BIGINT IS NULL THEN 'queued' ELSE 'running' END,
                          $3, $4, $5, $6, $7,
-                         CASE WHEN $7::BIGINT IS NULL THEN 0 ELSE 1 END, $8, $9, $10)
+                         CASE WHEN $7::BIGINT IS NULL THEN 0 ELSE 1 END, $8, $9, $10, $11)
                  RETURNING {COLUMNS}"
             ),
             &[
@@ -277,6 +282,7 @@ pub(crate) async fn pg_insert_job(
                 &lease_owner,
                 &token,
                 &expires,
+                &job.callback_url,
             ],
         )
         .await?;

@@ -80,6 +80,9 @@ impl Upload {
             size_bytes: self.length,
             created_at: now_ms(),
             started_at: None,
+            // Not yet: a tus creation's callback (Upload-Metadata) is to be recorded with
+            // the upload and passed on here.
+            callback_url: None,
         }
     }
 }

@@ -299,6 +299,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0003_fair_claims.sql"),
     include_str!("../migrations/sqlite/0004_revisions.sql"),
     include_str!("../migrations/sqlite/0005_uploads.sql"),
+    include_str!("../migrations/sqlite/0006_webhooks.sql"),
 ];
 
 /// Keep at most this many idle connections; more are opened on demand under load.
@@ -427,10 +428,10 @@ pub(crate) fn sqlite_insert_job(
         &format!(
             "INSERT INTO jobs (id, owner, status, filename, source_filename, size_bytes,
                                created_at, started_at, attempts,
-                               lease_owner, lease_token, lease_expires_at)
+                               lease_owner, lease_token, lease_expires_at, callback_url)
              VALUES (?1, ?2, CASE WHEN ?7 IS NULL THEN 'queued' ELSE 'running' END,
                      ?3, ?4, ?5, ?6, ?7, CASE WHEN ?7 IS NULL THEN 0 ELSE 1 END,
-                     ?8, ?9, ?10)
+                     ?8, ?9, ?10, ?11)
              RETURNING {COLUMNS}"
         ),
         params![
@@ -443,7 +444,8 @@ pub(crate) fn sqlite_insert_job(
             job.started_at,
             lease_owner,
             token,
-            expires
+            expires,
+            job.callback_url
         ],
         row_to_job,
     )

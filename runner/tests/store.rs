@@ -83,6 +83,7 @@ fn new_job(owner: &str, created_at: i64) -> NewJob {
         size_bytes: 1000,
         created_at,
         started_at: None,
+        callback_url: None,
     }
 }
 

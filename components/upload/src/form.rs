@@ -3,7 +3,7 @@
 use futures::{Stream, StreamExt};
 use spinmesh_api::ApiError;
 use spinmesh_media::multipart::{Event, Parser, PartHeaders};
-use spinmesh_media::{Error, SNIFF_LEN, UploadPolicy};
+use spinmesh_media::{Error, FormFields, SNIFF_LEN, UploadPolicy};
 use wasi::io::streams;
 
 use crate::reject;
@@ -119,16 +119,20 @@ impl<'b, S: BodyStream> Form<'b, S> {
         }
     }
 
-    /// Skips to the `file` part; 400 when the form has none.
-    pub async fn file_part(&mut self) -> Result<PartHeaders, ApiError> {
+    /// Reads up to the `file` part, keeping the text fields before it (the webhook's
+    /// `callback_url`); 400 when the form has no file.
+    pub async fn file_part(&mut self) -> Result<(PartHeaders, FormFields), ApiError> {
+        let mut fields = FormFields::default();
         loop {
             match self.event().await? {
                 Event::Part(headers) if headers.name.as_deref() == Some(FILE_FIELD) => {
                     self.in_part = true;
-                    return Ok(headers);
+                    return Ok((headers, fields));
                 }
+                Event::Part(headers) => fields.part(headers.name.as_deref()),
+                Event::Data(data) => fields.data(&data).map_err(reject)?,
+                Event::PartEnd => fields.part_end().map_err(reject)?,
                 Event::End => return Err(reject(Error::MissingFile)),
-                _ => {}
             }
         }
     }
@@ -160,9 +164,17 @@ impl<'b, S: BodyStream> Form<'b, S> {
         Ok(head)
     }
 
-    /// Reads the rest of the form, which must end properly.
+    /// Reads the rest of the form, which must end properly and hold no field that had
+    /// to come before the file.
     pub async fn finish(&mut self) -> Result<(), ApiError> {
-        while self.event().await? != Event::End {}
-        Ok(())
+        loop {
+            match self.event().await? {
+                Event::End => return Ok(()),
+                Event::Part(headers) => {
+                    FormFields::after_file(headers.name.as_deref()).map_err(reject)?
+                }
+                _ => {}
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! `upload`: authenticated uploads streamed to the conversion runner, and
-//! the caller's jobs: status, list, download (streamed) and cancel.
+//! `upload`: authenticated uploads streamed to the conversion runner, the caller's
+//! jobs (status, list, download streamed, cancel, retry, events), and the key their
+//! webhooks are signed with.
 //!
 //! The handler takes the raw `IncomingRequest` so an upload is never buffered: the
 //! multipart body is parsed as it arrives, checked (token, size, extension and magic
@@ -15,6 +16,7 @@ mod jobs;
 mod stream;
 mod tus;
 mod upload;
+mod webhooks;
 
 use spin_sdk::http::{
     IncomingRequest, Method, OutgoingResponse, Request, Response, ResponseOutparam,
@@ -65,6 +67,10 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         Ok(Route::Jobs(route)) => jobs::handle(&edge, &head, route, response_out).await,
         Ok(Route::Resumable(route)) => {
             let response = tus::handle(&head, route, request.into_body_stream()).await;
+            respond(&edge, response_out, response).await;
+        }
+        Ok(Route::WebhookSecret) => {
+            let response = webhooks::secret(&head).await;
             respond(&edge, response_out, response).await;
         }
         Err(error) => respond(&edge, response_out, error.into()).await,

@@ -1,7 +1,8 @@
 //! `POST /api/upload`: checks, then streams the file part to the runner.
 //!
 //! Nothing reaches the runner before the token, the content type, the announced size,
-//! the filename and the file's first bytes have been checked. The runner request then
+//! the filename, the file's first bytes and the text fields before the file (a
+//! webhook's `callback_url`, whose host the runner then judges) have been checked. The runner request then
 //! runs alongside the pump that feeds it; if the upload turns out too large or the form
 //! malformed, the runner's body is aborted, so it discards the partial file.
 
@@ -12,7 +13,7 @@ use spinmesh_api::{ApiError, authenticate, json};
 use spinmesh_media::job::{Accepted, RunnerJob};
 use spinmesh_media::{UploadPolicy, multipart};
 use spinmesh_outbound::{BodyWriter, start, within};
-use spinmesh_upload::runner::{self, ANSWER_TIMEOUT, Runner, UPLOAD_TIMEOUTS};
+use spinmesh_upload::runner::{self, ANSWER_TIMEOUT, NewJob, Runner, UPLOAD_TIMEOUTS};
 
 use crate::config::Config;
 use crate::form::{BodyStream, Form, RequestBody};
@@ -47,16 +48,20 @@ async fn receive<S: BodyStream>(
         .unwrap_or_default();
     let boundary = multipart::boundary(content_type).map_err(reject)?;
     let mut form = Form::new(body, &boundary);
-    let part = form.file_part().await?;
+    let (part, fields) = form.file_part().await?;
     let first_bytes = form.sniff().await?;
     let filename = config
         .policy
         .check(part.filename.as_deref(), &first_bytes)
         .map_err(reject)?;
+    let new_job = NewJob {
+        owner: &claims.sub,
+        filename: &filename,
+        callback_url: fields.callback_url(),
+    };
     let job = forward(
         &config.runner,
-        &claims.sub,
-        &filename,
+        &new_job,
         first_bytes,
         &mut form,
         &config.policy,
@@ -81,13 +86,12 @@ enum Delivery {
 /// be written unless the request is under way.
 async fn forward<S: BodyStream>(
     runner: &Runner,
-    owner: &str,
-    filename: &str,
+    new_job: &NewJob<'_>,
     first_bytes: Vec<u8>,
     form: &mut Form<'_, S>,
     policy: &UploadPolicy,
 ) -> Result<RunnerJob, ApiError> {
-    let request = runner.upload_request(owner, filename)?;
+    let request = runner.upload_request(new_job)?;
     let writer = BodyWriter::new(request.body().expect("a new request has a body"));
     let response = Box::pin(start(request, UPLOAD_TIMEOUTS).map_err(runner::unavailable)?);
     let pump = Box::pin(pump(form, writer, first_bytes, policy));

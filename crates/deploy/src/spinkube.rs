@@ -47,6 +47,15 @@ pub const RUNTIME_CONFIG_KEY: &str = "runtime-config.toml";
 const SPINAPP_POD_LABEL: &str = "core.spinkube.dev/app-name";
 /// The variable holding the runner's bearer token; the runner reads the same Secret key.
 const RUNNER_TOKEN_VARIABLE: &str = "runner_token";
+/// Keys of the app's Secret the runner reads its webhook secrets from, both optional:
+/// without the first, webhooks are off; the second is set only during a rotation.
+const RUNNER_WEBHOOK_SECRET_KEYS: [(&str, &str); 2] = [
+    ("runner_webhook_secret", "RUNNER_WEBHOOK_SECRET"),
+    (
+        "runner_webhook_previous_secret",
+        "RUNNER_WEBHOOK_PREVIOUS_SECRET",
+    ),
+];
 /// The variable telling `upload` where the runner is.
 const RUNNER_URL_VARIABLE: &str = "runner_url";
 /// The route the readiness probe calls: served by a component, so a ready pod runs the app,
@@ -398,6 +407,9 @@ fn runner(options: &Options, names: &Names) -> Vec<Value> {
         json!({ "name": "RUNNER_SHUTDOWN_GRACE", "value": format!("{RUNNER_SHUTDOWN_GRACE_SECONDS}s") }),
         json!({ "name": "RUNNER_TOKEN", "valueFrom": { "secretKeyRef": { "name": names.secrets, "key": RUNNER_TOKEN_VARIABLE } } }),
     ];
+    env.extend(RUNNER_WEBHOOK_SECRET_KEYS.iter().map(|(key, variable)| {
+        json!({ "name": variable, "valueFrom": { "secretKeyRef": { "name": names.secrets, "key": key, "optional": true } } })
+    }));
     env.extend(RUNNER_STORAGE_KEYS.iter().map(|(key, variable, optional)| {
         json!({ "name": variable, "valueFrom": secret(key, *optional) })
     }));
@@ -694,6 +706,33 @@ sqlite_databases = ["catalog"]
                 .missing_for(&AppSpec::parse(GROWN).unwrap())
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn the_runner_reads_its_webhook_secrets_from_the_apps_secret_if_there() {
+        let files = rendered(GROWN);
+        let documents = parse_yaml_stream(&files["runner.yaml"]).unwrap();
+        let deployment = documents
+            .iter()
+            .find(|document| document["kind"] == "Deployment")
+            .unwrap();
+        let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap();
+        for (variable, key) in [
+            ("RUNNER_WEBHOOK_SECRET", "runner_webhook_secret"),
+            (
+                "RUNNER_WEBHOOK_PREVIOUS_SECRET",
+                "runner_webhook_previous_secret",
+            ),
+        ] {
+            let entry = env.iter().find(|entry| entry["name"] == variable).unwrap();
+            assert_eq!(
+                entry["valueFrom"]["secretKeyRef"],
+                json!({ "name": "shop-secrets", "key": key, "optional": true }),
+                "{variable}"
+            );
+        }
     }
 
     #[test]

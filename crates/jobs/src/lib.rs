@@ -1,8 +1,15 @@
 //! The conversion runner's wire contract (runner/README.md), in one place for both ends:
 //! the runner issues job ids and writes job JSON; the upload side checks an id before it
-//! goes into a runner URL and reads the JSON. Plain Rust, native and wasm alike.
+//! goes into a runner URL and reads the JSON; both show a job to its owner as
+//! [`JobView`] (the upload side's API, the runner's webhooks) and check a callback URL
+//! with [`webhook::check_callback_url`]. Plain Rust, native and wasm alike.
 
 use serde::{Deserialize, Serialize};
+
+mod view;
+pub mod webhook;
+
+pub use view::JobView;
 
 const PREFIX: &str = "job_";
 const UPLOAD_PREFIX: &str = "upl_";
@@ -68,7 +75,7 @@ pub const UPLOAD_LOCKED: &str = "upload_locked";
 pub const UPLOAD_LENGTH_EXCEEDED: &str = "upload_length_exceeded";
 /// The refusals that concern the end user's own use, jobs or uploads, worded for them:
 /// the upload side passes these on as they are.
-pub const PASSED_ON: [&str; 10] = [
+pub const PASSED_ON: [&str; 13] = [
     JOB_QUOTA_EXCEEDED,
     STORAGE_QUOTA_EXCEEDED,
     JOB_NOT_RETRYABLE,
@@ -79,6 +86,9 @@ pub const PASSED_ON: [&str; 10] = [
     UPLOAD_OFFSET_MISMATCH,
     UPLOAD_LOCKED,
     UPLOAD_LENGTH_EXCEEDED,
+    webhook::INVALID_CALLBACK_URL,
+    webhook::CALLBACK_NOT_ALLOWED,
+    webhook::WEBHOOKS_DISABLED,
 ];
 
 /// The longest `?wait=` of a long poll (`GET /jobs/{id}?wait=N`), in seconds: short

@@ -18,13 +18,22 @@ pub enum Error {
     UnrecognisedContent,
     #[error("File content does not match its .{0} extension")]
     ContentMismatch(String),
+    #[error("{0}")]
+    CallbackUrl(spinmesh_jobs::webhook::CallbackUrlError),
+    /// A field that must come before the file, since the file is sent on as it arrives.
+    #[error("The {0} field must come before the file in the form")]
+    FieldAfterFile(&'static str),
 }
 
 impl Error {
     /// The HTTP status this refusal is answered with.
     pub fn status(&self) -> u16 {
         match self {
-            Error::Malformed(_) | Error::MissingFile | Error::EmptyFile => 400,
+            Error::Malformed(_)
+            | Error::MissingFile
+            | Error::EmptyFile
+            | Error::CallbackUrl(_)
+            | Error::FieldAfterFile(_) => 400,
             Error::TooLarge { .. } => 413,
             Error::NotMultipart
             | Error::ExtensionNotAllowed { .. }
@@ -44,6 +53,8 @@ impl Error {
             Error::ExtensionNotAllowed { .. }
             | Error::UnrecognisedContent
             | Error::ContentMismatch(_) => "unsupported_file_type",
+            Error::CallbackUrl(_) => spinmesh_jobs::webhook::INVALID_CALLBACK_URL,
+            Error::FieldAfterFile(_) => "field_after_file",
         }
     }
 }

@@ -6,10 +6,13 @@
 //! * container sniffing: which video container a file's first bytes announce;
 //! * [`UploadPolicy`]: which name, extension, content and size an upload may have, with
 //!   the client's filename sanitised;
+//! * [`FormFields`]: the text fields a form carries before its file (the webhook's
+//!   `callback_url`), each held up to its bound;
 //! * [`job`]: the public shapes of the runner's jobs (`spinmesh_jobs`) and who sees them.
 
 mod container;
 mod error;
+mod fields;
 mod filename;
 pub mod job;
 pub mod multipart;
@@ -17,4 +20,5 @@ mod policy;
 
 pub use container::SNIFF_LEN;
 pub use error::Error;
+pub use fields::FormFields;
 pub use policy::UploadPolicy;

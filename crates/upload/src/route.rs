@@ -10,6 +10,8 @@ pub enum Route<'a> {
     Jobs(JobRoute<'a>),
     /// `/api/uploads`: resumable uploads (tus).
     Resumable(ResumableRoute<'a>),
+    /// `GET /api/webhooks/secret`: the key the caller's webhooks are signed with.
+    WebhookSecret,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,7 @@ pub enum Kind {
     UploadOffset,
     Append,
     Terminate,
+    WebhookSecret,
 }
 
 /// The component's routes, each written once.
@@ -74,7 +77,8 @@ pub fn table() -> Routes<Kind> {
         .add(Method::Post, &["/api/uploads"], Kind::CreateUpload)
         .add(Method::Head, &["/api/uploads/:id"], Kind::UploadOffset)
         .add(Method::Patch, &["/api/uploads/:id"], Kind::Append)
-        .add(Method::Delete, &["/api/uploads/:id"], Kind::Terminate);
+        .add(Method::Delete, &["/api/uploads/:id"], Kind::Terminate)
+        .add(Method::Get, &["/api/webhooks/secret"], Kind::WebhookSecret);
     routes
 }
 
@@ -95,6 +99,7 @@ impl<'a> Route<'a> {
             Kind::UploadOffset => Route::Resumable(ResumableRoute::Offset(id())),
             Kind::Append => Route::Resumable(ResumableRoute::Append(id())),
             Kind::Terminate => Route::Resumable(ResumableRoute::Terminate(id())),
+            Kind::WebhookSecret => Route::WebhookSecret,
         })
     }
 }
@@ -158,6 +163,14 @@ mod tests {
         assert_eq!(
             parse(Method::Get, &events),
             Ok(Route::Jobs(JobRoute::Events(ID)))
+        );
+        assert_eq!(
+            parse(Method::Get, "/api/webhooks/secret"),
+            Ok(Route::WebhookSecret)
+        );
+        assert_eq!(
+            parse(Method::Post, "/api/webhooks/secret"),
+            Err((405, Some("GET".into())))
         );
     }
 

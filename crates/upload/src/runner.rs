@@ -11,6 +11,7 @@ use spin_sdk::http::{
     IncomingResponse, Method, OutgoingRequest, Request, RequestBuilder, Response,
 };
 use spinmesh_api::{ApiError, Page};
+use spinmesh_jobs::webhook::{CALLBACK_URL_HEADER, WebhookSecret};
 use spinmesh_jobs::{PASSED_ON, UPLOAD_NOT_FOUND, Upload, is_upload_id};
 use spinmesh_media::job::{RunnerJob, is_job_id, visible_to};
 use spinmesh_outbound::{Timeouts, open, send};
@@ -32,6 +33,16 @@ pub const UPLOAD_TIMEOUTS: Timeouts = Timeouts {
 pub struct Runner {
     base_url: String,
     token: String,
+}
+
+/// The job an upload asks the runner for, besides its bytes.
+pub struct NewJob<'a> {
+    pub owner: &'a str,
+    /// The client's filename, sanitised.
+    pub filename: &'a str,
+    /// Where the job's webhook goes, its syntax checked
+    /// (`spinmesh_jobs::webhook::check_callback_url`); the runner judges its host.
+    pub callback_url: Option<&'a str>,
 }
 
 impl Runner {
@@ -191,13 +202,23 @@ impl Runner {
         }
     }
 
-    /// A `POST /jobs` for `owner`'s file `filename`, its body still to be written.
-    pub fn upload_request(&self, owner: &str, filename: &str) -> Result<OutgoingRequest, ApiError> {
+    /// The key `owner`'s webhooks are signed with; 404 `webhooks_disabled` (passed on)
+    /// when the runner has no webhook secret.
+    pub async fn webhook_secret(&self, owner: &str) -> Result<WebhookSecret, ApiError> {
+        let mut request = self.request(Method::Get, "/webhook-secret");
+        request.header("x-owner-id", owner);
+        let response = self.call(request.build()).await?;
+        expect_json(&response, 200)
+    }
+
+    /// A `POST /jobs` for `job`, its body still to be written.
+    pub fn upload_request(&self, job: &NewJob<'_>) -> Result<OutgoingRequest, ApiError> {
         let mut request = self.request(Method::Post, "/jobs");
         request
             .header("content-type", "application/octet-stream")
-            .header("x-owner-id", owner)
-            .header("x-filename", encode_filename(filename));
+            .header("x-owner-id", job.owner)
+            .header("x-filename", encode_filename(job.filename));
+        with_callback_url(&mut request, job.callback_url);
         streaming(request)
     }
 
@@ -296,6 +317,16 @@ pub async fn appended(sent: Result<IncomingResponse, impl Display>) -> Result<Up
     }
 }
 
+/// Tells the runner where a job's webhook goes (`X-Callback-Url`), on any request that
+/// creates a job from an upload. The runner answers 400 `callback_not_allowed` (or
+/// `invalid_callback_url`, `webhooks_disabled`) before it reads the body, and
+/// [`accepted`] passes that on.
+pub fn with_callback_url(request: &mut RequestBuilder, callback_url: Option<&str>) {
+    if let Some(url) = callback_url {
+        request.header(CALLBACK_URL_HEADER, url);
+    }
+}
+
 /// The job the runner created from an upload, or why it did not.
 pub async fn accepted(sent: Result<IncomingResponse, impl Display>) -> Result<RunnerJob, ApiError> {
     let response = sent.map_err(unavailable)?;
@@ -307,7 +338,7 @@ pub async fn accepted(sent: Result<IncomingResponse, impl Display>) -> Result<Ru
                 .map_err(|error| unavailable(error.to_debug_string()))?;
             parse(&body)
         }
-        429 | 507 => Err(refused(response).await),
+        400 | 429 | 507 => Err(refused(response).await),
         status => Err(failure(status)),
     }
 }
@@ -469,6 +500,29 @@ mod tests {
         let body = br#"{"status":"503","message":"Too many","code":"too_many_waiters"}"#;
         let error = passed_on(503, body, Some("5".into())).unwrap();
         assert_eq!(error.retry_after(), Some(5));
+    }
+
+    #[test]
+    fn refused_callbacks_reach_the_user_and_other_bad_requests_do_not() {
+        let body = br#"{"status":"400","message":"callback_url's host is private","code":"callback_not_allowed"}"#;
+        let error = passed_on(400, body, None).unwrap();
+        assert_eq!(
+            (error.status, error.code.as_ref(), error.message.as_ref()),
+            (
+                400,
+                "callback_not_allowed",
+                "callback_url's host is private"
+            )
+        );
+        for code in ["invalid_callback_url", "webhooks_disabled"] {
+            let body = format!(r#"{{"status":"400","message":"m","code":"{code}"}}"#);
+            assert!(passed_on(400, body.as_bytes(), None).is_some(), "{code}");
+        }
+        // A header the component got wrong stays the component's fault.
+        let body = br#"{"status":"400","message":"X-Owner-Id","code":"invalid_owner"}"#;
+        assert!(passed_on(400, body, None).is_none());
+        let body = br#"{"status":"404","message":"No secret","code":"webhooks_disabled"}"#;
+        assert_eq!(passed_on(404, body, None).unwrap().status, 404);
     }
 
     #[test]
