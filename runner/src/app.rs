@@ -179,6 +179,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         deliveries,
         store.clone(),
         config.retention,
+        metrics.clone(),
         stop.clone(),
     );
 

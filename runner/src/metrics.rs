@@ -48,6 +48,9 @@ pub struct Metrics {
     started_early: IntCounter,
     early_fallbacks: IntCounter,
     durations: Histogram,
+    webhooks_delivered: IntCounter,
+    webhooks_retried: IntCounter,
+    webhooks_abandoned: IntCounter,
 }
 
 /// Live numbers from outside this struct, sampled when rendering.
@@ -102,6 +105,17 @@ impl Metrics {
                 &["outcome"],
             )?,
         )?;
+        let webhook_attempts = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "webhook_attempts_total",
+                    "Webhook attempts by outcome since start: delivered, retried (failed, \
+                     another attempt scheduled), abandoned (failed, attempts used up).",
+                ),
+                &["outcome"],
+            )?,
+        )?;
         // Every state, reason and outcome is resolved here so each series shows from the
         // first scrape, at zero, rather than appearing when it first happens.
         for status in JobStatus::ALL {
@@ -139,6 +153,9 @@ impl Metrics {
             failed: outcomes.with_label_values(&["failed"]),
             retried: outcomes.with_label_values(&["retried"]),
             cancelled: outcomes.with_label_values(&["cancelled"]),
+            webhooks_delivered: webhook_attempts.with_label_values(&["delivered"]),
+            webhooks_retried: webhook_attempts.with_label_values(&["retried"]),
+            webhooks_abandoned: webhook_attempts.with_label_values(&["abandoned"]),
             durations: register(
                 &registry,
                 Histogram::with_opts(
@@ -193,6 +210,18 @@ impl Metrics {
     /// An early conversion could not finish; the stored file is converted instead.
     pub fn early_fell_back(&self) {
         self.early_fallbacks.inc();
+    }
+
+    pub fn webhook_delivered(&self) {
+        self.webhooks_delivered.inc();
+    }
+
+    pub fn webhook_retried(&self) {
+        self.webhooks_retried.inc();
+    }
+
+    pub fn webhook_abandoned(&self) {
+        self.webhooks_abandoned.inc();
     }
 
     /// Every metric, in the Prometheus text exposition format ([`CONTENT_TYPE`]). The
@@ -256,6 +285,7 @@ mod tests {
         assert!(text.contains("spinmesh_runner_uploads_rejected_total{reason=\"low_disk\"} 0\n"));
         assert!(text.contains("spinmesh_runner_job_outcomes_total{outcome=\"cancelled\"} 0\n"));
         assert!(text.contains("spinmesh_runner_jobs{state=\"failed\"} 0\n"));
+        assert!(text.contains("spinmesh_runner_webhook_attempts_total{outcome=\"abandoned\"} 0\n"));
         assert!(text.contains("# TYPE spinmesh_runner_job_duration_seconds histogram\n"));
         assert!(
             text.contains(

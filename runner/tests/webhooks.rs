@@ -626,6 +626,12 @@ async fn finished_jobs_are_delivered_once_signed_and_retried_after_a_500() {
         (Some("job.failed"), Some("failed"), Some(failed_id.as_str()))
     );
     assert_eq!(body["error"], "Input is not a valid media file");
+
+    let attempts =
+        |outcome: &str| format!("spinmesh_runner_webhook_attempts_total{{outcome=\"{outcome}\"}}");
+    assert_eq!(metric(&runner, &attempts("delivered")).await, 2.0);
+    assert_eq!(metric(&runner, &attempts("retried")).await, 1.0);
+    assert_eq!(metric(&runner, &attempts("abandoned")).await, 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,6 +40,7 @@ pub use signature::sign;
 use crate::api::{AppState, owner_header};
 use crate::error::{Error, Result};
 use crate::job::Job;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::units::{now_ms, parse_duration};
 
@@ -283,6 +284,7 @@ struct Courier {
     store: Store,
     /// Settled deliveries are deleted this long after they were settled.
     retention: Duration,
+    metrics: Arc<Metrics>,
 }
 
 /// Starts this runner's delivery task, which ends when `stop` is cancelled (attempts
@@ -295,6 +297,7 @@ pub fn spawn_deliveries(
     deliveries: Deliveries,
     store: Store,
     retention: Duration,
+    metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
     let Some(secrets) = webhooks.secrets.clone() else {
@@ -309,6 +312,7 @@ pub fn spawn_deliveries(
         deliveries,
         store,
         retention,
+        metrics,
     });
     tokio::spawn(run_deliveries(courier, stop));
 }
@@ -408,6 +412,11 @@ async fn attempt(courier: Arc<Courier>, delivery: Delivery, _slot: OwnedSemaphor
         .and_then(|url| url.host_str().map(str::to_string))
         .unwrap_or_default();
     let outcome = courier.retry.outcome(result, delivery.attempts, now_ms());
+    match &outcome {
+        Outcome::Delivered => courier.metrics.webhook_delivered(),
+        Outcome::RetryAt { .. } => courier.metrics.webhook_retried(),
+        Outcome::Abandoned { .. } => courier.metrics.webhook_abandoned(),
+    }
     match &outcome {
         Outcome::Delivered => {
             info!(event = %delivery.event, host, attempts = delivery.attempts, "webhook delivered")
