@@ -29,6 +29,7 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
 CREATE INDEX webhook_deliveries_settled ON webhook_deliveries (finished_at)
     WHERE state <> 'pending';
 
+-- gen_random_uuid() is built in from PostgreSQL 13 on.
 CREATE FUNCTION jobs_webhook_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO webhook_deliveries (id, job_id, owner, callback_url, event, created_at,
