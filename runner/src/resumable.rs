@@ -31,6 +31,8 @@ pub struct NewUpload {
     pub job_id: String,
     pub created_at: i64,
     pub expires_at: i64,
+    /// Where the job's webhook goes, checked at creation.
+    pub callback_url: Option<String>,
 }
 
 /// A resumable upload as stored.
@@ -49,6 +51,7 @@ pub struct Upload {
     pub completed_at: Option<i64>,
     /// Whether an append holds the upload now.
     pub held: bool,
+    pub callback_url: Option<String>,
 }
 
 impl Upload {
@@ -82,7 +85,7 @@ impl Upload {
             started_at: None,
             // Not yet: a tus creation's callback (Upload-Metadata) is to be recorded with
             // the upload and passed on here.
-            callback_url: None,
+            callback_url: self.callback_url.clone(),
         }
     }
 }
@@ -125,12 +128,12 @@ pub trait UploadStore {
 /// whether a hold still lasts.
 const SELECT_UPLOAD: &str = "SELECT id, owner, source_filename, length, received, job_id,
             created_at, expires_at, completed_at,
-            writer IS NOT NULL AND writer_until >= ?1
+            writer IS NOT NULL AND writer_until >= ?1, callback_url
      FROM uploads WHERE id = ?2";
 
 const INSERT_UPLOAD: &str = "INSERT INTO uploads
-         (id, owner, source_filename, length, job_id, created_at, expires_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+         (id, owner, source_filename, length, job_id, created_at, expires_at, callback_url)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 /// `?1` id, `?2` token, `?3` until, `?4` offset, `?5` now.
 const HOLD: &str = "UPDATE uploads SET writer = ?2, writer_until = ?3

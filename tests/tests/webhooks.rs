@@ -402,3 +402,74 @@ fn without_a_runner_secret_there_are_no_webhooks() {
         .unwrap();
     assert_eq!(response.status(), 401);
 }
+
+#[test]
+#[cfg_attr(
+    engine_missing,
+    ignore = "SPINMESH_ENGINE=spin, but no `spin` CLI is on PATH"
+)]
+fn a_resumable_upload_names_its_callback_in_its_metadata() {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use spinmesh_e2e::Api;
+    use spinmesh_e2e::tus::{TUS, created, head, offset_of, patch};
+
+    let mut app = start();
+    let api = Api::new(&app);
+    let alice = token(&app, "101");
+    let key = json(
+        client()
+            .get(app.url("/api/webhooks/secret"))
+            .bearer_auth(&alice)
+            .send()
+            .unwrap(),
+        200,
+    )["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let receiver = Receiver::start(&[]);
+    let clip = short_clip();
+    let create = |callback: &str| {
+        api.request(reqwest::Method::POST, "/api/uploads", Some(&alice))
+            .header(TUS.0, TUS.1)
+            .header("upload-length", clip.len().to_string())
+            .header(
+                "upload-metadata",
+                format!(
+                    "filename {},callback_url {}",
+                    STANDARD.encode("clip.mp4"),
+                    STANDARD.encode(callback)
+                ),
+            )
+            .send()
+            .unwrap()
+    };
+
+    // Refused at creation, before any byte: another loopback address than the allowed
+    // one, and a URL that is not one.
+    assert_error(
+        create("http://127.0.0.2:9/hook"),
+        400,
+        "callback_not_allowed",
+    );
+    assert_error(create("ftp://127.0.0.1/hook"), 400, "invalid_callback_url");
+
+    let callback = format!("http://127.0.0.1:{}/hooks/tus", receiver.port);
+    let path = created(create(&callback));
+    let half = clip.len() / 2;
+    assert_eq!(patch(&api, &alice, &path, 0, &clip[..half]).status(), 204);
+    assert_eq!(offset_of(&head(&api, &alice, &path)), half);
+    let last = patch(&api, &alice, &path, half, &clip[half..]);
+    let job_id = last.headers()["job-id"].to_str().unwrap().to_string();
+
+    let hits = receiver.wait_for(1, &mut app);
+    let hit = &hits[0];
+    assert_eq!(hit.request_line, "POST /hooks/tus HTTP/1.1");
+    assert_signed(hit, &key);
+    let body: Value = serde_json::from_slice(&hit.body).unwrap();
+    assert_eq!(
+        (body["event"].as_str(), body["job_id"].as_str()),
+        (Some("job.completed"), Some(job_id.as_str()))
+    );
+}

@@ -89,7 +89,9 @@ async fn serve<S: BodyStream>(
                 )
             })?;
             let filename = config.policy.check_name(&filename).map_err(reject)?;
-            let upload = runner.create_upload(owner, &filename, length).await?;
+            let upload = runner
+                .create_upload(owner, &filename, length, metadata.callback_url.as_deref())
+                .await?;
             let mut response = progress(201, &upload);
             response.set_header("location", format!("/api/uploads/{}", upload.id));
             Ok(response)

@@ -222,18 +222,21 @@ impl Runner {
         streaming(request)
     }
 
-    /// Records a resumable upload of `length` bytes of `owner`'s file `filename`.
+    /// Records a resumable upload of `length` bytes of `owner`'s file `filename`, whose
+    /// job's webhook goes to `callback_url`.
     pub async fn create_upload(
         &self,
         owner: &str,
         filename: &str,
         length: u64,
+        callback_url: Option<&str>,
     ) -> Result<Upload, ApiError> {
         let mut request = self.request(Method::Post, "/uploads");
         request
             .header("x-owner-id", owner)
             .header("x-filename", encode_filename(filename))
             .header("upload-length", length.to_string());
+        with_callback_url(&mut request, callback_url);
         let response = self.call(request.build()).await?;
         expect_json(&response, 201)
     }

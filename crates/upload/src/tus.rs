@@ -8,6 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use spinmesh_api::ApiError;
+use spinmesh_jobs::webhook;
 
 /// The protocol version spoken, in `Tus-Resumable` and `Tus-Version`.
 pub const VERSION: &str = "1.0.0";
@@ -53,6 +54,9 @@ pub fn parse_size(name: &str, value: Option<&str>) -> Result<u64, ApiError> {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Metadata {
     pub filename: Option<String>,
+    /// Where the job's webhook goes, its syntax checked
+    /// ([`spinmesh_jobs::webhook::check_callback_url`]); the runner judges its host.
+    pub callback_url: Option<String>,
 }
 
 /// Parses `Upload-Metadata`: comma-separated pairs of a key and, after a space, its
@@ -82,9 +86,21 @@ pub fn parse_metadata(value: Option<&str>) -> Result<Metadata, ApiError> {
         let decoded = STANDARD
             .decode(encoded.trim())
             .map_err(|_| invalid("a value is not base64"))?;
-        if key == "filename" {
-            let name = String::from_utf8(decoded).map_err(|_| invalid("filename is not UTF-8"))?;
-            metadata.filename = Some(name);
+        match key {
+            "filename" => {
+                let name =
+                    String::from_utf8(decoded).map_err(|_| invalid("filename is not UTF-8"))?;
+                metadata.filename = Some(name);
+            }
+            webhook::CALLBACK_URL_FIELD => {
+                let url =
+                    String::from_utf8(decoded).map_err(|_| invalid("callback_url is not UTF-8"))?;
+                webhook::check_callback_url(&url).map_err(|error| {
+                    ApiError::new(400, webhook::INVALID_CALLBACK_URL, error.to_string())
+                })?;
+                metadata.callback_url = Some(url);
+            }
+            _ => {}
         }
     }
     Ok(metadata)
@@ -145,6 +161,21 @@ mod tests {
         assert_eq!(parse_metadata(Some("  ")).unwrap(), Metadata::default());
         let utf8 = parse_metadata(Some("filename w6l0w6kubXA0")).unwrap();
         assert_eq!(utf8.filename.as_deref(), Some("été.mp4"));
+        // callback_url https://hooks.example.com/done
+        let hooked = parse_metadata(Some(
+            "filename Y2xpcC5tcDQ=,callback_url aHR0cHM6Ly9ob29rcy5leGFtcGxlLmNvbS9kb25l",
+        ))
+        .unwrap();
+        assert_eq!(
+            hooked.callback_url.as_deref(),
+            Some("https://hooks.example.com/done")
+        );
+        // callback_url ftp://x
+        let refused = parse_metadata(Some("callback_url ZnRwOi8veA==")).unwrap_err();
+        assert_eq!(
+            (refused.status, refused.code.as_ref()),
+            (400, "invalid_callback_url")
+        );
     }
 
     #[test]

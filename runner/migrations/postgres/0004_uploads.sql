@@ -9,6 +9,8 @@ CREATE TABLE uploads (
     job_id          TEXT NOT NULL UNIQUE,
     created_at      BIGINT NOT NULL,
     expires_at      BIGINT NOT NULL,
+    -- Where the job's webhook goes (checked at creation), passed on to the job.
+    callback_url    TEXT,
     completed_at    BIGINT,
     -- The PATCH writing now, and until when its hold lasts without a renewal.
     writer          TEXT,

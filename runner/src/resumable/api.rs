@@ -69,6 +69,7 @@ pub async fn create(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
     let owner = owner_header(&headers)?;
     let source_filename = filename_header(&headers)?;
     let length = parse_u64(&headers, "upload-length")?;
+    let callback_url = state.webhooks.admit(&headers).await?;
     if length == 0 {
         return Err(Error::bad_request(
             "empty_upload",
@@ -100,6 +101,7 @@ pub async fn create(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
         job_id: names::new_job_id(),
         created_at: now,
         expires_at: now + ms(state.upload_expiry),
+        callback_url,
     };
     let quota = state.quota;
     let upload = state

@@ -30,6 +30,7 @@ fn row_to_upload(row: &Row) -> Result<Upload> {
         expires_at: row.try_get(7)?,
         completed_at: row.try_get(8)?,
         held: row.try_get(9)?,
+        callback_url: row.try_get(10)?,
     })
 }
 
@@ -54,6 +55,7 @@ impl UploadStore for PgJobStore {
                     &upload.job_id,
                     &upload.created_at,
                     &upload.expires_at,
+                    &upload.callback_url,
                 ],
             )
             .await?;

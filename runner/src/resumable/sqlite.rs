@@ -23,6 +23,7 @@ fn row_to_upload(row: &Row<'_>) -> rusqlite::Result<Upload> {
         expires_at: row.get(7)?,
         completed_at: row.get(8)?,
         held: row.get::<_, i64>(9)? != 0,
+        callback_url: row.get(10)?,
     })
 }
 
@@ -47,7 +48,8 @@ impl UploadStore for SqliteJobStore {
                     as_i64(upload.length),
                     upload.job_id,
                     upload.created_at,
-                    upload.expires_at
+                    upload.expires_at,
+                    upload.callback_url
                 ],
             )?;
             let created =
