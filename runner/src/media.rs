@@ -236,6 +236,11 @@ impl Media {
         })
     }
 
+    /// Whether the media are in the spool (whose disk then holds whole uploads).
+    pub fn is_local(&self) -> bool {
+        self.objects.is_none()
+    }
+
     /// What the start-up log calls the media location.
     pub fn kind(&self) -> &'static str {
         match self.objects {

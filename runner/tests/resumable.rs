@@ -247,3 +247,40 @@ async fn termination_expiry_and_quota() {
 fn body_id(body: &Value) -> String {
     body["id"].as_str().unwrap().to_string()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_append_ends_and_keeps_what_arrived() {
+    let runner = Runner::start(&[]);
+    let (_, created) = create(&runner, OWNER, "slow.mp4", 1 << 20).await;
+    let id = body_id(&created);
+    let held = HeldUpload::send_with(
+        auth(client().patch(runner.url(&format!("/uploads/{id}"))))
+            .header("x-owner-id", OWNER)
+            .header("upload-offset", "0"),
+    );
+    held.send(&[5u8; 100 << 10]).await;
+    // The client sends nothing more but keeps the connection: after the runner's stall
+    // limit (30 s) the append ends with what arrived, and its hold with it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let offset = loop {
+        let (_, now) = status(&runner, OWNER, &id).await;
+        let offset = now["offset"].as_u64().unwrap();
+        if offset > 0 {
+            break offset;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            runner.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(offset, 100 << 10);
+    let (code, body) = append(&runner, OWNER, &id, offset, &[5u8; 10]).await;
+    assert_eq!(
+        (code, body["offset"].as_u64()),
+        (200, Some(offset + 10)),
+        "{body}"
+    );
+    drop(held);
+}

@@ -23,6 +23,10 @@ use crate::units::now_ms;
 /// How long an append's hold lasts without a renewal; renewed every third of it while
 /// bytes arrive. A runner that dies mid-append blocks the upload this long at most.
 const HOLD_TTL: Duration = Duration::from_secs(60);
+/// An append whose body sends nothing for this long ends there, keeping what arrived:
+/// well inside [`HOLD_TTL`], so a stalled client never outlives its hold (a resumed
+/// append could otherwise take the upload over while the stalled one still writes).
+const STALL_LIMIT: Duration = Duration::from_secs(30);
 /// Uploads looked at per sweep round.
 const SWEEP_BATCH: u32 = 100;
 
@@ -83,13 +87,11 @@ pub async fn create(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
         });
     }
     // The spool holds the whole upload until it is complete; object storage only scratch.
-    let needed = match state.media.kind() {
-        "spool" => length,
-        _ => 0,
-    };
-    if state.spool.free_space()? < state.min_free_disk.saturating_add(needed) {
+    let needed = if state.media.is_local() { length } else { 0 };
+    let free = state.spool.free_space()?;
+    if free < state.min_free_disk.saturating_add(needed) {
         state.metrics.upload_rejected(Rejection::LowDisk);
-        warn!(free_bytes = ?state.spool.free_space().ok(), "refusing upload: low disk space");
+        warn!(free_bytes = free, "refusing upload: low disk space");
         return Err(Error::InsufficientStorage);
     }
     let now = now_ms();
@@ -265,11 +267,16 @@ async fn receive(
     let mut written = 0u64;
     let mut interrupted = None;
     let mut renew_at = tokio::time::Instant::now() + HOLD_TTL / 3;
-    while let Some(chunk) = stream.next().await {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(err) => {
+    loop {
+        let chunk = match tokio::time::timeout(STALL_LIMIT, stream.next()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(Some(Err(err))) => {
                 interrupted = Some(err.to_string());
+                break;
+            }
+            Err(_) => {
+                interrupted = Some(format!("no bytes for {}s", STALL_LIMIT.as_secs()));
                 break;
             }
         };
