@@ -5,16 +5,16 @@
 //!
 //! [`Routes`] is the table itself, for any kind of target (the `upload` component, which
 //! takes the raw request to stream it, resolves to its own route kinds); [`RouteTable`] is
-//! a table of spin-sdk handlers served through spin-sdk's `Router`.
+//! a table of spin-sdk handlers dispatched through it.
 //!
-//! Paths are exact or have `:name` segments, each matching one non-empty segment. The 404
-//! is decided here rather than with a `/*` route because routefinder (under spin-sdk's
-//! `Router`) orders a wildcard inconsistently against routes with dots such as
-//! `/.well-known/jwks.json`, so the wildcard could win over exact routes.
+//! Paths are exact or have `:name` segments, each matching one non-empty segment; where
+//! several match, literal segments win over captures.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
 
-use spin_sdk::http::{IntoResponse, Method, Params, Request, Response, Router};
+use spin_sdk::http::{IntoResponse, Method, Params, Request, Response};
 
 use crate::ApiError;
 use crate::edge::{self, AddressCharge};
@@ -48,6 +48,11 @@ impl<'p> Captures<'p> {
             .iter()
             .find(|(captured, _)| *captured == name)
             .map(|&(_, value)| value)
+    }
+
+    /// The captures as spin-sdk's [`Params`], which handlers take.
+    fn into_params(self) -> Params {
+        routefinder::Captures::from(self.0).into_owned()
     }
 }
 
@@ -87,6 +92,8 @@ impl<T: Clone> Routes<T> {
 
     /// The target for `method` on `path`, with the path's captures: a JSON 404 for a path
     /// no route takes, a JSON 405 (with `Allow`) for a method the path is not served with.
+    /// Where several routes match, the most specific wins: segment by segment from the
+    /// left, a literal segment beats a `:name` one (`/p/category/:c` over `/p/:id/r`).
     pub fn resolve<'p>(
         &self,
         method: &Method,
@@ -98,25 +105,20 @@ impl<T: Clone> Routes<T> {
         self.entries
             .iter()
             .filter(|entry| entry.method == *method)
-            .find_map(|entry| {
-                captures(entry.path, path).map(|captured| (entry.target.clone(), captured))
-            })
+            .filter_map(|entry| captures(entry.path, path).map(|captured| (entry, captured)))
+            .min_by_key(|(entry, _)| capture_positions(entry.path))
+            .map(|(entry, captured)| (entry.target.clone(), captured))
             .ok_or_else(|| ApiError::method_not_allowed(&as_strs(&allowed)))
     }
+}
 
-    /// Each distinct path with its methods.
-    fn paths(&self) -> Vec<(&'static str, Vec<String>)> {
-        let mut paths: Vec<(&'static str, Vec<String>)> = Vec::new();
-        for entry in &self.entries {
-            let name = entry.method.to_string();
-            match paths.iter_mut().find(|(path, _)| *path == entry.path) {
-                Some((_, methods)) if methods.contains(&name) => {}
-                Some((_, methods)) => methods.push(name),
-                None => paths.push((entry.path, vec![name])),
-            }
-        }
-        paths
-    }
+/// For each segment of a route pattern, whether it is a `:name` capture: ordering these
+/// puts more specific patterns first.
+fn capture_positions(pattern: &str) -> Vec<bool> {
+    pattern
+        .split('/')
+        .map(|segment| segment.starts_with(':'))
+        .collect()
 }
 
 /// Method names as the `&[&str]` the edge and [`ApiError::method_not_allowed`] take.
@@ -142,22 +144,34 @@ fn captures<'p>(pattern: &'static str, path: &'p str) -> Option<Captures<'p>> {
     }
 }
 
-/// A spin-sdk `Router` built from its [`Routes`], served through the edge.
-pub struct RouteTable {
-    router: Router,
-    routes: Routes<()>,
-    /// Paths whose handlers charge the client address themselves.
-    charged_in_handler: Vec<&'static str>,
+/// A route's handler, sync or async, as [`RouteTable::add`] and
+/// [`RouteTable::add_async`] take them.
+#[derive(Clone)]
+enum Handler {
+    Sync(Rc<dyn Fn(Request, Params) -> Response>),
+    Async(Rc<dyn Fn(Request, Params) -> Pin<Box<dyn Future<Output = Response>>>>),
 }
 
-impl Default for RouteTable {
-    fn default() -> Self {
-        Self {
-            router: Router::new(),
-            routes: Routes::new(),
-            charged_in_handler: Vec::new(),
+impl Handler {
+    fn call(&self, request: Request, params: Params) -> Response {
+        match self {
+            Handler::Sync(handler) => handler(request, params),
+            Handler::Async(handler) => spin_sdk::http::run(handler(request, params)),
         }
     }
+}
+
+/// A component's spin-sdk handlers in a [`Routes`] table, served through the edge.
+///
+/// Dispatch is this table's own [`Routes::resolve`] rather than spin-sdk's `Router`: every
+/// request gets a fresh instance, so a `Router` (routefinder parsing and sorting each
+/// route) would be rebuilt per request, which measured as most of the guest's time on a
+/// no-op route. Handlers keep spin-sdk's `(Request, Params)` signature.
+#[derive(Default)]
+pub struct RouteTable {
+    routes: Routes<Handler>,
+    /// Paths whose handlers charge the client address themselves.
+    charged_in_handler: Vec<&'static str>,
 }
 
 impl RouteTable {
@@ -168,13 +182,12 @@ impl RouteTable {
     /// Serves `method` on each of `paths` with `handler`.
     pub fn add<F, Resp>(&mut self, method: Method, paths: &[&'static str], handler: F) -> &mut Self
     where
-        F: Fn(Request, Params) -> Resp + Copy + 'static,
+        F: Fn(Request, Params) -> Resp + 'static,
         Resp: IntoResponse + 'static,
     {
-        for path in paths {
-            self.router.add(path, method.clone(), handler);
-        }
-        self.routes.add(method, paths, ());
+        let handler = move |request, params| handler(request, params).into_response();
+        self.routes
+            .add(method, paths, Handler::Sync(Rc::new(handler)));
         self
     }
 
@@ -186,14 +199,17 @@ impl RouteTable {
         handler: F,
     ) -> &mut Self
     where
-        F: Fn(Request, Params) -> Fut + Copy + 'static,
+        F: Fn(Request, Params) -> Fut + 'static,
         Fut: Future<Output = Resp> + 'static,
         Resp: IntoResponse + 'static,
     {
-        for path in paths {
-            self.router.add_async(path, method.clone(), handler);
-        }
-        self.routes.add(method, paths, ());
+        let handler = move |request, params| {
+            let response = handler(request, params);
+            Box::pin(async move { response.await.into_response() })
+                as Pin<Box<dyn Future<Output = Response>>>
+        };
+        self.routes
+            .add(method, paths, Handler::Async(Rc::new(handler)));
         self
     }
 
@@ -228,20 +244,14 @@ impl RouteTable {
             request,
             methods.as_deref(),
             address_charge,
-            |request| match methods {
-                Some(_) => self.dispatch(request),
-                None => ApiError::not_found("Not Found").into_response(),
+            |request| match self.routes.resolve(request.method(), request.path()) {
+                Ok((handler, captured)) => {
+                    let params = captured.into_params();
+                    handler.call(request, params)
+                }
+                Err(error) => error.into_response(),
             },
         )
-    }
-
-    fn dispatch(mut self, request: Request) -> Response {
-        for (path, methods) in self.routes.paths() {
-            self.router.any(path, move |_: Request, _: Params| {
-                ApiError::method_not_allowed(&as_strs(&methods))
-            });
-        }
-        self.router.handle(request)
     }
 }
 
@@ -308,35 +318,58 @@ mod tests {
             let missing = routes.resolve(&Method::Get, path).unwrap_err();
             assert_eq!((missing.status, allow(&missing)), (404, None), "{path}");
         }
-        assert_eq!(
-            routes.paths(),
-            [
-                ("/items/:id", vec!["GET".to_string(), "DELETE".to_string()]),
-                ("/seed/:id", vec!["GET".to_string()]),
-                ("/items", vec!["POST".to_string()]),
-            ]
-        );
+    }
+
+    #[test]
+    fn a_literal_segment_wins_over_a_capture_whatever_the_order() {
+        let mut routes = Routes::new();
+        routes
+            .add(Method::Get, &["/p/:id/reservations"], "reservations")
+            .add(Method::Get, &["/p/category/:name"], "category")
+            .add(Method::Get, &["/p/:id"], "item")
+            .add(Method::Get, &["/p/new"], "new");
+        let target = |path| routes.resolve(&Method::Get, path).unwrap();
+        assert_eq!(target("/p/category/reservations").0, "category");
+        assert_eq!(target("/p/7/reservations").0, "reservations");
+        assert_eq!(target("/p/new").0, "new");
+        let (item, captured) = target("/p/7");
+        assert_eq!((item, captured.get("id")), ("item", Some("7")));
     }
 
     fn serve_one(method: Method, path: &str) -> Response {
         let mut table = RouteTable::new();
-        table.add(Method::Get, &["/items/:id"], |_: Request, _: Params| {
-            Response::new(200, "item")
-        });
+        table
+            .add(
+                Method::Get,
+                &["/items/:id"],
+                |_: Request, params: Params| {
+                    Response::new(200, format!("item {}", params.get("id").unwrap_or("?")))
+                },
+            )
+            .add_async(
+                Method::Delete,
+                &["/items/:id"],
+                |_: Request, _: Params| async { Response::new(204, ()) },
+            );
         let request = Request::builder().method(method).uri(path).build();
         table.serve(request)
     }
 
     #[test]
     fn unknown_paths_are_json_404_and_wrong_methods_json_405() {
-        assert_eq!(*serve_one(Method::Get, "/items/7").status(), 200);
+        let item = serve_one(Method::Get, "/items/7");
+        assert_eq!((*item.status(), item.body()), (200, &b"item 7"[..]));
+        assert_eq!(*serve_one(Method::Delete, "/items/7").status(), 204);
         let missing = serve_one(Method::Get, "/other");
         assert_eq!(*missing.status(), 404);
         assert!(missing.body().starts_with(br#"{"status":"404""#));
         let wrong = serve_one(Method::Post, "/items/7");
         assert_eq!(*wrong.status(), 405);
         assert!(wrong.body().starts_with(br#"{"status":"405""#));
-        assert_eq!(wrong.header("allow").and_then(|v| v.as_str()), Some("GET"));
+        assert_eq!(
+            wrong.header("allow").and_then(|v| v.as_str()),
+            Some("GET, DELETE")
+        );
     }
 
     #[test]
@@ -345,7 +378,7 @@ mod tests {
         assert_eq!(*options.status(), 204);
         assert_eq!(
             options.header("allow").and_then(|v| v.as_str()),
-            Some("GET, OPTIONS")
+            Some("GET, DELETE, OPTIONS")
         );
         for response in [
             options,
