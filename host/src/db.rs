@@ -3,7 +3,7 @@
 //! Each store or database label owns one file and a small pool of connections,
 //! so concurrent requests do not queue behind one connection (and
 //! `last_insert_rowid()` stays per-connection). Calls run on tokio's blocking
-//! pool, never on the async workers.
+//! pool, except key-value point reads (`kv::SqliteStore`), which wait for nobody.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
