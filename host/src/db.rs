@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rusqlite::Connection;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Runs blocking SQLite work off the async workers, on tokio's blocking pool.
 pub async fn blocking<T: Send + 'static>(
@@ -44,7 +45,18 @@ fn wait_while_busy(attempt: i32) -> bool {
 pub struct SqliteFile {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// One writer at a time among this process's connections (see [`SqliteFile::write_turn`]).
+    writer: Arc<Semaphore>,
 }
+
+/// The right to write to a file, among this process's connections, until dropped.
+pub type WriteTurn = OwnedSemaphorePermit;
+
+/// No write turn came within [`BUSY_WAIT_LIMIT`]: the same outcome as SQLite's
+/// "database is locked" after its busy wait.
+#[derive(Debug, thiserror::Error)]
+#[error("database is locked")]
+pub struct Locked;
 
 impl SqliteFile {
     /// Opens (creating if needed) the file and checks that it is usable, so a
@@ -57,6 +69,7 @@ impl SqliteFile {
         let file = Arc::new(SqliteFile {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
+            writer: Arc::new(Semaphore::new(1)),
         });
         let first = file.connect()?;
         file.idle.lock().expect("pool lock").push(first);
@@ -73,6 +86,19 @@ impl SqliteFile {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         Ok(conn)
+    }
+
+    /// Waits, in line, for this process's turn to write. SQLite lets one writer in at a
+    /// time and the others poll for the lock (the busy handler); with dozens of requests
+    /// writing at once that polling cost more CPU than the writes (order creation: 5 ms of
+    /// CPU per order at 32 connections, mostly context switches). Writers of this process
+    /// queue here instead and are woken once, in order; the busy handler remains for
+    /// other processes sharing the file.
+    pub async fn write_turn(&self) -> Result<WriteTurn, Locked> {
+        tokio::time::timeout(BUSY_WAIT_LIMIT, Arc::clone(&self.writer).acquire_owned())
+            .await
+            .map_err(|_| Locked)?
+            .map_err(|_| Locked)
     }
 
     /// Takes a connection from the pool (or opens one).
@@ -180,5 +206,26 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
             .unwrap();
         assert_eq!(count, 2);
+    }
+
+    #[test]
+    fn sqlite_counts_what_takes_the_write_lock_as_not_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SqliteFile::open(&dir.path().join("t.db")).unwrap();
+        let conn = file.checkout().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let read_only = |sql: &str| conn.prepare(sql).unwrap().readonly();
+        for writes in [
+            "BEGIN IMMEDIATE",
+            "BEGIN EXCLUSIVE TRANSACTION",
+            "INSERT INTO t VALUES (1)",
+            "WITH v(x) AS (SELECT 1) INSERT INTO t SELECT x FROM v",
+            "DELETE FROM t",
+        ] {
+            assert!(!read_only(writes), "{writes}");
+        }
+        for reads in ["SELECT * FROM t", "BEGIN", "COMMIT", "ROLLBACK"] {
+            assert!(read_only(reads), "{reads}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use wasmtime::component::Resource;
 
-use crate::db::{PooledConnection, blocking};
+use crate::db::{PooledConnection, SqliteFile, WriteTurn, blocking};
 use crate::kv;
 use crate::state::RequestState;
 
@@ -73,6 +73,12 @@ pub struct KeyValueStore {
 /// so a guest's `BEGIN … COMMIT` spans its `execute` calls.
 pub struct SqliteConnection {
     conn: Arc<Mutex<PooledConnection>>,
+    file: Arc<SqliteFile>,
+    /// This process's turn to write to the file ([`SqliteFile::write_turn`]), held from
+    /// the first statement that takes SQLite's write lock until the transaction ends.
+    /// Declared after `conn`, so a connection dropped mid-transaction is rolled back
+    /// before the next writer's turn.
+    turn: Option<WriteTurn>,
 }
 
 fn kv_error(err: kv::Error) -> key_value::Error {
@@ -163,9 +169,12 @@ impl sqlite::HostConnection for RequestState {
         let Some(file) = self.shared.stores.sqlite.get(&database).cloned() else {
             return Ok(Err(sqlite::Error::NoSuchDatabase));
         };
-        match blocking(move || file.checkout()).await? {
+        let pool = Arc::clone(&file);
+        match blocking(move || pool.checkout()).await? {
             Ok(conn) => Ok(Ok(self.table.push(SqliteConnection {
                 conn: Arc::new(Mutex::new(conn)),
+                file,
+                turn: None,
             })?)),
             Err(err) => Ok(Err(sqlite::Error::Io(err.to_string()))),
         }
@@ -177,12 +186,27 @@ impl sqlite::HostConnection for RequestState {
         statement: String,
         parameters: Vec<sqlite::Value>,
     ) -> wasmtime::Result<Result<sqlite::QueryResult, sqlite::Error>> {
-        let conn = Arc::clone(&self.table.get(&connection)?.conn);
-        blocking(move || {
+        let open = self.table.get(&connection)?;
+        let conn = Arc::clone(&open.conn);
+        let needs_turn = open.turn.is_none()
+            && takes_write_lock(&conn.lock().expect("connection lock"), &statement);
+        if needs_turn {
+            let file = Arc::clone(&open.file);
+            match file.write_turn().await {
+                Ok(turn) => self.table.get_mut(&connection)?.turn = Some(turn),
+                Err(locked) => return Ok(Err(sqlite::Error::Io(locked.to_string()))),
+            }
+        }
+        let (result, transaction_ended) = blocking(move || {
             let conn = conn.lock().expect("connection lock");
-            execute_statement(&conn, &statement, &parameters).map_err(sqlite_error)
+            let result = execute_statement(&conn, &statement, &parameters).map_err(sqlite_error);
+            (result, conn.is_autocommit())
         })
-        .await
+        .await?;
+        if transaction_ended {
+            self.table.get_mut(&connection)?.turn = None;
+        }
+        Ok(result)
     }
 
     async fn drop(&mut self, connection: Resource<SqliteConnection>) -> wasmtime::Result<()> {
@@ -218,6 +242,14 @@ fn to_value(value: ValueRef<'_>) -> sqlite::Value {
         ValueRef::Text(t) => sqlite::Value::Text(String::from_utf8_lossy(t).into_owned()),
         ValueRef::Blob(b) => sqlite::Value::Blob(b.to_vec()),
     }
+}
+
+/// Whether `statement` takes SQLite's write lock: it changes the database, or it is a
+/// `BEGIN IMMEDIATE` / `EXCLUSIVE`. One that does not prepare is left to `execute`,
+/// which reports the error.
+fn takes_write_lock(conn: &rusqlite::Connection, statement: &str) -> bool {
+    conn.prepare_cached(statement)
+        .is_ok_and(|prepared| !prepared.readonly())
 }
 
 fn execute_statement(

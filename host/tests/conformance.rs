@@ -195,6 +195,58 @@ fn sqlite_value_types_parameters_and_transactions() {
     assert_eq!(denied, json!({ "error": "access-denied" }));
 }
 
+/// Writers queue for the file (the host's write turn, SQLite's lock on Spin): many
+/// concurrent write transactions all commit, none answers "database is locked", and a
+/// transaction its instance abandoned is rolled back and frees the file for the next.
+#[test]
+fn concurrent_write_transactions_all_commit_and_an_abandoned_one_frees_the_file() {
+    let (_dir, builder) = app();
+    let app = builder.start();
+    let sqlite = "/granted/sqlite/default";
+    let (status, _) = post(
+        &app,
+        sqlite,
+        json!([{ "sql": "CREATE TABLE w (n INTEGER)" }]).to_string(),
+    );
+    assert_eq!(status, 200);
+    let abandoned = json!([{ "sql": "BEGIN IMMEDIATE" }, { "sql": "INSERT INTO w VALUES (-1)" }]);
+    let (_, results) = post(&app, sqlite, abandoned.to_string());
+    assert_eq!(results[1], json!({ "columns": [], "rows": [] }));
+
+    let transaction = json!([
+        { "sql": "BEGIN IMMEDIATE" },
+        { "sql": "INSERT INTO w SELECT coalesce(max(n), 0) + 1 FROM w" },
+        { "sql": "COMMIT" },
+    ])
+    .to_string();
+    let writers: Vec<_> = (0..16)
+        .map(|_| {
+            let (url, body) = (app.url(sqlite), transaction.clone());
+            std::thread::spawn(move || {
+                client()
+                    .post(url)
+                    .body(body)
+                    .send()
+                    .unwrap()
+                    .json::<Value>()
+            })
+        })
+        .collect();
+    for writer in writers {
+        let results = writer.join().unwrap().unwrap();
+        for result in results.as_array().unwrap() {
+            assert!(result.get("error").is_none(), "{results}");
+        }
+    }
+    let count = json!([{ "sql": "SELECT count(*), min(n), max(n) FROM w" }]);
+    let (_, results) = post(&app, sqlite, count.to_string());
+    assert_eq!(
+        results[0]["rows"][0],
+        json!([{ "integer": 16 }, { "integer": 1 }, { "integer": 16 }]),
+        "every transaction committed once, each seeing the one before; the abandoned one is gone"
+    );
+}
+
 #[test]
 fn variables_resolve_with_spin_precedence() {
     let (_dir, builder) = app();

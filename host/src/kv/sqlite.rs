@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 
 use super::{Backend, Error, Result, ResultBudget, Watch, decode_counter};
-use crate::db::{PooledConnection, SqliteFile, blocking};
+use crate::db::{PooledConnection, SqliteFile, WriteTurn, blocking};
 
 /// Spin's table for key-value data.
 pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS spin_key_value (
@@ -33,13 +33,26 @@ impl SqliteStore {
         }
     }
 
-    /// Runs `work` on a pooled connection off the async workers.
-    async fn with_connection<T: Send + 'static>(
+    /// Runs a write on a pooled connection off the async workers, in this process's turn
+    /// to write to the file.
+    async fn write<T: Send + 'static>(
         &self,
         work: impl FnOnce(&PooledConnection, &str) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
-        self.try_with_connection(move |conn, label| work(conn, label).map_err(sqlite_error))
+        self.try_write(move |conn, label| work(conn, label).map_err(sqlite_error))
             .await
+    }
+
+    async fn try_write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&PooledConnection, &str) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let turn = self
+            .file
+            .write_turn()
+            .await
+            .map_err(|locked| Error::new(format!("sqlite: {locked}")))?;
+        self.off_workers(Some(turn), work).await
     }
 
     fn checkout(&self) -> Result<PooledConnection> {
@@ -60,12 +73,16 @@ impl SqliteStore {
         read(&self.checkout()?, &self.label).map_err(sqlite_error)
     }
 
-    async fn try_with_connection<T: Send + 'static>(
+    /// Runs `work` on a pooled connection on the blocking pool, holding `turn` (if any)
+    /// until the connection is back in the pool.
+    async fn off_workers<T: Send + 'static>(
         &self,
+        turn: Option<WriteTurn>,
         work: impl FnOnce(&PooledConnection, &str) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let store = self.clone();
         blocking(move || {
+            let _turn = turn;
             let conn = store.checkout()?;
             work(&conn, &store.label)
         })
@@ -100,7 +117,7 @@ impl Backend for SqliteStore {
 
     async fn set(&self, key: &str, value: Vec<u8>) -> Result<()> {
         let key = key.to_owned();
-        self.with_connection(move |conn, label| {
+        self.write(move |conn, label| {
             conn.prepare_cached(UPSERT)?
                 .execute((label, key, value))
                 .map(drop)
@@ -110,10 +127,8 @@ impl Backend for SqliteStore {
 
     async fn delete(&self, key: &str) -> Result<()> {
         let key = key.to_owned();
-        self.with_connection(move |conn, label| {
-            conn.prepare_cached(DELETE)?.execute((label, key)).map(drop)
-        })
-        .await
+        self.write(move |conn, label| conn.prepare_cached(DELETE)?.execute((label, key)).map(drop))
+            .await
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
@@ -126,7 +141,7 @@ impl Backend for SqliteStore {
     }
 
     async fn keys(&self) -> Result<Vec<String>> {
-        self.try_with_connection(move |conn, label| {
+        self.off_workers(None, move |conn, label| {
             let mut stmt = conn
                 .prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1 ORDER BY key")
                 .map_err(sqlite_error)?;
@@ -144,7 +159,7 @@ impl Backend for SqliteStore {
     }
 
     async fn get_many(&self, keys: Vec<String>) -> Result<Vec<(String, Option<Vec<u8>>)>> {
-        self.try_with_connection(move |conn, label| {
+        self.off_workers(None, move |conn, label| {
             let mut stmt = conn.prepare_cached(SELECT).map_err(sqlite_error)?;
             let mut budget = ResultBudget::new();
             keys.into_iter()
@@ -163,7 +178,7 @@ impl Backend for SqliteStore {
 
     async fn set_many(&self, entries: Vec<(String, Vec<u8>)>) -> Result<()> {
         // One transaction: one commit (one fsync) for the whole batch.
-        self.with_connection(move |conn, label| {
+        self.write(move |conn, label| {
             let tx = write_transaction(conn)?;
             let mut stmt = tx.prepare_cached(UPSERT)?;
             for (key, value) in entries {
@@ -176,7 +191,7 @@ impl Backend for SqliteStore {
     }
 
     async fn delete_many(&self, keys: Vec<String>) -> Result<()> {
-        self.with_connection(move |conn, label| {
+        self.write(move |conn, label| {
             let tx = write_transaction(conn)?;
             let mut stmt = tx.prepare_cached(DELETE)?;
             for key in keys {
@@ -190,7 +205,7 @@ impl Backend for SqliteStore {
 
     async fn increment(&self, key: &str, delta: i64) -> Result<i64> {
         let key = key.to_owned();
-        self.try_with_connection(move |conn, label| {
+        self.try_write(move |conn, label| {
             let tx = write_transaction(conn).map_err(sqlite_error)?;
             let current: Option<Vec<u8>> = tx
                 .prepare_cached(SELECT)
@@ -243,7 +258,7 @@ impl Watch for SqliteWatch {
             ..
         } = *self;
         store
-            .with_connection(move |conn, label| {
+            .write(move |conn, label| {
                 let changed = match current {
                     Some(seen) => conn
                         .prepare_cached(
