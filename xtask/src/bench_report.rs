@@ -364,6 +364,10 @@ fn fmt_seconds(values: &[f64]) -> String {
     median(values).map_or("–".into(), |m| format!("{m:.3} s"))
 }
 
+/// The per-request cost work: what changed, before and after, and the profiles
+/// (`docs/per-request-cost.md`).
+const PER_REQUEST_COST: &str = include_str!("../../docs/per-request-cost.md");
+
 pub fn render(report: &Report) -> String {
     let mut md = String::new();
     let _ = render_into(report, &mut md);
@@ -497,6 +501,10 @@ fn render_into(r: &Report, md: &mut String) -> std::fmt::Result {
     if let Some(profile) = &r.profile {
         writeln!(md, "## Profile\n\n{profile}\n")?;
     }
+    // Kept by hand beside the code it explains; every run carries it, so it is not lost
+    // when the report is rewritten.
+    writeln!(md, "{}", PER_REQUEST_COST.trim_end())?;
+    writeln!(md)?;
 
     writeln!(md, "## Method\n")?;
     writeln!(
@@ -1172,6 +1180,7 @@ mod tests {
         assert!(md.contains("`rate_limit_per_address=0`"), "{md}");
         assert!(md.contains("measured is 50 % of that bound"), "{md}");
         assert!(!md.contains("## Profile"));
+        assert!(md.contains("\n## Per-request cost"), "{md}");
         assert!(md.contains("| conversion throughput on the cluster, 2 runners ≥ 1.8× 1 runner (1 worker each) | 1.50× (9.0 vs 6.0 jobs/min) | **missed** |"), "{md}");
         assert!(
             md.contains("* cluster throughput: per job, the upload took 0.400 s with one runner"),
@@ -1206,6 +1215,7 @@ mod tests {
             "## Scenarios",
             "## Login",
             "## Method",
+            "## Per-request cost",
         ] {
             assert!(!md.contains(absent), "{absent}: {md}");
         }

@@ -149,8 +149,11 @@ fn captures<'p>(pattern: &'static str, path: &'p str) -> Option<Captures<'p>> {
 #[derive(Clone)]
 enum Handler {
     Sync(Rc<dyn Fn(Request, Params) -> Response>),
-    Async(Rc<dyn Fn(Request, Params) -> Pin<Box<dyn Future<Output = Response>>>>),
+    Async(Rc<dyn Fn(Request, Params) -> ResponseFuture>),
 }
+
+/// What an async handler returns, boxed so handlers of different types share one table.
+type ResponseFuture = Pin<Box<dyn Future<Output = Response>>>;
 
 impl Handler {
     fn call(&self, request: Request, params: Params) -> Response {
@@ -205,8 +208,7 @@ impl RouteTable {
     {
         let handler = move |request, params| {
             let response = handler(request, params);
-            Box::pin(async move { response.await.into_response() })
-                as Pin<Box<dyn Future<Output = Response>>>
+            Box::pin(async move { response.await.into_response() }) as ResponseFuture
         };
         self.routes
             .add(method, paths, Handler::Async(Rc::new(handler)));
