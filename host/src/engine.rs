@@ -13,7 +13,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use crate::limits::Limits;
 
-/// How often the epoch ticks; request deadlines are counted in ticks.
+/// How often the epoch ticks: a running guest yields to the async workers once per tick.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// How much of a freed slot's memory (and of its tables) is kept and reset in place:
@@ -38,11 +38,6 @@ pub fn start(limits: &Limits) -> Result<Engine> {
     Ok(engine)
 }
 
-/// A request deadline in epoch ticks (at least one).
-pub fn deadline_ticks(timeout: Duration) -> u64 {
-    (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
-}
-
 fn build(limits: &Limits) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
@@ -51,7 +46,8 @@ fn build(limits: &Limits) -> Result<Engine> {
     // error value on every store's drop) would be set up and torn down per request
     // for nothing.
     config.concurrency_support(false);
-    // Epoch interruption lets a request deadline stop a guest stuck in a loop.
+    // Epoch interruption makes a running guest yield once per tick (`invoke`), so a guest
+    // stuck in a loop still meets its request deadline.
     config.epoch_interruption(true);
     // Public, chained and streaming requests each have their own slots.
     let instances = (limits.max_concurrent_requests * 2 + limits.max_streaming_requests) as u32;

@@ -76,8 +76,13 @@ impl Runnable {
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
         let timeout = shared.limits.request_timeout;
-        store.set_epoch_deadline(crate::engine::deadline_ticks(timeout));
-        store.epoch_deadline_trap();
+        // The guest yields to the async workers at every epoch tick. A long computation
+        // (a password hash takes 50 ms) would otherwise hold its worker the whole time,
+        // and a task woken on that worker (a writer whose turn came) would wait behind it:
+        // with two workers, concurrent logins ran one at a time. Yielding also lets the
+        // request deadline below stop a guest stuck in its own code.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let incoming = store
@@ -101,13 +106,8 @@ impl Runnable {
             };
             let result = match tokio::time::timeout(timeout, run).await {
                 Ok(Ok(())) => Ok(()),
-                // A guest stuck in its own code is stopped by the epoch deadline.
-                Ok(Err(err))
-                    if err.downcast_ref::<wasmtime::Trap>() != Some(&wasmtime::Trap::Interrupt) =>
-                {
-                    Err(err.into())
-                }
-                Ok(Err(_)) | Err(_) => Err(anyhow::Error::new(TimedOut {
+                Ok(Err(err)) => Err(err.into()),
+                Err(_) => Err(anyhow::Error::new(TimedOut {
                     component: id,
                     timeout,
                 })),

@@ -498,6 +498,46 @@ fn runaway_component_is_stopped_by_the_timeout() {
     assert_eq!(get(&app, "/bare/headers").0, 200);
 }
 
+/// A guest computing for long yields its worker at every epoch tick: with more runaway
+/// guests than the host has async workers, other requests are still served while the
+/// runaways run (they end only at the request deadline).
+#[test]
+fn runaway_components_do_not_hold_up_other_requests() {
+    let (_dir, builder) = app();
+    let app = builder
+        .engine(Engine::Host)
+        .arg("--request-timeout")
+        .arg("8")
+        .start();
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    let runaways: Vec<_> = (0..workers * 2)
+        .map(|_| {
+            let url = app.url("/bare/spin");
+            std::thread::spawn(move || client().get(url).send().map(|r| r.status().as_u16()))
+        })
+        .collect();
+    // Every runaway has reached its guest: the host counts them as running instances.
+    let metrics_url = app.admin_url("/metrics").expect("the embedded host");
+    wait_for("the runaways to run", Duration::from_secs(10), || {
+        let metrics = client().get(&metrics_url).send().ok()?.text().ok()?;
+        metrics
+            .lines()
+            .find(|line| line.starts_with("spinmesh_host_instances{component=\"bare\"}"))
+            .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .filter(|running| *running >= (workers * 2) as f64)
+    });
+    for _ in 0..5 {
+        assert_eq!(get(&app, "/granted/headers").0, 200);
+    }
+    assert!(
+        runaways.iter().all(|runaway| !runaway.is_finished()),
+        "the other requests were answered while the runaways still ran"
+    );
+    for runaway in runaways {
+        assert_eq!(runaway.join().unwrap().unwrap(), 503);
+    }
+}
+
 #[test]
 fn memory_is_capped_per_instance() {
     let (_dir, builder) = app();
