@@ -3,7 +3,8 @@
 //! `wasi:keyvalue@0.2.0-draft2` (in `keyvalue`), with the component's grants
 //! enforced.
 //!
-//! SQLite work is blocking I/O, so it runs on tokio's blocking pool.
+//! SQLite work is blocking I/O: it runs in place when it can finish there quickly and
+//! without waiting, else on tokio's blocking pool (see `crate::db`).
 
 mod keyvalue;
 
@@ -169,8 +170,14 @@ impl sqlite::HostConnection for RequestState {
         let Some(file) = self.shared.stores.sqlite.get(&database).cloned() else {
             return Ok(Err(sqlite::Error::NoSuchDatabase));
         };
-        let pool = Arc::clone(&file);
-        match blocking(move || pool.checkout()).await? {
+        let checkout = match file.checkout_idle() {
+            Some(idle) => Ok(idle),
+            None => {
+                let pool = Arc::clone(&file);
+                blocking(move || pool.checkout()).await?
+            }
+        };
+        match checkout {
             Ok(conn) => Ok(Ok(self.table.push(SqliteConnection {
                 conn: Arc::new(Mutex::new(conn)),
                 file,
@@ -188,25 +195,41 @@ impl sqlite::HostConnection for RequestState {
     ) -> wasmtime::Result<Result<sqlite::QueryResult, sqlite::Error>> {
         let open = self.table.get(&connection)?;
         let conn = Arc::clone(&open.conn);
-        let needs_turn = open.turn.is_none()
-            && takes_write_lock(&conn.lock().expect("connection lock"), &statement);
-        if needs_turn {
+        let (writes, in_transaction) = {
+            let conn = conn.lock().expect("connection lock");
+            (takes_write_lock(&conn, &statement), !conn.is_autocommit())
+        };
+        if writes && open.turn.is_none() {
             let file = Arc::clone(&open.file);
             match file.write_turn().await {
                 Ok(turn) => self.table.get_mut(&connection)?.turn = Some(turn),
                 Err(locked) => return Ok(Err(sqlite::Error::Io(locked.to_string()))),
             }
         }
-        let (result, transaction_ended) = blocking(move || {
+        // A write inside the guest's transaction runs on the pool: SQLite could not
+        // interrupt it in place without rolling the whole transaction back.
+        let in_place = if writes && in_transaction {
+            None
+        } else {
             let conn = conn.lock().expect("connection lock");
-            let result = execute_statement(&conn, &statement, &parameters).map_err(sqlite_error);
-            (result, conn.is_autocommit())
-        })
-        .await?;
+            conn.in_place(|conn| execute_statement(conn, &statement, &parameters))
+                .map(|result| (result, conn.is_autocommit()))
+        };
+        let (result, transaction_ended) = match in_place {
+            Some(done) => done,
+            None => {
+                blocking(move || {
+                    let conn = conn.lock().expect("connection lock");
+                    let result = execute_statement(&conn, &statement, &parameters);
+                    (result, conn.is_autocommit())
+                })
+                .await?
+            }
+        };
         if transaction_ended {
             self.table.get_mut(&connection)?.turn = None;
         }
-        Ok(result)
+        Ok(result.map_err(sqlite_error))
     }
 
     async fn drop(&mut self, connection: Resource<SqliteConnection>) -> wasmtime::Result<()> {

@@ -195,6 +195,42 @@ fn sqlite_value_types_parameters_and_transactions() {
     assert_eq!(denied, json!({ "error": "access-denied" }));
 }
 
+/// Statements too long to finish in place (on the async worker) are interrupted there and
+/// run again in full on the blocking pool: the guest sees each statement's effect and
+/// answer exactly once.
+#[test]
+fn long_statements_take_effect_once_and_answer_in_full() {
+    let (_dir, builder) = app();
+    let app = builder.start();
+    let count_to = |n: u32| {
+        format!(
+            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {n}) SELECT x FROM n"
+        )
+    };
+    let statements = json!([
+        { "sql": "CREATE TABLE big (x INTEGER)" },
+        { "sql": format!("INSERT INTO big {}", count_to(200_000)) },
+        { "sql": "SELECT count(*), sum(x) FROM big" },
+        { "sql": "BEGIN IMMEDIATE" },
+        { "sql": format!("INSERT INTO big {}", count_to(100_000)) },
+        { "sql": "SELECT count(*) FROM big WHERE x % 2 = 0" },
+        { "sql": "ROLLBACK" },
+        { "sql": "SELECT count(*) FROM big" },
+    ]);
+    let (status, results) = post(&app, "/granted/sqlite/default", statements.to_string());
+    assert_eq!(status, 200);
+    assert_eq!(
+        results[2]["rows"][0],
+        json!([{ "integer": 200_000 }, { "integer": 20_000_100_000i64 }])
+    );
+    assert_eq!(results[5]["rows"][0], json!([{ "integer": 150_000 }]));
+    assert_eq!(
+        results[7]["rows"][0],
+        json!([{ "integer": 200_000 }]),
+        "rolled back"
+    );
+}
+
 /// Writers queue for the file (the host's write turn, SQLite's lock on Spin): many
 /// concurrent write transactions all commit, none answers "database is locked", and a
 /// transaction its instance abandoned is rolled back and frees the file for the next.

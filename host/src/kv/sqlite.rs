@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::{Backend, Error, Result, ResultBudget, Watch, decode_counter};
 use crate::db::{PooledConnection, SqliteFile, WriteTurn, blocking};
@@ -33,11 +33,11 @@ impl SqliteStore {
         }
     }
 
-    /// Runs a write on a pooled connection off the async workers, in this process's turn
-    /// to write to the file.
+    /// Runs a write in this process's turn to write to the file: in place if it can
+    /// finish there ([`PooledConnection::in_place`]), else on the blocking pool.
     async fn write<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&PooledConnection, &str) -> rusqlite::Result<T> + Send + 'static,
+        work: impl Fn(&Connection, &str) -> rusqlite::Result<T> + Send + Sync + 'static,
     ) -> Result<T> {
         self.try_write(move |conn, label| work(conn, label).map_err(sqlite_error))
             .await
@@ -45,14 +45,38 @@ impl SqliteStore {
 
     async fn try_write<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&PooledConnection, &str) -> Result<T> + Send + 'static,
+        work: impl Fn(&Connection, &str) -> Result<T> + Send + Sync + 'static,
     ) -> Result<T> {
         let turn = self
             .file
             .write_turn()
             .await
             .map_err(|locked| Error::new(format!("sqlite: {locked}")))?;
-        self.off_workers(Some(turn), work).await
+        match self.in_place(&work) {
+            Some(done) => done,
+            None => self.off_workers(Some(turn), work).await,
+        }
+    }
+
+    /// Runs a read in place if it can finish there, else on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl Fn(&Connection, &str) -> rusqlite::Result<T> + Send + Sync + 'static,
+    ) -> Result<T> {
+        let work = move |conn: &Connection, label: &str| work(conn, label).map_err(sqlite_error);
+        match self.in_place(&work) {
+            Some(done) => done,
+            None => self.off_workers(None, work).await,
+        }
+    }
+
+    /// `work` on an idle connection, in place; `None` when it must run on the pool.
+    /// Every call here is one statement or one transaction of its own, which SQLite
+    /// undoes whole if it gives up.
+    fn in_place<T>(&self, work: &impl Fn(&Connection, &str) -> Result<T>) -> Option<Result<T>> {
+        self.file
+            .checkout_idle()?
+            .in_place(|conn| work(conn, &self.label))
     }
 
     fn checkout(&self) -> Result<PooledConnection> {
@@ -62,23 +86,12 @@ impl SqliteStore {
         })
     }
 
-    /// Runs a point read on a pooled connection in place, on the calling async worker.
-    /// In WAL mode a read waits for no writer and takes a few microseconds from the page
-    /// cache: less than the hand-off to the blocking pool and back, which measured 15 µs
-    /// per read (30 µs of the host's 340 µs per validate request, which makes two).
-    fn read_in_place<T>(
-        &self,
-        read: impl FnOnce(&PooledConnection, &str) -> rusqlite::Result<T>,
-    ) -> Result<T> {
-        read(&self.checkout()?, &self.label).map_err(sqlite_error)
-    }
-
     /// Runs `work` on a pooled connection on the blocking pool, holding `turn` (if any)
     /// until the connection is back in the pool.
     async fn off_workers<T: Send + 'static>(
         &self,
         turn: Option<WriteTurn>,
-        work: impl FnOnce(&PooledConnection, &str) -> Result<T> + Send + 'static,
+        work: impl FnOnce(&Connection, &str) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let store = self.clone();
         blocking(move || {
@@ -101,25 +114,27 @@ fn sqlite_error(err: rusqlite::Error) -> Error {
 /// statement, so what it reads cannot change before it writes — in this
 /// process or any other sharing the file. (A deferred one would read, then
 /// fail to upgrade when another writer got in between.)
-fn write_transaction(conn: &PooledConnection) -> rusqlite::Result<Transaction<'_>> {
+fn write_transaction(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
     Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
 }
 
 #[async_trait]
 impl Backend for SqliteStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.read_in_place(|conn, label| {
+        let key = key.to_owned();
+        self.read(move |conn, label| {
             conn.prepare_cached(SELECT)?
-                .query_row((label, key), |row| row.get(0))
+                .query_row((label, &key), |row| row.get(0))
                 .optional()
         })
+        .await
     }
 
     async fn set(&self, key: &str, value: Vec<u8>) -> Result<()> {
         let key = key.to_owned();
         self.write(move |conn, label| {
             conn.prepare_cached(UPSERT)?
-                .execute((label, key, value))
+                .execute((label, &key, &value))
                 .map(drop)
         })
         .await
@@ -127,17 +142,23 @@ impl Backend for SqliteStore {
 
     async fn delete(&self, key: &str) -> Result<()> {
         let key = key.to_owned();
-        self.write(move |conn, label| conn.prepare_cached(DELETE)?.execute((label, key)).map(drop))
-            .await
+        self.write(move |conn, label| {
+            conn.prepare_cached(DELETE)?
+                .execute((label, &key))
+                .map(drop)
+        })
+        .await
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        self.read_in_place(|conn, label| {
+        let key = key.to_owned();
+        self.read(move |conn, label| {
             conn.prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2)",
             )?
-            .query_row((label, key), |row| row.get(0))
+            .query_row((label, &key), |row| row.get(0))
         })
+        .await
     }
 
     async fn keys(&self) -> Result<Vec<String>> {
@@ -181,7 +202,7 @@ impl Backend for SqliteStore {
         self.write(move |conn, label| {
             let tx = write_transaction(conn)?;
             let mut stmt = tx.prepare_cached(UPSERT)?;
-            for (key, value) in entries {
+            for (key, value) in &entries {
                 stmt.execute((label, key, value))?;
             }
             drop(stmt);
@@ -194,7 +215,7 @@ impl Backend for SqliteStore {
         self.write(move |conn, label| {
             let tx = write_transaction(conn)?;
             let mut stmt = tx.prepare_cached(DELETE)?;
-            for key in keys {
+            for key in &keys {
                 stmt.execute((label, key))?;
             }
             drop(stmt);
@@ -259,19 +280,19 @@ impl Watch for SqliteWatch {
         } = *self;
         store
             .write(move |conn, label| {
-                let changed = match current {
+                let changed = match &current {
                     Some(seen) => conn
                         .prepare_cached(
                             "UPDATE spin_key_value SET value = ?4
                              WHERE store = ?1 AND key = ?2 AND value = ?3",
                         )?
-                        .execute((label, key, seen, value))?,
+                        .execute((label, &key, seen, &value))?,
                     None => conn
                         .prepare_cached(
                             "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
                              ON CONFLICT (store, key) DO NOTHING",
                         )?
-                        .execute((label, key, value))?,
+                        .execute((label, &key, &value))?,
                 };
                 Ok(changed == 1)
             })
