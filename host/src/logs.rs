@@ -46,10 +46,11 @@ impl<W: Write> Write for Paced<W> {
         self.0.write(buf)
     }
 
+    /// Rests after a failed flush too: the thread retries with the next batch, not at once.
     fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()?;
+        let flushed = self.0.flush();
         std::thread::sleep(WRITER_REST);
-        Ok(())
+        flushed
     }
 }
 

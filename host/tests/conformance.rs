@@ -84,6 +84,18 @@ fn app() -> (tempfile::TempDir, AppBuilder) {
     (dir, App::with_manifest(path))
 }
 
+/// The app on the embedded host with a request deadline: the host's own limit, as
+/// `spin up` has none.
+fn app_with_request_timeout(secs: u32) -> (tempfile::TempDir, App) {
+    let (dir, builder) = app();
+    let app = builder
+        .engine(Engine::Host)
+        .arg("--request-timeout")
+        .arg(&secs.to_string())
+        .start();
+    (dir, app)
+}
+
 fn get(app: &App, path: &str) -> (u16, Value) {
     let response = client().get(app.url(path)).send().unwrap();
     let status = response.status().as_u16();
@@ -512,13 +524,7 @@ fn trap_gives_500_and_the_host_keeps_serving() {
 
 #[test]
 fn runaway_component_is_stopped_by_the_timeout() {
-    let (_dir, builder) = app();
-    // The host's own limit: `spin up` has no request deadline.
-    let app = builder
-        .engine(Engine::Host)
-        .arg("--request-timeout")
-        .arg("2")
-        .start();
+    let (_dir, app) = app_with_request_timeout(2);
     let started = std::time::Instant::now();
     // The app was too slow, not broken: 503, and worth retrying.
     let response = client().get(app.url("/bare/spin")).send().unwrap();
@@ -539,12 +545,7 @@ fn runaway_component_is_stopped_by_the_timeout() {
 /// runaways run (they end only at the request deadline).
 #[test]
 fn runaway_components_do_not_hold_up_other_requests() {
-    let (_dir, builder) = app();
-    let app = builder
-        .engine(Engine::Host)
-        .arg("--request-timeout")
-        .arg("8")
-        .start();
+    let (_dir, app) = app_with_request_timeout(8);
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
     let runaways: Vec<_> = (0..workers * 2)
         .map(|_| {
